@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs everything, then runs the whole test suite (lint included) against real mosquitto,
+# a real SOAP server over HTTP, real databases and real Airflow. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ELBRIDGE_WITH_POSTGRES=1 bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"
+ruff check bridge dags tests bench scripts
+echo "== pytest"
+python -m pytest -p no:cacheprovider "$@"

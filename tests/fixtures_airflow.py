@@ -1,0 +1,1 @@
+"""Fixtures for the airflow side (owned by that area)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the mqtt side (owned by that area)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the soap side (owned by that area)."""
