@@ -1,0 +1,72 @@
+"""The ledger query behind reconciliation: one grouped pass over movements per licence line."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import Connection, func, select
+
+from bridge.reconcile import ReconciliationRow
+from bridge.store.schema import licence, licence_line, movement
+
+
+def reconciliation_rows(
+    conn: Connection, licence_number: str | None = None
+) -> list[ReconciliationRow]:
+    """Every current licence line with its authorised and written-off totals, in licence and
+    line order; totals are sums of movements, so the audit trail and the balance cannot drift."""
+    totals = (
+        select(
+            movement.c.licence_number,
+            movement.c.line_number,
+            func.sum(movement.c.quantity).label("quantity"),
+            func.sum(movement.c.value).label("value"),
+            func.count().label("movements"),
+        )
+        .group_by(movement.c.licence_number, movement.c.line_number)
+        .subquery()
+    )
+    query = (
+        select(
+            licence_line.c.number,
+            licence_line.c.line_number,
+            licence.c.type,
+            licence.c.status,
+            licence_line.c.control_list_entry,
+            licence_line.c.unit,
+            licence_line.c.quantity,
+            totals.c.quantity,
+            licence_line.c.currency,
+            licence_line.c.value,
+            totals.c.value,
+            totals.c.movements,
+        )
+        .join(licence, licence.c.number == licence_line.c.number)
+        .outerjoin(
+            totals,
+            (totals.c.licence_number == licence_line.c.number)
+            & (totals.c.line_number == licence_line.c.line_number),
+        )
+        .order_by(licence_line.c.number, licence_line.c.line_number)
+    )
+    if licence_number is not None:
+        query = query.where(licence_line.c.number == licence_number)
+    rows = []
+    for r in conn.execute(query):
+        rows.append(
+            ReconciliationRow(
+                licence_number=r[0],
+                line_number=r[1],
+                licence_type=r[2],
+                status=r[3],
+                control_list_entry=r[4],
+                unit=r[5],
+                authorised_quantity=r[6],
+                written_off_quantity=r[7] if r[7] is not None else Decimal(0),
+                currency=r[8],
+                authorised_value=r[9],
+                written_off_value=r[10] if r[10] is not None else Decimal(0),
+                movements=r[11] or 0,
+            )
+        )
+    return rows
