@@ -1,0 +1,1 @@
+"""MQTT adapters: the mosquitto broker process, the declaration subscriber, the event publisher."""
