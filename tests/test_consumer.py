@@ -15,7 +15,7 @@ from bridge.consumer import ConsumeReport, consume, store_batch
 from bridge.envelope import build_envelope, mrn_from_lrn
 from bridge.mqtt.client import DeclarationSubscriber
 from bridge.mqtt.publisher import envelope_for_declaration_file, publish_events
-from bridge.store.ledger import line_balances
+from bridge.store.reconciliation import reconciliation_rows
 from bridge.store.schema import movement, processed_message, quarantine, refusal
 from tests.fixtures_mqtt import (
     RELEASED_AT,
@@ -43,7 +43,7 @@ def _drain(settings, engine, **kwargs):
 
 def _remaining(engine, number: str, line: int = 1):
     with engine.connect() as conn:
-        (balance,) = [b for b in line_balances(conn, number) if b.line_number == line]
+        (balance,) = [b for b in reconciliation_rows(conn, number) if b.line_number == line]
     return balance.remaining_quantity
 
 

@@ -15,10 +15,10 @@ from bridge.errors import Problem
 from bridge.mqtt.publisher import envelope_for_declaration_file
 from bridge.store.ledger import (
     apply_batch,
-    line_balances,
     quarantine_key,
     quarantine_message,
 )
+from bridge.store.reconciliation import reconciliation_rows
 from bridge.store.schema import declaration, movement, processed_message, quarantine, usage
 from tests.fixtures_mqtt import (
     RELEASED_AT,
@@ -47,7 +47,7 @@ def _apply(engine, *events):
 
 def _balance(engine, number, line=1):
     with engine.connect() as conn:
-        (row,) = [b for b in line_balances(conn, number) if b.line_number == line]
+        (row,) = [b for b in reconciliation_rows(conn, number) if b.line_number == line]
     return row
 
 

@@ -24,8 +24,6 @@ from bridge.store.licences import load_licences
 from bridge.store.schema import (
     Micro,
     declaration,
-    licence,
-    licence_line,
     movement,
     processed_message,
     quarantine,
@@ -131,26 +129,6 @@ def combine(results: Iterable[BatchResult]) -> BatchResult:
         movements += result.movements
         refusals += result.refusals
     return BatchResult(tuple(outcomes), movements, refusals, dict(counts))
-
-
-@dataclass(frozen=True, slots=True)
-class LineBalance:
-    """One licence line: authorised, written off (sum of movements) and remaining."""
-
-    licence_number: str
-    line_number: int
-    licence_type: str
-    status: str
-    control_list_entry: str
-    unit: str | None
-    authorised_quantity: Decimal | None
-    written_off_quantity: Decimal
-    remaining_quantity: Decimal | None
-    currency: str | None
-    authorised_value: Decimal | None
-    written_off_value: Decimal
-    remaining_value: Decimal | None
-    movements: int
 
 
 @lru_cache(maxsize=16)
@@ -462,72 +440,6 @@ def quarantine_message(
     return stored == 1
 
 
-def line_balances(conn: Connection, licence_number: str | None = None) -> list[LineBalance]:
-    """Per current licence line: authorised, written off (the sum of its movements) and
-    remaining quantity and value, in licence and line order. One grouped query."""
-    totals = (
-        select(
-            movement.c.licence_number,
-            movement.c.line_number,
-            func.sum(movement.c.quantity).label("quantity"),
-            func.sum(movement.c.value).label("value"),
-            func.count().label("movements"),
-        )
-        .group_by(movement.c.licence_number, movement.c.line_number)
-        .subquery()
-    )
-    query = (
-        select(
-            licence_line.c.number,
-            licence_line.c.line_number,
-            licence.c.type,
-            licence.c.status,
-            licence_line.c.control_list_entry,
-            licence_line.c.unit,
-            licence_line.c.quantity,
-            type_coerce(totals.c.quantity, Micro()),
-            licence_line.c.currency,
-            licence_line.c.value,
-            type_coerce(totals.c.value, Micro()),
-            totals.c.movements,
-        )
-        .join(licence, licence.c.number == licence_line.c.number)
-        .outerjoin(
-            totals,
-            (totals.c.licence_number == licence_line.c.number)
-            & (totals.c.line_number == licence_line.c.line_number),
-        )
-        .order_by(licence_line.c.number, licence_line.c.line_number)
-    )
-    if licence_number is not None:
-        query = query.where(licence_line.c.number == licence_number)
-    balances = []
-    for row in conn.execute(query):
-        (number, line_number, kind, status, cle, unit, quantity, used_q) = row[:8]
-        currency, value, used_v, count = row[8:]
-        used_q = used_q or Decimal(0)
-        used_v = used_v or Decimal(0)
-        balances.append(
-            LineBalance(
-                licence_number=number,
-                line_number=line_number,
-                licence_type=kind,
-                status=status,
-                control_list_entry=cle,
-                unit=unit,
-                authorised_quantity=quantity,
-                written_off_quantity=used_q,
-                remaining_quantity=None if quantity is None else quantity - used_q,
-                currency=currency,
-                authorised_value=value,
-                written_off_value=used_v,
-                remaining_value=None if value is None else value - used_v,
-                movements=count or 0,
-            )
-        )
-    return balances
-
-
 def _insert_many(conn: Connection, table: Table, names: Sequence[str], rows: list[tuple]) -> None:
     """INSERT `rows` (tuples in the order of `names`) in one executemany. The statement goes
     to the driver as is, each value through its column's own bind conversion (Micro, dates):
@@ -578,11 +490,9 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 
 __all__ = [
     "BatchResult",
-    "LineBalance",
     "Unreadable",
     "apply_batch",
     "combine",
-    "line_balances",
     "load_snapshot",
     "quarantine_message",
     "quarantine_messages",

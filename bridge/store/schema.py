@@ -112,9 +112,12 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTC, nullable=False),
     Column("last_error", Text),
-    Column("acknowledgement", String(200)),
+    Column("acknowledgement", String(200)),  # ACCEPTED | DUPLICATE, as customs answered
+    Column("receipt_id", String(64)),  # customs' reference for the stored certificate
+    Column("last_attempt_at", UTC),
     Column("created_at", UTC, nullable=False),
     Column("delivered_at", UTC),
+    Index("ix_outbox_licence_version", "licence_number", "licence_version"),
 )
 
 processed_message = Table(
@@ -142,6 +145,21 @@ usage = Table(
     Column("value", Micro, nullable=False),  # in the licence line's currency
     Column("declaration_version", Integer, nullable=False),
     Column("event", String(20), nullable=False),
+    Column("updated_at", UTC, nullable=False),
+)
+
+# Where each declaration stands: the version last applied, whether it was invalidated (so that a
+# release arriving after its invalidation writes nothing), an amendment held until its release.
+declaration = Table(
+    "declaration",
+    metadata,
+    Column("mrn", String(35), primary_key=True),
+    Column("version", Integer, nullable=False),  # 0: nothing applied yet
+    Column("event", String(20)),
+    Column("invalidated", Integer, nullable=False, default=0),
+    Column("message_id", String(200)),
+    Column("held_version", Integer),
+    Column("held_message", LargeBinary),  # the held amendment's message, as received
     Column("updated_at", UTC, nullable=False),
 )
 

@@ -1,0 +1,222 @@
+"""The bridge's client for the customs certificate service (zeep over requests).
+
+It translates and moves bytes; it decides nothing. Every failure becomes a DeliveryError whose
+`transient` flag says whether sending the same message again later may help:
+
+- transient: connection refused, no answer within the timeout, connection dropped, HTTP 5xx
+  (and 408, 429), a SOAP fault marked Transient=true (or a Server fault without the mark);
+- permanent: a SOAP Client fault (or any fault marked Transient=false), any other HTTP error,
+  an answer that is not the acknowledgement the contract promises.
+
+The WSDL is the project's own contract (schemas/), bound to `settings.soap_url`; one zeep client
+is built on first use and reused, since building it costs far more than a call."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import requests
+from lxml import etree
+from zeep import Client, Transport
+from zeep import Settings as ZeepSettings
+from zeep import exceptions as zeep_errors
+from zeep.wsse import utils as wsse_utils
+from zeep.wsse.username import UsernameToken
+
+from bridge.certificate import MAX_CERTIFICATE_BYTES
+from bridge.config import SCHEMAS_DIR, Settings
+from bridge.errors import DeliveryError, XmlRefused
+from bridge.soap import MESSAGES_NAMESPACE, SERVICE_NAMESPACE, WSDL_FILE
+from bridge.xmlsafe import parse_xml
+
+BINDING = f"{{{SERVICE_NAMESPACE}}}CertexBinding"
+_TRANSIENT_HTTP = frozenset({408, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Customs' answer to a delivered certificate."""
+
+    message_id: str
+    status: str  # ACCEPTED, or DUPLICATE when this message id was stored before
+    receipt_id: str
+    received_at: datetime
+
+
+class _UsernameTokenWithTimestamp:
+    """WS-Security header: a UsernameToken (password digest, nonce, created) and a wsu:Timestamp
+    (Created, Expires), both fresh for every message. One object, since zeep verifies answers
+    only through a single wsse plugin."""
+
+    def __init__(
+        self, username: str, password: str, lifetime: timedelta = timedelta(minutes=5)
+    ) -> None:
+        self.token = UsernameToken(username, password, use_digest=True, zulu_timestamp=True)
+        self.lifetime = lifetime
+
+    def apply(self, envelope: etree._Element, headers: dict) -> tuple[etree._Element, dict]:
+        envelope, headers = self.token.apply(envelope, headers)
+        security = wsse_utils.get_security_header(envelope)
+        created = datetime.now(UTC).replace(microsecond=0)
+        timestamp = wsse_utils.WSU.Timestamp(
+            wsse_utils.WSU.Created(created.isoformat().replace("+00:00", "Z")),
+            wsse_utils.WSU.Expires((created + self.lifetime).isoformat().replace("+00:00", "Z")),
+        )
+        timestamp.set(wsse_utils.ID_ATTR, wsse_utils.get_unique_id())
+        security.append(timestamp)
+        return envelope, headers
+
+    def verify(self, envelope: etree._Element) -> etree._Element:
+        return envelope
+
+
+class CustomsClient:
+    """Submits certificates to the customs single window at `settings.soap_url`. One client
+    per thread: the zeep client and its HTTP session are reused between calls, not shared."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service = None
+        self._lock = threading.Lock()
+
+    def _proxy(self):
+        # Built on first use, never at import: loading the WSDL and schemas takes tens of ms.
+        with self._lock:
+            if self._service is None:
+                timeout = self.settings.soap_timeout
+                transport = Transport(timeout=timeout, operation_timeout=timeout)
+                wsse = None
+                if self.settings.soap_username:
+                    wsse = _UsernameTokenWithTimestamp(
+                        self.settings.soap_username, self.settings.soap_password or ""
+                    )
+                client = Client(
+                    str(SCHEMAS_DIR / WSDL_FILE),
+                    transport=transport,
+                    wsse=wsse,
+                    settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
+                )
+                self._service = client.create_service(BINDING, self.settings.soap_url)
+            return self._service
+
+    def submit_certificate(
+        self, message_id: str, certificate_xml: bytes, sent_at: datetime
+    ) -> Acknowledgement:
+        """Deliver one certificate under `message_id` (the idempotency key) and return customs'
+        acknowledgement. The certificate travels as the element built, unchanged.
+
+        Raises DeliveryError, transient or permanent (see the module docstring)."""
+        if sent_at.tzinfo is None:
+            raise ValueError("sent_at must carry its time zone")
+        url = self.settings.soap_url
+        try:
+            certificate = parse_xml(
+                certificate_xml, max_bytes=MAX_CERTIFICATE_BYTES, what="the certificate"
+            )
+        except XmlRefused as refused:
+            raise DeliveryError(str(refused), transient=False, code="invalid-certificate") from None
+        service = self._proxy()
+        try:
+            reply = service.SubmitCertificate(
+                MessageId=message_id,
+                SentAt=sent_at.astimezone(UTC),
+                Sender=self.settings.sender_id,
+                _value_1=certificate,
+            )
+        except requests.exceptions.Timeout:
+            raise DeliveryError(
+                f"no answer from {url} within {self.settings.soap_timeout} s",
+                transient=True,
+                code="timeout",
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            raise _connection_error(url, error) from None
+        except requests.exceptions.RequestException as error:
+            raise DeliveryError(
+                f"HTTP exchange with {url} broke off: {error}", transient=True, code="http-broken"
+            ) from None
+        except zeep_errors.Fault as fault:
+            raise _fault_error(fault) from None
+        except zeep_errors.TransportError as error:
+            status = error.status_code or 0
+            if 200 <= status < 300:
+                raise DeliveryError(
+                    f"the answer from {url} (HTTP {status}) is not a SOAP message",
+                    transient=False,
+                    code="invalid-response",
+                ) from None
+            raise DeliveryError(
+                f"HTTP {status} from {url}",
+                transient=status >= 500 or status in _TRANSIENT_HTTP,
+                code=f"http-{status}",
+            ) from None
+        except (zeep_errors.Error, etree.LxmlError) as error:
+            raise DeliveryError(
+                f"the answer from {url} is not a valid acknowledgement: {error}",
+                transient=False,
+                code="invalid-response",
+            ) from None
+        return _acknowledgement(message_id, reply, url)
+
+
+def _connection_error(url: str, error: requests.exceptions.ConnectionError) -> DeliveryError:
+    text = str(error)
+    if "refused" in text.lower() or "NewConnectionError" in text:
+        return DeliveryError(
+            f"connection to {url} refused (nothing listening?)",
+            transient=True,
+            code="connection-refused",
+        )
+    return DeliveryError(
+        f"connection to {url} dropped before an answer arrived: {text[:200]}",
+        transient=True,
+        code="connection-dropped",
+    )
+
+
+def _fault_error(fault: zeep_errors.Fault) -> DeliveryError:
+    faultcode = (fault.code or "").rsplit(":", 1)[-1]
+    detail = fault.detail
+    certex = None
+    if detail is not None:
+        certex = detail.find(f"{{{MESSAGES_NAMESPACE}}}CertexFault")
+    if certex is not None:
+        code = certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Code") or "UNKNOWN"
+        reason = certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Reason") or fault.message or ""
+        flag = (certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Transient") or "").strip()
+        transient = flag in ("true", "1") if flag else faultcode == "Server"
+        return DeliveryError(
+            f"customs answered {faultcode} fault {code}: {reason}",
+            transient=transient,
+            code=f"fault-{code.lower()}",
+        )
+    # A fault without our detail: the sender's mistake (Client) or the server's trouble.
+    return DeliveryError(
+        f"customs answered {faultcode or 'a'} fault: {fault.message}",
+        transient=faultcode == "Server",
+        code=f"fault-{faultcode.lower() or 'unknown'}",
+    )
+
+
+def _acknowledgement(message_id: str, reply, url: str) -> Acknowledgement:
+    def refuse(why: str) -> DeliveryError:
+        return DeliveryError(
+            f"the answer from {url} is not a valid acknowledgement: {why}",
+            transient=False,
+            code="invalid-response",
+        )
+
+    if reply is None:
+        raise refuse("it is empty")
+    answered = getattr(reply, "MessageId", None)
+    if answered != message_id:
+        raise refuse(f"it acknowledges message {answered!r}, not {message_id!r}")
+    status = getattr(reply, "Status", None)
+    if status not in ("ACCEPTED", "DUPLICATE"):
+        raise refuse(f"unknown status {status!r}")
+    received_at = getattr(reply, "ReceivedAt", None)
+    if not isinstance(received_at, datetime) or received_at.tzinfo is None:
+        raise refuse(f"ReceivedAt {received_at!r} is not a date and time with its zone")
+    return Acknowledgement(message_id, status, reply.ReceiptId, received_at.astimezone(UTC))

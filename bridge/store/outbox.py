@@ -1,0 +1,206 @@
+"""The outbox: certificates waiting for, or done with, delivery to customs.
+
+Rows are written before anything is sent, and each row's status changes in its own transaction
+right after its call, so a crash loses neither a certificate nor the knowledge that it went out.
+
+Status: pending (to send, at `next_attempt_at` or later), delivered (customs acknowledged),
+failed (customs refused it for good, or it could not be built validly; `last_error` says why)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from bridge.store.schema import licence_version, outbox
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+STATUSES = (PENDING, DELIVERED, FAILED)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("outbox times must carry their time zone")
+    return moment.astimezone(UTC)
+
+
+def _read_utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands DateTime(timezone=True) back without its zone; everything stored is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """A pending row, without its document (read when it is about to be sent)."""
+
+    id: int
+    message_id: str
+    kind: str
+    licence_number: str
+    licence_version: int
+    attempts: int
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    message_id: str
+    kind: str
+    licence_number: str
+    licence_version: int
+    document: str
+    status: str  # pending, or failed when it can never be sent
+    last_error: str | None = None
+
+
+def uncertified_versions(conn: Connection, kind: str = "certificate") -> list[tuple[str, int, str]]:
+    """(number, version, canonical licence as JSON) for every licence version that has no
+    outbox row of `kind`, by number and version."""
+    rows = conn.execute(
+        select(licence_version.c.number, licence_version.c.version, licence_version.c.document)
+        .outerjoin(
+            outbox,
+            and_(
+                outbox.c.licence_number == licence_version.c.number,
+                outbox.c.licence_version == licence_version.c.version,
+                outbox.c.kind == kind,
+            ),
+        )
+        .where(outbox.c.id.is_(None))
+        .order_by(licence_version.c.number, licence_version.c.version)
+    )
+    return [(number, version, document) for number, version, document in rows]
+
+
+def add_messages(conn: Connection, messages: Iterable[NewMessage], *, now: datetime) -> int:
+    """Queue `messages` (due at once); returns how many were written."""
+    at = _utc(now)
+    rows = [
+        {
+            "message_id": message.message_id,
+            "kind": message.kind,
+            "licence_number": message.licence_number,
+            "licence_version": message.licence_version,
+            "document": message.document,
+            "status": message.status,
+            "attempts": 0,
+            "next_attempt_at": at,
+            "last_error": message.last_error,
+            "created_at": at,
+        }
+        for message in messages
+    ]
+    if rows:
+        conn.execute(insert(outbox), rows)
+    return len(rows)
+
+
+def pending_messages(conn: Connection) -> list[PendingMessage]:
+    """Every pending row, oldest first (the order they were queued)."""
+    rows = conn.execute(
+        select(
+            outbox.c.id,
+            outbox.c.message_id,
+            outbox.c.kind,
+            outbox.c.licence_number,
+            outbox.c.licence_version,
+            outbox.c.attempts,
+            outbox.c.next_attempt_at,
+        )
+        .where(outbox.c.status == PENDING)
+        .order_by(outbox.c.id)
+    )
+    return [
+        PendingMessage(row[0], row[1], row[2], row[3], row[4], row[5], _read_utc(row[6]))
+        for row in rows
+    ]
+
+
+def message_document(conn: Connection, row_id: int) -> str:
+    return conn.execute(select(outbox.c.document).where(outbox.c.id == row_id)).scalar_one()
+
+
+def _still_pending(row_id: int):
+    return and_(outbox.c.id == row_id, outbox.c.status == PENDING)
+
+
+def mark_delivered(
+    conn: Connection,
+    row_id: int,
+    *,
+    attempts: int,
+    acknowledgement: str,
+    receipt_id: str,
+    at: datetime,
+) -> None:
+    conn.execute(
+        update(outbox)
+        .where(_still_pending(row_id))
+        .values(
+            status=DELIVERED,
+            attempts=attempts,
+            acknowledgement=acknowledgement,
+            receipt_id=receipt_id,
+            last_attempt_at=_utc(at),
+            delivered_at=_utc(at),
+        )
+    )
+
+
+def mark_failed(conn: Connection, row_id: int, *, attempts: int, reason: str, at: datetime) -> None:
+    conn.execute(
+        update(outbox)
+        .where(_still_pending(row_id))
+        .values(status=FAILED, attempts=attempts, last_error=reason, last_attempt_at=_utc(at))
+    )
+
+
+def reschedule(
+    conn: Connection,
+    row_id: int,
+    *,
+    attempts: int,
+    reason: str,
+    at: datetime,
+    next_attempt_at: datetime,
+) -> None:
+    conn.execute(
+        update(outbox)
+        .where(_still_pending(row_id))
+        .values(
+            attempts=attempts,
+            last_error=reason,
+            last_attempt_at=_utc(at),
+            next_attempt_at=_utc(next_attempt_at),
+        )
+    )
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """Rows per status; every status listed, zero included."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, number in conn.execute(
+        select(outbox.c.status, func.count()).group_by(outbox.c.status)
+    ):
+        counts[status] = number
+    return counts
+
+
+def outbox_rows(conn: Connection, licence_number: str | None = None) -> list[dict]:
+    """Every row as a dict (documents included), for reports and tests."""
+    query = select(outbox).order_by(outbox.c.id)
+    if licence_number is not None:
+        query = query.where(outbox.c.licence_number == licence_number)
+    rows = []
+    for row in conn.execute(query).mappings():
+        data = dict(row)
+        for name in ("next_attempt_at", "last_attempt_at", "created_at", "delivered_at"):
+            data[name] = _read_utc(data[name])
+        rows.append(data)
+    return rows
