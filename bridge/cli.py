@@ -67,8 +67,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     from bridge.consumer import consume
+    from bridge.mqtt.client import open_session
 
     settings = _settings(args)
+    if args.open_session:
+        open_session(settings)
+        print(f"session {settings.mqtt_client_id} subscribed to {settings.mqtt_topic}")
+        return 0
     engine = _engine(settings)
     report = consume(
         settings,
@@ -171,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consume.add_argument("--max-seconds", type=float, help="stop after this long in any case")
     consume.add_argument("--follow", action="store_true", help="keep consuming until stopped")
+    consume.add_argument(
+        "--open-session",
+        action="store_true",
+        help="only create the persistent session (run once before customs start publishing)",
+    )
     consume.set_defaults(func=cmd_consume)
 
     reconcile = commands.add_parser(

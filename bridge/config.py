@@ -1,5 +1,6 @@
 """The one configuration loader. Settings come from ELBRIDGE_* environment variables over
-embedded defaults; Airflow tasks pass Connection values as overrides (see dags/_wiring.py).
+embedded defaults; Airflow tasks pass Connection values as overrides (see
+bridge/orchestration/airflow_wiring.py).
 
 Defaults run everything on this machine: a SQLite ledger and folders under `home`, mosquitto on
 127.0.0.1:1883, the customs simulator on 127.0.0.1:8088."""

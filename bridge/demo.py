@@ -118,13 +118,14 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
     from bridge.consumer import consume
     from bridge.ingest import ingest_inbox
     from bridge.mqtt.broker import start_broker
+    from bridge.mqtt.client import open_session
     from bridge.mqtt.publisher import envelope_for_declaration_file, publish_events
     from bridge.outbox import certify_pending, deliver_pending, outbox_summary
     from bridge.reconcile import render
     from bridge.soap.client import CustomsClient
     from bridge.soap.simulator import start_simulator
     from bridge.store.db import make_engine
-    from bridge.store.reconciliation import reconciliation_rows
+    from bridge.store.reconciliation import declaration_outcomes, reconciliation_rows, refusals
 
     home = home or Path.cwd() / "var" / "demo"
     declarations = samples_dir()
@@ -139,6 +140,9 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
             mqtt_host=broker.host, mqtt_port=broker.port, soap_url=simulator.url
         )
         engine = make_engine(settings.ledger_url)
+        # The broker queues events only for a session that exists: open it before anything
+        # is published (and before Airflow's consumer, which then resumes it).
+        open_session(settings)
         airflow = None
         if with_airflow:
             from bridge.orchestration.standalone import start_airflow
@@ -184,6 +188,20 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
 
         with engine.connect() as conn:
             rows = reconciliation_rows(conn)
+            outcomes = declaration_outcomes(conn)
+            refused = refusals(conn)
+        print()
+        print("Declaration events processed (MRN, event: outcome)")
+        for mrn, event, outcome, count in outcomes:
+            print(
+                f"  {mrn or '-'}  {event or '-'}: {outcome}" + (f" x{count}" if count > 1 else "")
+            )
+        for refusal in refused:
+            print(
+                f"  refused {refusal['mrn']} item {refusal['goods_item']}"
+                f" {refusal['document_code']} {refusal['document_ref']}:"
+                f" {refusal['code']}: {refusal['reason']}"
+            )
         print()
         print("Reconciliation: authorised against written off, per licence line")
         print(render(rows, "table"))

@@ -32,6 +32,7 @@ class ReconciliationRow:
     authorised_value: Decimal | None
     written_off_value: Decimal
     movements: int
+    certificate: str = "none"  # delivery of the current version to customs
 
     @property
     def remaining_quantity(self) -> Decimal | None:
@@ -65,6 +66,7 @@ COLUMNS = (
     "written_off_value",
     "remaining_value",
     "movements",
+    "certificate",
     "over_used",
 )
 
@@ -143,6 +145,8 @@ _TABLE = (
     ("auth. value", "authorised_value"),
     ("value used", "written_off_value"),
     ("value left", "remaining_value"),
+    ("moves", "movements"),
+    ("customs", "certificate"),
     ("over-use", "over_used"),
 )
 
@@ -159,6 +163,7 @@ def _table(rows: Sequence[ReconciliationRow]) -> str:
         "auth. value",
         "value used",
         "value left",
+        "moves",
     }
     out = []
     for index, line in enumerate(cells):

@@ -215,3 +215,11 @@ class DeclarationSubscriber:
 
 def unique_client_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def open_session(settings: Settings, timeout: float = 15.0) -> None:
+    """Create (or renew) the bridge's persistent session and subscription, then disconnect.
+
+    The broker keeps QoS 1 messages only for sessions that exist: run this once before
+    customs start publishing, so that nothing sent while no consumer runs is lost."""
+    DeclarationSubscriber(settings).start(timeout).close()

@@ -7,14 +7,23 @@ from decimal import Decimal
 from sqlalchemy import Connection, func, select
 
 from bridge.reconcile import ReconciliationRow
-from bridge.store.schema import licence, licence_line, movement
+from bridge.store.schema import (
+    licence,
+    licence_line,
+    movement,
+    outbox,
+    processed_message,
+    refusal,
+)
 
 
 def reconciliation_rows(
     conn: Connection, licence_number: str | None = None
 ) -> list[ReconciliationRow]:
     """Every current licence line with its authorised and written-off totals, in licence and
-    line order; totals are sums of movements, so the audit trail and the balance cannot drift."""
+    line order; totals are sums of movements, so the audit trail and the balance cannot drift.
+    `certificate` tells whether customs have the licence's current version (delivered), are
+    still to get it (pending), refused it (failed), or it was never certified (none)."""
     totals = (
         select(
             movement.c.licence_number,
@@ -40,8 +49,15 @@ def reconciliation_rows(
             licence_line.c.value,
             totals.c.value,
             totals.c.movements,
+            outbox.c.status,
         )
         .join(licence, licence.c.number == licence_line.c.number)
+        .outerjoin(
+            outbox,
+            (outbox.c.licence_number == licence.c.number)
+            & (outbox.c.licence_version == licence.c.current_version)
+            & (outbox.c.kind == "certificate"),
+        )
         .outerjoin(
             totals,
             (totals.c.licence_number == licence_line.c.number)
@@ -67,6 +83,30 @@ def reconciliation_rows(
                 authorised_value=r[9],
                 written_off_value=r[10] if r[10] is not None else Decimal(0),
                 movements=r[11] or 0,
+                certificate=r[12] or "none",
             )
         )
     return rows
+
+
+def declaration_outcomes(conn: Connection) -> list[tuple[str | None, str | None, str, int]]:
+    """(MRN, event, outcome, messages) for every declaration event processed, in MRN order."""
+    query = (
+        select(
+            processed_message.c.mrn,
+            processed_message.c.event,
+            processed_message.c.outcome,
+            func.count(),
+        )
+        .group_by(processed_message.c.mrn, processed_message.c.event, processed_message.c.outcome)
+        .order_by(processed_message.c.mrn, processed_message.c.event)
+    )
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def refusals(conn: Connection, licence_number: str | None = None) -> list[dict]:
+    """Refused write-offs, newest first, with their code and reason."""
+    query = select(refusal).order_by(refusal.c.at.desc(), refusal.c.id.desc())
+    if licence_number is not None:
+        query = query.where(refusal.c.licence_number == licence_number)
+    return [dict(row._mapping) for row in conn.execute(query)]

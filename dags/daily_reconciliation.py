@@ -1,0 +1,68 @@
+"""
+### Daily reconciliation
+
+Every day at midnight UTC: for every current licence line, what was authorised, what was
+written off and what remains, written as `reconciliation.csv` and `reconciliation.json` under
+`<home>/reports/<date>/` (the run's UTC date). The task returns a summary with the over-used
+lines (written off beyond what was authorised); over-use is a finding for the licensing
+authority, reported here, not a failure of the pipeline.
+
+The ledger comes from the Connection `elbridge_ledger` (optional; ELBRIDGE_* environment
+variables otherwise). The DAG only wires: the rules live in `bridge/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="daily_reconciliation",
+    schedule="@daily",
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "elbridge",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=30),
+    },
+    tags=["elbridge", "reconciliation", "reports"],
+    doc_md=__doc__,
+)
+def daily_reconciliation() -> None:
+    @task
+    def write_reconciliation() -> dict[str, Any]:
+        """Write the CSV and JSON reports and return their summary."""
+        from bridge.orchestration.airflow_wiring import (
+            ledger,
+            settings_from_airflow,
+            write_report,
+        )
+        from bridge.reconcile import render, summary
+        from bridge.store.reconciliation import reconciliation_rows
+
+        run = get_current_context()["dag_run"]
+        day = (run.logical_date or run.run_after).astimezone(UTC).date().isoformat()
+        settings = settings_from_airflow()
+        with ledger(settings) as engine, engine.connect() as conn:
+            rows = reconciliation_rows(conn)
+        folder = settings.home / "reports" / day
+        csv_file = write_report(folder / "reconciliation.csv", render(rows, "csv"))
+        json_file = write_report(folder / "reconciliation.json", render(rows, "json"))
+        totals = summary(rows)
+        if totals["over_used_lines"]:
+            log.warning("over-used licence lines: %s", ", ".join(totals["over_used_lines"]))
+        return {"date": day, "csv": str(csv_file), "json": str(json_file), **totals}
+
+    write_reconciliation()
+
+
+daily_reconciliation()
