@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ELBRIDGE_WITH_POSTGRES=1 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
-ruff check bridge dags tests bench scripts
+ruff check .
+ruff format --check .
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"
