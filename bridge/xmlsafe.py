@@ -57,7 +57,13 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "d
     return root
 
 
-def schema_from_file(path: str) -> etree.XMLSchema:
-    """An XSD loaded from our own schemas/ (trusted, local files only)."""
+def parse_project_file(path) -> etree._ElementTree:
+    """One of the project's own XML files (schemas/, trusted and local): no network, no
+    entities, but imports and includes resolve against the file's folder."""
     parser = etree.XMLParser(no_network=True, resolve_entities=False)
-    return etree.XMLSchema(etree.parse(path, parser))
+    return etree.parse(str(path), parser)
+
+
+def schema_from_file(path) -> etree.XMLSchema:
+    """An XSD loaded from our own schemas/."""
+    return etree.XMLSchema(parse_project_file(path))

@@ -63,7 +63,7 @@ from bridge.soap import (
     SUBMIT_CERTIFICATE_ACTION,
     WSDL_FILE,
 )
-from bridge.xmlsafe import DEFAULT_MAX_BYTES, parse_xml, schema_from_file
+from bridge.xmlsafe import DEFAULT_MAX_BYTES, parse_project_file, parse_xml, schema_from_file
 
 FAULT_KINDS = ("http503", "transient_fault", "timeout", "drop")
 FAULTS_ENV = "ELBRIDGE_SIM_FAULTS"
@@ -476,10 +476,9 @@ class CustomsService:
 
 def _served_documents(url: str) -> tuple[bytes, dict[str, bytes]]:
     """The WSDL with its real address, and the schemas with imports pointing back here."""
-    parser = etree.XMLParser(no_network=True, resolve_entities=False)
 
     def rewritten(name: str) -> bytes:
-        tree = etree.parse(str(SCHEMAS_DIR / name), parser)
+        tree = parse_project_file(SCHEMAS_DIR / name)
         for element in tree.iter(f"{{{_XSD_NS}}}import", f"{{{_XSD_NS}}}include"):
             location = element.get("schemaLocation")
             if location in _SCHEMA_FILES:

@@ -206,16 +206,7 @@ def apply_batch(
 def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> LedgerSnapshot:
     """The ledger state `events` touch: processed message ids, declaration states, usage of
     their MRNs, the licences they quote and those licences' line totals."""
-    message_ids = {event.message_id for event in events}
-    seen = set()
-    for chunk in _chunks(message_ids):
-        seen.update(
-            conn.execute(
-                select(processed_message.c.message_id).where(
-                    processed_message.c.message_id.in_(chunk)
-                )
-            ).scalars()
-        )
+    seen = _processed_ids(conn, {event.message_id for event in events})
     mrns = {event.mrn for event in events}
     states = _load_declarations(conn, mrns)
     held = [state.held for state in states.values() if state.held is not None]
@@ -382,15 +373,7 @@ def quarantine_messages(conn: Connection, messages: Sequence[Unreadable], now: d
     """Store unreadable messages with their reasons, once each (a redelivery of the same bytes
     is recognised). Returns how many were stored now."""
     keys = [quarantine_key(m.payload) for m in messages]
-    seen = set()
-    for chunk in _chunks(keys):
-        seen.update(
-            conn.execute(
-                select(processed_message.c.message_id).where(
-                    processed_message.c.message_id.in_(chunk)
-                )
-            ).scalars()
-        )
+    seen = _processed_ids(conn, keys)
     fresh = []
     for key, message in zip(keys, messages, strict=True):
         if key not in seen:
@@ -480,6 +463,20 @@ def _insert_many(conn: Connection, table: Table, names: Sequence[str], rows: lis
             converted.append(tuple(values))
         rows = converted
     conn.exec_driver_sql(statement, rows)
+
+
+def _processed_ids(conn: Connection, message_ids: Iterable[str]) -> set[str]:
+    """Which of these message ids the ledger has processed already."""
+    seen: set[str] = set()
+    for chunk in _chunks(message_ids):
+        seen.update(
+            conn.execute(
+                select(processed_message.c.message_id).where(
+                    processed_message.c.message_id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return seen
 
 
 def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
