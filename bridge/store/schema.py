@@ -203,6 +203,36 @@ refusal = Table(
     UniqueConstraint("message_id", "goods_item", "document_code", "document_ref", "code"),
 )
 
+# What an authority must look at: over-use attempts, ceilings lowered below usage, exhausted
+# licences, CN/CLE mismatches. Raised by the bridge, never by hand.
+alert = Table(
+    "alert",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False, index=True),  # over-use, ceiling-below-usage...
+    Column("licence_number", String(70), index=True),
+    Column("line_number", Integer),
+    Column("mrn", String(35)),
+    Column("message", Text, nullable=False),
+    Column("details", Text, nullable=False, default="{}"),  # JSON
+    Column("at", UTC, nullable=False),
+)
+
+# Every status change of a licence (suspend, reinstate, revoke, annul, expire, exhaust), with
+# who did it and why: the lifecycle's audit trail.
+licence_event = Table(
+    "licence_event",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("licence_number", String(70), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("from_status", String(20), nullable=False),
+    Column("to_status", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", UTC, nullable=False),
+)
+
 # National licence records that failed validation, kept with every reason.
 reject = Table(
     "reject",
