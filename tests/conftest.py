@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from pathlib import Path
 
 import pytest
 
+from bridge.pgcluster import postgres_available, start_cluster
 from bridge.store.db import make_engine
 
 pytest_plugins = [
@@ -20,8 +23,35 @@ SHARED_FIXTURES = PROJECT.parent / "shared" / "fixtures"
 WCO_SAMPLES = SHARED_FIXTURES / "wco-dec-dms" / "samples"
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster for the session; each test gets its own database."""
+    if not postgres_available():
+        pytest.fail(
+            "PostgreSQL is not installed: run scripts/setup.sh with ELBRIDGE_WITH_POSTGRES=1"
+        )
+    with start_cluster() as cluster:
+        yield cluster
+
+
+_databases = itertools.count(1)
+
+
+def pytest_generate_tests(metafunc):
+    # Ledger tests run on both databases the bridge supports; ELBRIDGE_TEST_DATABASES narrows it.
+    if "ledger_url" in metafunc.fixturenames:
+        wanted = os.environ.get("ELBRIDGE_TEST_DATABASES", "sqlite").split(",")
+        wanted = [w.strip() for w in wanted if w.strip()]
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            wanted = [w for w in wanted if w == "sqlite"]
+        metafunc.parametrize("ledger_url", wanted, indirect=True)
+
+
 @pytest.fixture
-def ledger_url(tmp_path: Path) -> str:
+def ledger_url(request, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        return cluster.create_database(f"ledger_{next(_databases)}")
     return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
