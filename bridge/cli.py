@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bridge.cli_authority import add_authority_commands, add_reconcile_views, show_view, wants_view
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError
 
@@ -91,6 +92,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     engine = _engine(settings)
+    if wants_view(args):
+        return show_view(args, engine)
     with engine.connect() as conn:
         rows = reconciliation_rows(conn, args.licence)
     text = render(rows, args.format)
@@ -189,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--format", choices=("table", "csv", "json"), default="table")
     reconcile.add_argument("--licence", help="only this licence")
     reconcile.add_argument("--output", help="write to this file instead of standard output")
+    add_reconcile_views(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
+    add_authority_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
 
     sim = commands.add_parser(
         "customs-sim", help="the customs single window simulator (SOAP server, event publisher)"

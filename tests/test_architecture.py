@@ -20,6 +20,8 @@ CORE = {
     "bridge.writeoff",
     "bridge.reconcile",
     "bridge.retry",
+    "bridge.manual",
+    "bridge.history",
 }
 OUTSIDE_THINGS = (
     "sqlalchemy",

@@ -169,7 +169,9 @@ movement = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("licence_number", String(70), nullable=False),
     Column("line_number", Integer, nullable=False),
-    Column("kind", String(20), nullable=False),  # write_off | adjustment | reversal | manual
+    # write_off | adjustment | reversal (customs); manual_write_off | correction | reversal (by
+    # hand: actor is the person, a reversal's message_id names what it undoes: reversal-of:ID)
+    Column("kind", String(20), nullable=False),
     Column("quantity", Micro, nullable=False),  # signed, in the line's unit
     Column("value", Micro, nullable=False),  # signed, in the line's currency
     Column("declared_quantity", Micro),

@@ -1,0 +1,48 @@
+"""Manual movements in the ledger: append the movement the rules (bridge.manual) decided, and
+serialise manual acts on one licence. Rows are only ever added, never edited or deleted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, update
+
+from bridge.manual import ManualMovement
+from bridge.store.schema import licence, movement
+
+
+def lock_licence(conn: Connection, licence_number: str) -> None:
+    """Hold the licence until the caller's transaction ends, so that manual acts on one licence
+    (and the customs batches that write to it) take turns and each sees the totals the one
+    before it committed. A write that changes nothing does it on every database: PostgreSQL
+    locks the row; SQLite takes its single write lock, which a SELECT would not (its driver
+    begins the transaction only at the first write)."""
+    conn.execute(
+        update(licence)
+        .where(licence.c.number == licence_number)
+        .values(current_version=licence.c.current_version)
+    )
+
+
+def record_manual_movement(conn: Connection, manual: ManualMovement, *, now: datetime) -> int:
+    """Append the movement and return its id."""
+    result = conn.execute(
+        insert(movement).values(
+            licence_number=manual.licence_number,
+            line_number=manual.line_number,
+            kind=str(manual.kind),
+            quantity=manual.quantity,
+            value=manual.value,
+            declared_quantity=manual.declared_quantity,
+            declared_unit=manual.declared_unit,
+            mrn=manual.mrn,
+            goods_item=manual.goods_item,
+            document_code=manual.document_code,
+            document_ref=manual.document_ref,
+            message_id=manual.message_id,
+            actor=manual.actor,
+            reason=manual.reason,
+            at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])
