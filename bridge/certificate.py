@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from lxml import etree
@@ -468,3 +469,101 @@ def parse_certificate(xml: bytes, *, source: str = "certificate") -> Licence:
     problem) for a certificate that breaks the contract."""
     root = parse_xml(xml, max_bytes=MAX_CERTIFICATE_BYTES, what=source)
     return licence_from_certificate_element(root, source=source)
+
+
+# --------------------------------------------------------------------------- status updates
+
+_CERTIFICATE_STATUS = _q("CertificateStatus")
+_SEQUENCE = _q("Sequence")
+_REASON = _q("Reason")
+_EFFECTIVE_AT = _q("EffectiveAt")
+STATUS_SCHEMA_VERSION = "1.1"
+MAX_STATUS_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A status change of one certificate (`reference` at `version`) customs already hold:
+    the `sequence`-th status change of that reference, in force from `effective_at` (UTC)."""
+
+    reference: str
+    version: int
+    sequence: int
+    status: LicenceStatus
+    reason: str
+    effective_at: datetime
+
+
+def build_status_update(update: StatusUpdate) -> bytes:
+    """The CertificateStatus document of `update` (schemas/certex-certificate-1.0.xsd, 1.1):
+    UTF-8, Exclusive C14N 1.0; the same update always gives the same bytes. Raises Rejected
+    for text XML cannot carry or a time without its zone; validate with
+    `status_update_problems` before sending."""
+    source = f"status update {update.reference} v{update.version} #{update.sequence}"
+    if update.effective_at.tzinfo is None:
+        raise Rejected(
+            [Problem("must carry its time zone", "effective_at", source, None, "schema")],
+            summary=f"no status update for {source}",
+        )
+    writer = _Writer(source)
+    writer.parts.append(
+        f'<CertificateStatus xmlns="{NAMESPACE}" schemaVersion="{STATUS_SCHEMA_VERSION}">'
+    )
+    at = update.effective_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    writer.leaf("  ", "Reference", update.reference, "reference")
+    writer.leaf("  ", "Version", update.version, "version")
+    writer.leaf("  ", "Sequence", update.sequence, "sequence")
+    writer.leaf("  ", "Status", getattr(update.status, "value", update.status), "status")
+    writer.leaf("  ", "Reason", update.reason, "reason")
+    writer.leaf("  ", "EffectiveAt", at, "effective_at")
+    writer.parts.append("\n</CertificateStatus>")
+    if writer.problems:
+        raise Rejected(writer.problems, summary=f"no status update for {source}")
+    return "".join(writer.parts).encode("utf-8")
+
+
+def _status_element_problems(root: etree._Element, source: str) -> list[Problem]:
+    if root.tag != _CERTIFICATE_STATUS:
+        return [
+            Problem(
+                f"the root element is {root.tag}, not {_CERTIFICATE_STATUS}",
+                "/",
+                source,
+                None,
+                "schema",
+            )
+        ]
+    return _schema_problems(root, source)
+
+
+def status_update_problems(xml: bytes, *, source: str = "status update") -> list[Problem]:
+    """Every way `xml` breaks the CertificateStatus contract, with reason, path and line;
+    [] when it is valid."""
+    try:
+        root = parse_xml(xml, max_bytes=MAX_STATUS_BYTES, what=source)
+    except XmlRefused as refused:
+        return [Problem(str(refused), "", source, None, "not-xml")]
+    return _status_element_problems(root, source)
+
+
+def status_update_from_element(root: etree._Element, *, source: str) -> StatusUpdate:
+    """The StatusUpdate a valid CertificateStatus element carries; Rejected when invalid."""
+    problems = _status_element_problems(root, source)
+    if problems:
+        raise Rejected(problems, summary=f"{source} breaks the certificate status contract")
+    at = datetime.fromisoformat((root.findtext(_EFFECTIVE_AT) or "").strip().replace("Z", "+00:00"))
+    return StatusUpdate(
+        reference=root.findtext(_REFERENCE) or "",
+        version=int((root.findtext(_VERSION) or "").strip()),
+        sequence=int((root.findtext(_SEQUENCE) or "").strip()),
+        status=LicenceStatus(root.findtext(_STATUS)),
+        reason=root.findtext(_REASON) or "",
+        effective_at=at.astimezone(UTC),
+    )
+
+
+def parse_status_update(xml: bytes, *, source: str = "status update") -> StatusUpdate:
+    """`parse_status_update(build_status_update(u))` equals `u` (times in UTC). Raises
+    XmlRefused for unsafe XML, Rejected (every problem) for an invalid document."""
+    root = parse_xml(xml, max_bytes=MAX_STATUS_BYTES, what=source)
+    return status_update_from_element(root, source=source)

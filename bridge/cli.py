@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.cli_authority import add_authority_commands, add_reconcile_views, show_view, wants_view
+from bridge.cli_licences import add_licence_commands, add_query_service_commands
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError
 
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_reconcile_views(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
     add_authority_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
+    add_licence_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
+    add_query_service_commands(commands, ledger_url=lambda args: _settings(args).ledger_url)
 
     sim = commands.add_parser(
         "customs-sim", help="the customs single window simulator (SOAP server, event publisher)"

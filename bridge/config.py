@@ -31,6 +31,7 @@ class Settings:
     mqtt_password: str | None = None
     mqtt_client_id: str = "elbridge-writeoff"
     mqtt_topic: str = "customs/declarations/events"
+    mqtt_result_topic: str = "customs/declarations/results"  # one result per event (QoS 1)
     mqtt_session_expiry: int = 7 * 24 * 3600
     batch_size: int = 500
     batch_wait_ms: int = 200

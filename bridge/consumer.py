@@ -1,11 +1,16 @@
-"""The write-off service: declaration events from MQTT into the ledger, exactly once.
+"""The write-off service: declaration events from MQTT into the ledger, exactly once, and a
+result message back to customs for each.
 
 Wiring only. Messages are taken in batches (settings.batch_size, or whatever came within
 settings.batch_wait_ms); each is read (bridge.envelope); the readable ones are applied
-(bridge.store.ledger) and the unreadable ones quarantined in ONE transaction; after the commit,
-and only then, every message of the batch is acked in arrival order. A crash before the ack
-means a redelivery, which the ledger recognises. While the database is unavailable nothing is
-acked and the batch is retried."""
+(bridge.store.ledger), the licence status changes the rules decided are made
+(bridge.licence_status: exhausted, valid again) and the unreadable ones quarantined, all in ONE
+transaction that also stores each event's result message; after the commit, and only then,
+every message of the batch is acked in arrival order and the results are published at QoS 1 on
+settings.mqtt_result_topic. A crash before the ack means a redelivery, which the ledger
+recognises (and answers with the stored result again); a crash or a broker away before the
+results are published leaves them pending in the ledger, and they go out on the next start or
+retry. While the database is unavailable nothing is acked and the batch is retried."""
 
 from __future__ import annotations
 
@@ -16,30 +21,44 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bridge.config import Settings, load_settings
 from bridge.envelope import DeclarationEvent, read_event
 from bridge.errors import Problem, Rejected
+from bridge.licence_status import change_status
+from bridge.model import LicenceStatus
 from bridge.mqtt.client import DeclarationSubscriber, Received
+from bridge.mqtt.publisher import Publisher
+from bridge.store.alerts import raise_alert
 from bridge.store.db import make_engine, utcnow
 from bridge.store.ledger import (
     BatchResult,
+    PendingResult,
     Unreadable,
     apply_batch,
     combine,
-    quarantine_messages,
+    mark_results_published,
+    pending_results,
+    quarantine_batch,
 )
-from bridge.writeoff import Outcome
+from bridge.writeoff import Outcome, StatusChange
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import MQTTMessageInfo
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25  # how often the loop looks at stop, idle and time limits
 MAX_RETRY_DELAY = 30.0
+RESULT_TIMEOUT = 10.0  # seconds a result may wait for its PUBACK before it is sent again
 
 
 @dataclass
@@ -54,6 +73,9 @@ class ConsumeReport:
     held: int = 0
     batches: int = 0
     retries: int = 0  # batch attempts that failed on the database and were retried
+    results: int = 0  # result messages the broker acknowledged
+    result_failures: int = 0  # publications of results that failed (kept, sent again later)
+    status_changes: int = 0  # licences exhausted, or valid again
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -62,6 +84,7 @@ class ConsumeReport:
 
     def add(self, result: BatchResult, quarantined: int, quarantine_duplicates: int) -> None:
         self.batches += 1
+        self.status_changes += len(result.status_changes)
         self.applied += result.count(Outcome.APPLIED)
         self.ignored += result.count(Outcome.IGNORED)
         self.refused += result.count(Outcome.REFUSED)
@@ -87,7 +110,13 @@ def consume(
     report = ConsumeReport()
     started = time.monotonic()
     last_message = started
-    with _stop_on_signals(stop), DeclarationSubscriber(settings) as subscriber:
+    with (
+        _stop_on_signals(stop),
+        DeclarationSubscriber(settings) as subscriber,
+        Publisher(settings, client_id=f"{settings.mqtt_client_id}-results").start() as publisher,
+    ):
+        results = ResultRelay(settings, engine, publisher, report)
+        results.flush()  # what a crash or an absent broker left unpublished
         while not stop.is_set():
             now = time.monotonic()
             waits = [POLL_SECONDS]
@@ -104,13 +133,18 @@ def consume(
                     break
             batch = subscriber.take(limit, settings.batch_wait_ms / 1000, min(waits))
             if not batch:
+                results.retry_when_due()
                 continue
-            stored = store_batch(settings, engine, batch, stop, report)
+            published = results.acknowledged()
+            stored = store_batch(settings, engine, batch, stop, report, published=published)
             if stored is None:
                 break  # stopped while the database was away: nothing acked, all comes again
+            results.marked(published)
             subscriber.ack(batch)
             report.messages += len(batch)
+            results.publish(stored.results)
             last_message = time.monotonic()  # idle counts from here, not from the batch's start
+        results.close()
     report.seconds = time.monotonic() - started
     log.info("consume: %s", report)
     return report
@@ -145,9 +179,12 @@ def store_batch(
     batch: Sequence[Received],
     stop: threading.Event,
     report: ConsumeReport,
+    *,
+    published: Sequence[str] = (),
 ) -> BatchResult | None:
     """Apply and quarantine one batch in one transaction, retrying while the database is
-    unavailable; None when `stop` was set before it could be stored.
+    unavailable; None when `stop` was set before it could be stored. The transaction also
+    marks `published` (result keys the broker acknowledged since the last batch).
 
     Should the batch fail for any other reason (a message the rules cannot cope with), its
     messages are applied one by one and the failing ones quarantined with the error, so that
@@ -157,12 +194,16 @@ def store_batch(
     while True:
         try:
             try:
-                result, stored, again = _store_together(settings, engine, readable, unreadable)
+                result, stored, again = _store_together(
+                    settings, engine, readable, unreadable, published
+                )
             except Exception as error:
                 if _outage(error):
                     raise
                 log.exception("batch failed; applying its %d messages one by one", len(batch))
-                result, stored, again = _store_one_by_one(settings, engine, readable, unreadable)
+                result, stored, again = _store_one_by_one(
+                    settings, engine, readable, unreadable, published
+                )
         except Exception as error:
             if not _outage(error):
                 raise
@@ -176,17 +217,72 @@ def store_batch(
         return result
 
 
+def apply_declarations(
+    conn: Connection,
+    events: Sequence[DeclarationEvent],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> BatchResult:
+    """What a batch of readable events does, in the caller's transaction: the write-offs
+    (bridge.store.ledger.apply_batch), then the licence status changes the rules decided
+    (exhausted when every line with a ceiling is used up, valid again when quantity comes back),
+    each through bridge.licence_status so that customs get the status message."""
+    result = apply_batch(conn, events, now=now, settings=settings)
+    if result.status_changes:
+        _change_statuses(conn, result.status_changes, now)
+    return result
+
+
+def _change_statuses(conn: Connection, changes: Sequence[StatusChange], now: datetime) -> None:
+    for change in changes:
+        try:
+            changed = change_status(
+                conn,
+                change.licence_number,
+                change.to_status,
+                reason=change.reason,
+                actor=change.actor,
+                now=now,
+            )
+        except Rejected as refused:  # e.g. suspended meanwhile by an authority: theirs stands
+            log.warning(
+                "licence %s: status %s -> %s not made: %s",
+                change.licence_number,
+                change.from_status,
+                change.to_status,
+                refused,
+            )
+            continue
+        if not changed:
+            continue
+        if change.to_status is LicenceStatus.EXHAUSTED:
+            raise_alert(
+                conn,
+                "exhausted",
+                f"licence {change.licence_number} is exhausted: {change.reason}",
+                now=now,
+                licence_number=change.licence_number,
+            )
+
+
 def _store_together(
     settings: Settings,
     engine: Engine,
     readable: list[tuple[Received, DeclarationEvent]],
     unreadable: list[Unreadable],
+    published: Sequence[str] = (),
 ) -> tuple[BatchResult, int, int]:
     """(result, messages quarantined now, quarantined ones seen before)."""
     with engine.begin() as conn:
         now = utcnow()
-        stored = quarantine_messages(conn, unreadable, now) if unreadable else 0
-        result = apply_batch(conn, [event for _, event in readable], now=now, settings=settings)
+        if published:
+            mark_results_published(conn, published, now)
+        stored, quarantined = quarantine_batch(conn, unreadable, now) if unreadable else (0, [])
+        events = [event for _, event in readable]
+        result = apply_declarations(conn, events, now=now, settings=settings)
+    if quarantined:
+        result = combine([BatchResult(results=tuple(quarantined)), result])
     return result, stored, len(unreadable) - stored
 
 
@@ -195,15 +291,19 @@ def _store_one_by_one(
     engine: Engine,
     readable: list[tuple[Received, DeclarationEvent]],
     unreadable: list[Unreadable],
+    published: Sequence[str] = (),
 ) -> tuple[BatchResult, int, int]:
     # Rare path: one transaction per message. A retry after an outage finds the ones already
     # done in processed_message, so they still count once.
     results = []
     failed = []
+    if published:
+        with engine.begin() as conn:
+            mark_results_published(conn, published, utcnow())
     for message, event in readable:
         try:
             with engine.begin() as conn:
-                results.append(apply_batch(conn, [event], now=utcnow(), settings=settings))
+                results.append(apply_declarations(conn, [event], now=utcnow(), settings=settings))
         except Exception as error:
             if _outage(error):
                 raise
@@ -217,8 +317,150 @@ def _store_one_by_one(
             failed.append(Unreadable(message.topic, message.payload, event.message_id, (problem,)))
     quarantined = [*unreadable, *failed]
     with engine.begin() as conn:
-        stored = quarantine_messages(conn, quarantined, utcnow()) if quarantined else 0
-    return combine(results), stored, len(quarantined) - stored
+        stored, answers = quarantine_batch(conn, quarantined, utcnow()) if quarantined else (0, [])
+    return (
+        combine([*results, BatchResult(results=tuple(answers))]),
+        stored,
+        len(quarantined) - stored,
+    )
+
+
+class ResultRelay:
+    """The result messages between the ledger and the broker.
+
+    After each commit the batch's results are handed to the broker without waiting for their
+    PUBACKs (at most the publisher's window in flight), so publishing overlaps the next batch.
+    The keys acknowledged meanwhile are marked published in the next batch's transaction
+    (`acknowledged`, then `marked`), which costs no commit of its own; a crash before that sends
+    them again on restart, with the same result ids. A publication that fails or gets no PUBACK
+    within RESULT_TIMEOUT is retried from the ledger's pending results, with backoff, while the
+    consumer runs and on its next start."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, publisher: Publisher, report: ConsumeReport
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.publisher = publisher
+        self.report = report
+        self.in_flight: deque[tuple[str, MQTTMessageInfo, float]] = deque()
+        self.unmarked: list[str] = []  # acknowledged by the broker, not yet marked published
+        self.retry_at: float | None = None
+        self.delay = 0.5
+
+    def publish(self, results: Sequence[PendingResult]) -> None:
+        """Publish a committed batch's results (or, after a failure, everything pending)."""
+        if self.retry_at is not None:
+            self.retry_when_due()
+            return
+        self._send(results)
+
+    def acknowledged(self) -> list[str]:
+        """The keys the broker acknowledged so far and not yet marked, for the next
+        transaction to mark; `marked` once it committed."""
+        self._settle_or_fail(wait=False)
+        return list(self.unmarked)
+
+    def marked(self, keys: Sequence[str]) -> None:
+        del self.unmarked[: len(keys)]  # only ever appended to in between
+
+    def retry_when_due(self) -> None:
+        self._settle_or_fail(wait=False)
+        if self.retry_at is not None and time.monotonic() >= self.retry_at:
+            self.flush()
+
+    def flush(self, limit: int = 1000) -> None:
+        """Mark what was acknowledged, then publish every pending result, oldest first."""
+        while True:
+            if not self._settle_or_fail(wait=False):
+                return
+            try:
+                with self.engine.begin() as conn:
+                    if self.unmarked:
+                        mark_results_published(conn, self.unmarked, utcnow())
+                    pending = pending_results(conn, limit=limit)
+            except Exception as error:
+                if not _outage(error):
+                    raise
+                self._failed(error)  # the ledger away: the batches will wait for it too
+                return
+            self.unmarked.clear()
+            if not self._send(pending):
+                return
+            self.retry_at = None
+            self.delay = 0.5
+            if len(pending) < limit:
+                return
+            if not self._settle_or_fail(wait=True):  # before the next page of pending results
+                return
+
+    def close(self) -> None:
+        """Wait for what is in flight, then mark what the broker acknowledged (best effort:
+        what is not marked is only sent again on the next start)."""
+        self._settle_or_fail(wait=True)
+        if not self.unmarked:
+            return
+        try:
+            with self.engine.begin() as conn:
+                mark_results_published(conn, self.unmarked, utcnow())
+            self.unmarked.clear()
+        except Exception as error:
+            if not _outage(error):
+                raise
+            log.warning("published results not marked (%s): they will be sent again", error)
+
+    def _send(self, results: Sequence[PendingResult]) -> bool:
+        topic = self.settings.mqtt_result_topic
+        try:
+            for key, payload in results:
+                while len(self.in_flight) >= self.publisher.window:
+                    self._settle(wait=True, oldest_only=True)
+                self.in_flight.append(
+                    (key, self.publisher.publish_nowait(topic, payload), time.monotonic())
+                )
+        except (ConnectionError, TimeoutError) as error:
+            self._failed(error)
+            return False
+        return self._settle_or_fail(wait=False)
+
+    def _settle_or_fail(self, *, wait: bool) -> bool:
+        try:
+            self._settle(wait=wait)
+        except (ConnectionError, TimeoutError) as error:
+            self._failed(error)
+            return False
+        return True
+
+    def _settle(self, *, wait: bool, oldest_only: bool = False) -> None:
+        """Move what the broker acknowledged, in order, from in flight to `unmarked`; with
+        `wait`, wait for the oldest (or all) first. Raises TimeoutError past RESULT_TIMEOUT."""
+        while self.in_flight:
+            key, info, sent = self.in_flight[0]
+            try:
+                published = info.is_published()
+            except (RuntimeError, ValueError) as error:  # paho: it never went out
+                raise ConnectionError(str(error)) from None
+            if not published:
+                overdue = time.monotonic() - sent > RESULT_TIMEOUT
+                if overdue:
+                    raise TimeoutError(f"no PUBACK for result {key} within {RESULT_TIMEOUT}s")
+                if not wait:
+                    return
+                time.sleep(0.001)
+                continue
+            self.in_flight.popleft()
+            self.unmarked.append(key)
+            self.report.results += 1
+            if oldest_only:
+                return
+
+    def _failed(self, error: BaseException) -> None:
+        # What is in flight may still arrive; the ledger keeps all of it pending all the same.
+        self.in_flight.clear()
+        self.report.result_failures += 1
+        self.retry_at = time.monotonic() + self.delay
+        log.warning("results not published (%s); retry in %.1fs", error, self.delay)
+        self.delay = min(self.delay * 2, MAX_RETRY_DELAY)
 
 
 def _outage(error: BaseException) -> bool:

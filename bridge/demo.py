@@ -33,16 +33,39 @@ class DemoEvent:
     file: str
     event: str
     mrn: str | None = None
+    checked: bool = True  # customs asked CheckAvailability before releasing
+    # (old, new) byte replacement making a variant of the sample, e.g. a larger quantity
+    variant: tuple[bytes, bytes] | None = None
 
 
 # In the order customs would send them: two releases with dual-use write-offs, one release
-# without any licence (ignored), then the cancellation of TT_EX010a (reverses its write-off).
+# without any licence (ignored), the cancellation of TT_EX010a (reverses its write-off), and a
+# second shipment under TT_EX004a's licence for 450 kg, lodged by a customs system that did not
+# check availability first: more than the 398 kg left, so the bridge refuses it whole.
+OVER_USE_MRN = "26GBDEMOOVERUSE001"
 DEMO_EVENTS = (
     DemoEvent("TT_EX004a.xml", "released"),
     DemoEvent("TT_EX010a.xml", "released", TT_EX010A_MRN),
     DemoEvent("TT_EX001a.xml", "released"),
     DemoEvent("TT_EX010a_Cancellation.xml", "invalidated", TT_EX010A_MRN),
+    DemoEvent(
+        "TT_EX004a.xml",
+        "released",
+        OVER_USE_MRN,
+        checked=False,
+        variant=(b">102.00</QuantityQuantity>", b">450.00</QuantityQuantity>"),
+    ),
 )
+
+
+def _declaration_bytes(folder: Path, event: DemoEvent) -> bytes:
+    data = (folder / event.file).read_bytes()
+    if event.variant:
+        old, new = event.variant
+        if old not in data:
+            raise BridgeError(f"{event.file} no longer holds {old!r}: cannot build the variant")
+        data = data.replace(old, new)
+    return data
 
 
 def _say(text: str) -> None:
@@ -123,6 +146,8 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
     from bridge.outbox import certify_pending, deliver_pending, outbox_summary
     from bridge.reconcile import render
     from bridge.soap.client import CustomsClient
+    from bridge.soap.query_client import check_before_release
+    from bridge.soap.query_service import start_query_service
     from bridge.soap.simulator import start_simulator
     from bridge.store.db import make_engine
     from bridge.store.reconciliation import declaration_outcomes, reconciliation_rows, refusals
@@ -168,12 +193,32 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
         received = _received_at_simulator(simulator.url)
         _say(f"customs simulator acknowledged {len(received)} certificates")
 
-        envelopes = [
-            envelope_for_declaration_file(
-                declarations / e.file, event=e.event, mrn=e.mrn, event_time=datetime.now(UTC)
+        query = stack.enter_context(
+            start_query_service(home / "query-service", settings.ledger_url)
+        )
+        _say(f"the bridge's query service for customs at {query.url} (WSDL: {query.url}?wsdl)")
+        envelopes = []
+        sent = home / "declarations"
+        sent.mkdir(exist_ok=True)
+        for number, demo_event in enumerate(DEMO_EVENTS, 1):
+            xml = _declaration_bytes(declarations, demo_event)
+            if demo_event.event == "released":
+                who = "customs" if demo_event.checked else "(not asked by customs)"
+                for answer in check_before_release(query.url, xml):
+                    left = f"{answer.remaining_quantity} {answer.unit}" if answer.unit else "-"
+                    _say(
+                        f"{who} CheckAvailability {demo_event.mrn or demo_event.file}"
+                        f" item {answer.goods_item} {answer.document_code} {answer.reference}:"
+                        f" {'available' if answer.available else 'NOT available'}"
+                        f" ({answer.code or 'ok'}; remaining {left})"
+                    )
+            source = sent / f"{number:02d}_{demo_event.file}"  # what customs sent, kept
+            source.write_bytes(xml)
+            envelopes.append(
+                envelope_for_declaration_file(
+                    source, event=demo_event.event, mrn=demo_event.mrn, event_time=datetime.now(UTC)
+                )
             )
-            for e in DEMO_EVENTS
-        ]
         before = _processed_count(engine)
         publish_events(settings, envelopes)
         _say(f"published {len(envelopes)} declaration events from {declarations}")

@@ -1,8 +1,10 @@
 """The MQTT event envelope: how a customs system tells the bridge that a declaration was
-released, amended or invalidated (docs/envelope.md is the contract).
+released, amended or invalidated, and the result message the bridge answers each event with
+(docs/envelope.md is the contract).
 
 Pure: `parse_envelope` reads and checks one message (all problems at once), `read_event` also
-reads the WCO declaration it carries, `build_envelope` writes one."""
+reads the WCO declaration it carries, `build_envelope` writes one; `build_result` and
+`parse_result` write and read a result message."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +22,7 @@ from bridge.declaration import Declaration, read_declaration
 from bridge.errors import Problem, Rejected
 
 ENVELOPE = "elbridge.declaration-event/1"
+RESULT_ENVELOPE = "elbridge.declaration-result/1"
 PAYLOAD_FORMAT = "wco-dec-dms-2"
 MAX_MESSAGE_ID = 200
 
@@ -122,6 +126,8 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
         problem("message_id must be a non-empty string", "message_id", message_id)
     elif len(message_id) > MAX_MESSAGE_ID:
         problem(f"message_id is longer than {MAX_MESSAGE_ID} characters", "message_id")
+    elif not _is_text(message_id):
+        problem("message_id holds an escaped lone surrogate, which is no character", "message_id")
     mrn = document.get("mrn")
     if not isinstance(mrn, str):
         problem("mrn must be a string", "mrn", mrn)
@@ -268,6 +274,15 @@ def _event_time(raw: Any, problem) -> datetime | None:
     return parsed
 
 
+def _is_text(value: str) -> bool:
+    """Whether `value` is text UTF-8 can carry (JSON escapes can smuggle in lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -275,3 +290,181 @@ def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"member {key!r} appears twice")
         result[key] = value
     return result
+
+
+# The result message ---------------------------------------------------------------------------
+
+
+class DocumentStatus(StrEnum):
+    """What the bridge did with one supporting document of a declaration event."""
+
+    ACCEPTED = "accepted"  # written off (or adjusted) against a line with a ceiling
+    RECORDED = "recorded"  # usage recorded against a general authorisation: no ceiling
+    REFUSED = "refused"  # nothing written off; `refusals` say why
+    IGNORED = "ignored"  # no write-off asked (Y901, or a licence quoted without quantity)
+    REVERSED = "reversed"  # what it wrote off was given back (invalidation, dropped by amendment)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A quantity with its unit and a value with its currency; None where a line counts none."""
+
+    quantity: Decimal | None = None
+    unit: str | None = None
+    value: Decimal | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentResult:
+    """One document of a declaration event, as the result message reports it."""
+
+    goods_item: int
+    document_code: str
+    reference: str
+    status: DocumentStatus
+    line_number: int | None = None
+    refusals: tuple[Reason, ...] = ()
+    warnings: tuple[Reason, ...] = ()
+    detail: str = ""
+    written_off: Balance | None = None  # what this document writes off now, in the line's terms
+    remaining: Balance | None = None  # the line's balance after the event; None: no ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class DeclarationResult:
+    """The bridge's answer to one declaration event (docs/envelope.md, "Results")."""
+
+    message_id: str
+    in_reply_to: str
+    outcome: str  # applied | refused | ignored | duplicate | stale | held | quarantined
+    processed_at: datetime
+    mrn: str | None = None
+    declaration_version: int | None = None
+    event: str | None = None
+    detail: str = ""
+    documents: tuple[DocumentResult, ...] = ()
+
+
+def result_message_id(in_reply_to: str, outcome: str) -> str:
+    """The result's own id: the same event always gets the same id (a resend is recognisable),
+    except that a held amendment's interim answer and its final one differ."""
+    return f"{in_reply_to}:{'held' if outcome == 'held' else 'result'}"
+
+
+def build_result(result: DeclarationResult) -> bytes:
+    """A result message as UTF-8 JSON bytes; Decimals as strings, exactly."""
+    if result.processed_at.tzinfo is None or result.processed_at.utcoffset() is None:
+        raise ValueError("processed_at must carry its time zone")
+    document: dict[str, Any] = {
+        "envelope": RESULT_ENVELOPE,
+        "message_id": result.message_id,
+        "in_reply_to": result.in_reply_to,
+        "mrn": result.mrn,
+        "declaration_version": result.declaration_version,
+        "event": result.event,
+        "outcome": result.outcome,
+        "detail": result.detail,
+        "processed_at": result.processed_at.isoformat(),
+        "documents": [_document_json(d) for d in result.documents],
+    }
+    try:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a sender's "\\ud800" escape) has no UTF-8 form; as an escape it
+        # is still valid JSON and says exactly what came.
+        return json.dumps(document, separators=(",", ":")).encode("ascii")
+
+
+def parse_result(data: bytes) -> DeclarationResult:
+    """A result message read back (customs' side, tests); Rejected when it is not one."""
+
+    def refuse(reason: str) -> Rejected:
+        return Rejected([Problem(reason, code="bad-result")], summary="result refused")
+
+    try:
+        document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_members)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise refuse(f"not a UTF-8 JSON document: {error}") from None
+    if not isinstance(document, dict) or document.get("envelope") != RESULT_ENVELOPE:
+        raise refuse(f"envelope must be {RESULT_ENVELOPE!r}")
+    try:
+        return DeclarationResult(
+            message_id=document["message_id"],
+            in_reply_to=document["in_reply_to"],
+            outcome=document["outcome"],
+            processed_at=datetime.fromisoformat(document["processed_at"]),
+            mrn=document.get("mrn"),
+            declaration_version=document.get("declaration_version"),
+            event=document.get("event"),
+            detail=document.get("detail") or "",
+            documents=tuple(_document_from_json(d) for d in document.get("documents") or ()),
+        )
+    except (KeyError, TypeError, ValueError, InvalidOperation) as error:
+        raise refuse(f"malformed result message: {error!r}") from None
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _balance_json(balance: Balance | None) -> dict[str, Any] | None:
+    if balance is None:
+        return None
+    return {
+        "quantity": _decimal(balance.quantity),
+        "unit": balance.unit,
+        "value": _decimal(balance.value),
+        "currency": balance.currency,
+    }
+
+
+def _document_json(document: DocumentResult) -> dict[str, Any]:
+    return {
+        "goods_item": document.goods_item,
+        "document_code": document.document_code,
+        "reference": document.reference,
+        "line_number": document.line_number,
+        "status": str(document.status),
+        "refusals": [{"code": r.code, "reason": r.reason} for r in document.refusals],
+        "warnings": [{"code": w.code, "reason": w.reason} for w in document.warnings],
+        "detail": document.detail,
+        "written_off": _balance_json(document.written_off),
+        "remaining": _balance_json(document.remaining),
+    }
+
+
+def _balance_from_json(data: dict[str, Any] | None) -> Balance | None:
+    if data is None:
+        return None
+
+    def number(raw: str | None) -> Decimal | None:
+        return None if raw is None else Decimal(raw)
+
+    return Balance(
+        number(data.get("quantity")),
+        data.get("unit"),
+        number(data.get("value")),
+        data.get("currency"),
+    )
+
+
+def _document_from_json(data: dict[str, Any]) -> DocumentResult:
+    return DocumentResult(
+        goods_item=data["goods_item"],
+        document_code=data["document_code"],
+        reference=data["reference"],
+        status=DocumentStatus(data["status"]),
+        line_number=data.get("line_number"),
+        refusals=tuple(Reason(r["code"], r["reason"]) for r in data.get("refusals") or ()),
+        warnings=tuple(Reason(w["code"], w["reason"]) for w in data.get("warnings") or ()),
+        detail=data.get("detail") or "",
+        written_off=_balance_from_json(data.get("written_off")),
+        remaining=_balance_from_json(data.get("remaining")),
+    )

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from bridge.config import MAPPINGS_DIR
 from bridge.errors import MappingError, Problem
+from bridge.licence_status import on_new_version
 from bridge.mapping import Mapping, UnreadableFile, mapping_for, parse_mapping, translate
 from bridge.store.db import utcnow
 from bridge.store.licences import SaveOutcome, save_licence
@@ -131,6 +132,7 @@ def ingest_file(
                 report.new += 1
             elif outcome is SaveOutcome.NEW_VERSION:
                 report.new_version += 1
+                on_new_version(conn, stored, now=now)  # status in force, ceilings below usage
             elif outcome is SaveOutcome.UNCHANGED:
                 report.unchanged += 1
             else:

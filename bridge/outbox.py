@@ -1,4 +1,5 @@
-"""Certificates out: queue one for every new licence version, then deliver the queue to customs.
+"""Certificates out: queue one for every new licence version, then deliver the queue to customs
+together with the status updates `bridge.licence_status` queues.
 
 `certify_pending` builds and validates every certificate and writes it to the outbox before
 anything is sent; an invalid certificate is kept as failed with its reasons and never sent.
@@ -29,6 +30,7 @@ from bridge.store import outbox as store
 from bridge.store.db import utcnow
 
 CERTIFICATE = "certificate"
+STATUS = "status"  # a CertificateStatus update (UpdateCertificateStatus)
 _MESSAGE_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:elicensing-bridge:outbox")
 
 
@@ -38,11 +40,22 @@ def message_id_for(licence_number: str, version: int, kind: str = CERTIFICATE) -
     return str(uuid.uuid5(_MESSAGE_IDS, f"{kind}\x1f{licence_number}\x1f{version}"))
 
 
+def status_message_id(licence_number: str, version: int, status: str, sequence: int) -> str:
+    """The message id of the `sequence`-th status change of a licence (to `status`, at
+    `version`): the same four always give the same id, so a resend is recognised."""
+    key = f"{licence_number}\x1f{version}\x1f{status}\x1f{sequence}"
+    return str(uuid.uuid5(_MESSAGE_IDS, f"{STATUS}\x1f{key}"))
+
+
 class CertificateSender(Protocol):
     """What delivery needs from the SOAP adapter (bridge.soap.client.CustomsClient)."""
 
     def submit_certificate(
         self, message_id: str, certificate_xml: bytes, sent_at: datetime
+    ) -> Any: ...
+
+    def update_certificate_status(
+        self, message_id: str, status_xml: bytes, sent_at: datetime
     ) -> Any: ...
 
 
@@ -127,13 +140,17 @@ def deliver_pending(
     backoff_cap: float = 300.0,
     jitter: Callable[[], float] = random.random,
 ) -> DeliveryReport:
-    """Send every due pending certificate, oldest first, and record each outcome at once.
+    """Send every due pending message (certificates and status updates), and record each
+    outcome at once.
 
-    A licence's versions go out in order: while one waits for a retry, its later versions
-    wait too. A transient failure is rescheduled with exponential backoff and retried within
-    this run while `retry_within_run_seconds` allow, else left for the next run; after
-    `max_attempts` attempts (default: the client's settings.soap_max_attempts) it fails with
-    its last reason. A permanent failure fails at once: sending it unchanged cannot help."""
+    A licence's messages go out in order: by version, each version's certificate before its
+    status updates, the updates in the order they were made; while one waits for a retry, the
+    later ones wait too. A status update waits until customs have acknowledged the certificate
+    of its version, and fails with the reason when that certificate failed. A transient failure
+    is rescheduled with exponential backoff and retried within this run while
+    `retry_within_run_seconds` allow, else left for the next run; after `max_attempts` attempts
+    (default: the client's settings.soap_max_attempts) it fails with its last reason. A
+    permanent failure fails at once: sending it unchanged cannot help."""
     if max_attempts is None:
         settings = getattr(client, "settings", None) or load_settings()
         max_attempts = settings.soap_max_attempts
@@ -148,15 +165,27 @@ def deliver_pending(
     while True:
         now = now_fn()
         with engine.connect() as conn:
-            pending = [row for row in store.pending_messages(conn) if row.kind == CERTIFICATE]
-        waiting: set[str] = set()  # licences whose oldest pending version is not due
+            pending = in_sending_order(store.pending_messages(conn))
+            certificates = store.certificate_states(conn, _versions_with_status(pending))
+        waiting: set[str] = set()  # licences whose next message cannot go now
         for row in pending:
             if row.licence_number in waiting:
                 continue
+            if row.kind == STATUS:
+                certificate = certificates.get((row.licence_number, row.licence_version))
+                if certificate == store.FAILED:
+                    _fail_orphan_status(engine, row, counts, failures, now_fn())
+                    continue
+                if certificate != store.DELIVERED:
+                    waiting.add(row.licence_number)
+                    continue
             if row.next_attempt_at > now:
                 waiting.add(row.licence_number)
                 continue
-            if not _deliver(engine, client, row, counts, failures, max_attempts, now_fn, backoff):
+            outcome = _deliver(engine, client, row, counts, failures, max_attempts, now_fn, backoff)
+            if row.kind == CERTIFICATE:
+                certificates[(row.licence_number, row.licence_version)] = outcome
+            if outcome == store.PENDING:
                 waiting.add(row.licence_number)
 
         next_due = _next_due(engine)
@@ -171,16 +200,66 @@ def deliver_pending(
     return DeliveryReport(still_pending=still_pending, failures=failures, **counts)
 
 
-def _next_due(engine: Engine) -> datetime | None:
-    """When the earliest licence can next send: only a licence's oldest pending version counts,
-    since later versions wait for it."""
-    with engine.connect() as conn:
-        pending = store.pending_messages(conn)
-    oldest: dict[str, store.PendingMessage] = {}
+_KIND_ORDER = {CERTIFICATE: 0, STATUS: 1}
+
+
+def in_sending_order(pending: list[store.PendingMessage]) -> list[store.PendingMessage]:
+    """Pending messages in the order they must reach customs: licence by licence (the licence
+    queued first leads), by version, the certificate of a version before its status updates,
+    and messages of one kind in the order they were queued."""
+    first_queued: dict[str, int] = {}
     for row in pending:
-        if row.kind == CERTIFICATE:
-            oldest.setdefault(row.licence_number, row)
-    return min((row.next_attempt_at for row in oldest.values()), default=None)
+        first_queued.setdefault(row.licence_number, row.id)
+    return sorted(
+        pending,
+        key=lambda row: (
+            first_queued[row.licence_number],
+            row.licence_version,
+            _KIND_ORDER.get(row.kind, 2),
+            row.id,
+        ),
+    )
+
+
+def _versions_with_status(pending: list[store.PendingMessage]) -> set[tuple[str, int]]:
+    return {(row.licence_number, row.licence_version) for row in pending if row.kind == STATUS}
+
+
+def _next_due(engine: Engine) -> datetime | None:
+    """When the earliest licence can next send: only a licence's first message in sending order
+    counts, since its later ones wait for it; a status update whose certificate customs do not
+    have yet is not due at all."""
+    with engine.connect() as conn:
+        pending = in_sending_order(store.pending_messages(conn))
+        certificates = store.certificate_states(conn, _versions_with_status(pending))
+    heads: dict[str, store.PendingMessage] = {}
+    for row in pending:
+        heads.setdefault(row.licence_number, row)
+    due = [
+        row.next_attempt_at
+        for row in heads.values()
+        if row.kind != STATUS
+        or certificates.get((row.licence_number, row.licence_version)) == store.DELIVERED
+    ]
+    return min(due, default=None)
+
+
+def _fail_orphan_status(
+    engine: Engine,
+    row: store.PendingMessage,
+    counts: dict[str, int],
+    failures: list[tuple[str, int, str]],
+    at: datetime,
+) -> None:
+    reason = (
+        f"the certificate of licence {row.licence_number} version {row.licence_version} failed,"
+        " so customs cannot hold a status of that version; the next version's certificate"
+        " carries the status in force"
+    )
+    with engine.begin() as conn:
+        store.mark_failed(conn, row.id, attempts=row.attempts, reason=reason, at=at)
+    counts["failed"] += 1
+    failures.append((row.licence_number, row.licence_version, reason))
 
 
 def _deliver(
@@ -192,15 +271,14 @@ def _deliver(
     max_attempts: int,
     now_fn: Callable[[], datetime],
     backoff: Callable[[int], float],
-) -> bool:
-    """Send one row and record the outcome; False when it stays pending."""
+) -> str:
+    """Send one row and record the outcome: delivered, failed, or pending (to retry)."""
     with engine.connect() as conn:
         document = store.message_document(conn, row.id)
     attempts = row.attempts + 1
+    send = client.update_certificate_status if row.kind == STATUS else client.submit_certificate
     try:
-        acknowledgement = client.submit_certificate(
-            row.message_id, document.encode("utf-8"), now_fn()
-        )
+        acknowledgement = send(row.message_id, document.encode("utf-8"), now_fn())
     except DeliveryError as error:
         at = now_fn()
         with engine.begin() as conn:
@@ -214,14 +292,14 @@ def _deliver(
                     next_attempt_at=at + timedelta(seconds=backoff(attempts)),
                 )
                 counts["retried"] += 1
-                return False
+                return store.PENDING
             reason = error.reason
             if error.transient:
                 reason = f"gave up after {attempts} attempts; last: {reason}"
             store.mark_failed(conn, row.id, attempts=attempts, reason=reason, at=at)
         counts["failed"] += 1
         failures.append((row.licence_number, row.licence_version, reason))
-        return True
+        return store.FAILED
     with engine.begin() as conn:
         store.mark_delivered(
             conn,
@@ -232,7 +310,7 @@ def _deliver(
             at=now_fn(),
         )
     counts["duplicate" if acknowledgement.status == "DUPLICATE" else "delivered"] += 1
-    return True
+    return store.DELIVERED
 
 
 def outbox_summary(engine: Engine) -> dict[str, int]:

@@ -70,10 +70,12 @@ def known_units() -> tuple[str, ...]:
 
 def parse_unit(code: str) -> Measure:
     """`KGM#G` -> kilogram, gross. Raises UnitError with the reason for an unknown code."""
-    base, _, qualifier = (code or "").strip().upper().partition("#")
+    base, sign, qualifier = (code or "").strip().upper().partition("#")
     unit = _UNITS.get(base)
     if unit is None:
         raise UnitError(f"unknown unit {code!r}; known units: {', '.join(_UNITS)}")
+    if sign and not qualifier:
+        raise UnitError(f"{code!r} needs a qualifier after '#' (G gross, N net), or no '#'")
     if qualifier and qualifier not in QUALIFIERS:
         raise UnitError(f"unknown unit qualifier {qualifier!r} in {code!r} (G gross, N net)")
     return Measure(unit, qualifier or None)

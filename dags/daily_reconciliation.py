@@ -1,7 +1,9 @@
 """
-### Daily reconciliation
+### Daily reconciliation (and expiry)
 
-Every day at midnight UTC: for every current licence line, what was authorised, what was
+Every day at midnight UTC: first, licences whose validity ended are marked expired (each change
+audited, and a status update queued for customs, sent by the next `licences_to_customs` run);
+then, for every current licence line, what was authorised, what was
 written off and what remains, written as `reconciliation.csv` and `reconciliation.json` under
 `<home>/reports/<date>/` (the run's UTC date). The task returns a summary with the over-used
 lines (written off beyond what was authorised); over-use is a finding for the licensing
@@ -39,6 +41,20 @@ log = logging.getLogger(__name__)
 )
 def daily_reconciliation() -> None:
     @task
+    def expire_due_licences() -> dict[str, Any]:
+        """Mark expired every licence whose validity ended before the run's date."""
+        from bridge.licence_status import expire_due
+        from bridge.orchestration.airflow_wiring import ledger, settings_from_airflow
+
+        run = get_current_context()["dag_run"]
+        today = (run.logical_date or run.run_after).astimezone(UTC).date()
+        with ledger(settings_from_airflow()) as engine, engine.begin() as conn:
+            expired = expire_due(conn, today, datetime.now(UTC))
+        if expired:
+            log.info("expired licences: %s", ", ".join(expired))
+        return {"date": today.isoformat(), "expired": expired}
+
+    @task
     def write_reconciliation() -> dict[str, Any]:
         """Write the CSV and JSON reports and return their summary."""
         from bridge.orchestration.airflow_wiring import (
@@ -62,7 +78,7 @@ def daily_reconciliation() -> None:
             log.warning("over-used licence lines: %s", ", ".join(totals["over_used_lines"]))
         return {"date": day, "csv": str(csv_file), "json": str(json_file), **totals}
 
-    write_reconciliation()
+    expire_due_licences() >> write_reconciliation()
 
 
 daily_reconciliation()

@@ -15,7 +15,8 @@ import pytest
 from bridge.config import Settings
 from bridge.model import Licence, LicenceLine, LicenceType
 from bridge.mqtt.broker import Broker, start_broker
-from bridge.store.licences import save_licence
+from bridge.store.licences import SaveOutcome, save_licence
+from bridge.store.outbox import DELIVERED, NewMessage, add_messages
 
 # When the sample declarations are released in these tests.
 RELEASED_AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -93,7 +94,26 @@ def tt_ex010a_licence(quantity: str = "250", holder_eori: str = "GB417869120000"
     return uk_licence("GBSIEE2E350001-0001", holder_eori, kg_line(1, "93063030", quantity, "PK"))
 
 
-def store_licences(engine, licences: list[Licence]) -> None:
+def store_licences(engine, licences: list[Licence], *, known_to_customs: bool = True) -> None:
+    """Store the licences; unless `known_to_customs` is False, also as if customs had
+    acknowledged a certificate of each (an outbox row delivered), which write-offs require."""
     with engine.begin() as conn:
         for licence in licences:
-            save_licence(conn, licence, source="test", now=RELEASED_AT, explicit_version=False)
+            outcome, stored = save_licence(
+                conn, licence, source="test", now=RELEASED_AT, explicit_version=False
+            )
+            if known_to_customs and outcome in (SaveOutcome.NEW, SaveOutcome.NEW_VERSION):
+                add_messages(
+                    conn,
+                    [
+                        NewMessage(
+                            f"test-certificate-{stored.number}-v{stored.version}",
+                            "certificate",
+                            stored.number,
+                            stored.version,
+                            "<certificate delivered in the test set-up/>",
+                            DELIVERED,
+                        )
+                    ],
+                    now=RELEASED_AT,
+                )

@@ -18,10 +18,13 @@ CORE = {
     "bridge.declaration",
     "bridge.envelope",
     "bridge.writeoff",
+    "bridge.correlation",
     "bridge.reconcile",
     "bridge.retry",
     "bridge.manual",
     "bridge.history",
+    "bridge.lifecycle",
+    "bridge.availability",
 }
 OUTSIDE_THINGS = (
     "sqlalchemy",

@@ -13,6 +13,16 @@ COMMANDS = [
     ["customs-sim", "serve"],
     ["customs-sim", "publish"],
     ["demo"],
+    ["manual", "write-off"],
+    ["manual", "correct"],
+    ["manual", "reverse"],
+    ["licence", "suspend"],
+    ["licence", "reinstate"],
+    ["licence", "revoke"],
+    ["licence", "annul"],
+    ["licence", "expire-due"],
+    ["licence", "events"],
+    ["query-service", "serve"],
 ]
 
 

@@ -7,6 +7,7 @@ Airflow is imported inside the tests, after the `airflow_env` fixture has set it
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -25,7 +26,7 @@ from bridge.config import load_settings
 from bridge.errors import ConfigError
 from bridge.model import Licence, LicenceLine, LicenceType
 from bridge.store.licences import save_licence
-from bridge.store.schema import licence_version, movement, outbox, processed_message
+from bridge.store.schema import licence, licence_version, movement, outbox, processed_message
 from tests.fixtures_airflow import DAGS_FOLDER, PROJECT, PROJECT_DAG_IDS, airflow_settings, run_dag
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -360,11 +361,23 @@ def test_daily_reconciliation_writes_csv_and_json_and_reports_over_use(
     bridge_env, engine, ledger_url, monkeypatch
 ):
     _seed_over_used_licence(engine)
+    _save(engine, dataclasses.replace(_licence("LV-DU-2024-0001"), valid_to=date(2025, 6, 30)))
     _connection(monkeypatch, "elbridge_ledger", {"conn_type": "generic", "host": ledger_url})
 
     run = run_dag("daily_reconciliation")
 
     assert run.state == "success", run.task_states
+    # The licence whose validity ended is expired first, and customs get the status.
+    assert run.results["expire_due_licences"]["expired"] == ["LV-DU-2024-0001"]
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(select(licence.c.number, licence.c.status)).all())
+        queued = (
+            conn.execute(select(outbox.c.licence_number).where(outbox.c.kind == "status"))
+            .scalars()
+            .all()
+        )
+    assert statuses == {"LV-DU-2024-0001": "expired", "LV-DU-2026-0042": "valid"}
+    assert queued == ["LV-DU-2024-0001"]
     result = run.results["write_reconciliation"]
     day = run.logical_date.astimezone(UTC).date().isoformat()
     folder = bridge_env / "reports" / day
@@ -373,9 +386,11 @@ def test_daily_reconciliation_writes_csv_and_json_and_reports_over_use(
         str(folder / "reconciliation.csv"),
         str(folder / "reconciliation.json"),
     )
-    assert result["lines"] == 2 and result["over_used_lines"] == ["LV-DU-2026-0042/2"]
+    assert result["lines"] == 4 and result["over_used_lines"] == ["LV-DU-2026-0042/2"]
     lines = list(csv.DictReader(io.StringIO((folder / "reconciliation.csv").read_text())))
     assert [(r["line_number"], r["remaining_quantity"], r["over_used"]) for r in lines] == [
+        ("1", "10", ""),
+        ("2", "2.5", ""),
         ("1", "6", ""),
         ("2", "-0.5", "yes"),
     ]
@@ -393,7 +408,10 @@ def test_a_task_that_cannot_reach_the_ledger_fails_its_run(bridge_env, monkeypat
     )
     run = run_dag("daily_reconciliation")
     assert run.state == "failed"
-    assert run.task_states == {"write_reconciliation": "failed"}
+    assert run.task_states == {
+        "expire_due_licences": "failed",
+        "write_reconciliation": "upstream_failed",
+    }
     assert not (bridge_env / "reports").exists()
 
 

@@ -71,6 +71,12 @@ def test_the_demo_runs_the_whole_chain_and_reconciles(tmp_path, wco_samples, mod
     assert re.search(r"\b2\s+delivered", " ".join(cancelled))
     assert "24GBDIRIGZ7QLCPAA8  invalidated: applied" in output
     assert re.search(r"released: ignored", output)  # TT_EX001a: no licence, not rejected
+    # Customs asked the bridge before releasing; the over-use shipment, lodged unchecked, is
+    # refused whole with its reason and the balance stays at 398.
+    assert "customs CheckAvailability" in output and ": available (ok; remaining 500 KGM)" in output
+    assert re.search(
+        r"refused 26GBDEMOOVERUSE001 item 2 X002 GBSIEXYK3ZZZPADR-0002: over-use: .*398 KGM", output
+    )
     if not mode:
         assert re.search(r"Airflow UI: http://127\.0\.0\.1:\d+  login: admin / \S+", output)
         assert "DAG licences_to_customs run" in output and ": success" in output

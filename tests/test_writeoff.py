@@ -231,12 +231,16 @@ def test_general_authorisation_records_usage_without_ceiling():
         lines=(kg_line(1, "93059100", "1"),),
         general_authorisation="EU001",
     )
-    big = event(item(1, doc("X061", union.number, quantity="5000")))
+    big = event(item(1, doc("X061", union.number, quantity="5000"), destination="NO"))
     state, (decision,) = run(snapshot(union), [big])
     assert outcomes(decision) == ["applied"]
     assert used(state, union.number) == 5000
+    (move,) = decision.movements
+    assert move.kind is MovementKind.RECORD
+    (result,) = decision.outcomes[0].documents
+    assert (result.status, result.remaining) == ("recorded", None)
 
-    wrong = event(item(1, doc("X062", union.number, quantity="1")), mrn=OTHER_MRN)
+    wrong = event(item(1, doc("X062", union.number, quantity="1"), destination="NO"), mrn=OTHER_MRN)
     _, (refused,) = run(state, [wrong])
     assert [r.code for r in refused.refusals] == ["document-type-mismatch"]
     assert "EU002" in refused.refusals[0].reason
@@ -381,10 +385,27 @@ def test_line_matching_by_line_number_cn_code_or_only_line():
     assert [r.code for r in no_line.refusals] == ["no-matching-line"]
     missing = decide([write_off("93019000", line_item_number=9)], snapshot(two_lines))
     assert [r.code for r in missing.refusals] == ["no-matching-line"]
-    # A licence with one line takes every goods item, whatever its CN code.
-    single = decide([release()], snapshot(the_licence()))
-    only = decide([event(item(2, doc(quantity="1"), cn="85423190"))], snapshot(the_licence()))
-    assert single.movements[0].line_number == only.movements[0].line_number == 1
+    # One line: its CN code must still cover the declared one; a line without CN takes any.
+    other_cn = event(item(2, doc(quantity="1"), cn="85423190"))
+    assert [r.code for r in decide([other_cn], snapshot(the_licence())).refusals] == [
+        "no-matching-line"
+    ]
+    no_cn_line = the_licence(lines=(replace(the_licence().lines[0], cn_code=None),))
+    assert decide([other_cn], snapshot(no_cn_line)).movements[0].line_number == 1
+    no_cn_declared = event(item(2, doc(quantity="1"), cn=None))
+    assert decide([no_cn_declared], snapshot(the_licence())).movements[0].line_number == 1
+    assert [r.code for r in decide([write_off(None)], snapshot(two_lines)).refusals] == [
+        "no-matching-line"
+    ]
+    # Two lines under one CN code: ambiguous without the line item number, never guessed.
+    twins = replace(
+        two_lines, lines=(two_lines.lines[1], replace(two_lines.lines[1], line_number=3))
+    )
+    ambiguous = decide([write_off("93059100")], snapshot(twins))
+    assert [r.code for r in ambiguous.refusals] == ["ambiguous-line"]
+    assert "lines 2, 3" in ambiguous.refusals[0].reason and ambiguous.movements == []
+    chosen = decide([write_off("93059100", line_item_number=3)], snapshot(twins))
+    assert chosen.movements[0].line_number == 3
 
 
 def test_units_convert_exactly_or_are_refused():

@@ -10,14 +10,20 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from bridge.config import Settings
-from bridge.envelope import mrn_from_lrn, read_event
+from bridge.envelope import mrn_from_lrn, parse_result, read_event
 from bridge.errors import Problem
 from bridge.mqtt.publisher import envelope_for_declaration_file
 from bridge.store.ledger import (
+    Unreadable,
     apply_batch,
+    known_to_customs,
+    mark_results_published,
+    pending_results,
+    quarantine_batch,
     quarantine_key,
     quarantine_message,
 )
+from bridge.store.outbox import DELIVERED, PENDING, NewMessage, add_messages
 from bridge.store.reconciliation import reconciliation_rows
 from bridge.store.schema import declaration, movement, processed_message, quarantine, usage
 from tests.fixtures_mqtt import (
@@ -182,3 +188,66 @@ def test_a_batch_costs_the_same_few_statements_whatever_its_size(engine, wco_sam
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(usage)).scalar_one() == 62 * 3
     assert _balance(engine, "GBSIEXYK3ZZZPADR-0002").written_off_quantity == 62 * 102
+
+
+def test_each_event_s_result_is_kept_pending_until_published_and_a_redelivery_resends_it(
+    engine, wco_samples
+):
+    store_licences(engine, [tt_ex010a_licence()])
+    released = _event(wco_samples, "TT_EX010a.xml", event="released", mrn=TT_EX010A_MRN)
+    first = _apply(engine, released)
+    ((key, payload),) = first.results
+    answer = parse_result(payload)
+    assert (key, answer.in_reply_to, answer.outcome) == (
+        released.message_id,
+        released.message_id,
+        "applied",
+    )
+    assert answer.documents[0].remaining.quantity == 240
+    with engine.begin() as conn:
+        assert pending_results(conn) == [(key, payload)]
+        assert mark_results_published(conn, [key], RELEASED_AT) == 1
+        assert pending_results(conn) == []
+
+    again = _apply(engine, released)  # the same message once more, in a later batch
+    assert again.results == ((key, payload),)  # the stored result, byte for byte
+    with engine.begin() as conn:
+        assert pending_results(conn) == [(key, payload)]
+
+
+def test_a_licence_is_known_to_customs_once_a_certificate_of_it_was_delivered(engine):
+    store_licences(engine, [tt_ex010a_licence()], known_to_customs=False)
+    with engine.begin() as conn:
+        assert known_to_customs(conn, ["GBSIEE2E350001-0001", "NOT-IN-LEDGER"]) == set()
+        add_messages(
+            conn,
+            [NewMessage("m1", "certificate", "GBSIEE2E350001-0001", 1, "<c/>", PENDING)],
+            now=RELEASED_AT,
+        )
+        add_messages(
+            conn,
+            [NewMessage("m2", "status", "GBSIEE2E350001-0001", 1, "<s/>", DELIVERED)],
+            now=RELEASED_AT,
+        )
+        assert known_to_customs(conn, ["GBSIEE2E350001-0001"]) == set()  # neither counts
+        add_messages(
+            conn,
+            [NewMessage("m3", "certificate", "GBSIEE2E350001-0001", 2, "<c/>", DELIVERED)],
+            now=RELEASED_AT,
+        )
+        assert known_to_customs(conn, ["GBSIEE2E350001-0001"]) == {"GBSIEE2E350001-0001"}
+
+
+def test_a_message_id_with_a_lone_surrogate_still_gets_its_result(engine):
+    # JSON may escape a lone surrogate ("\ud800"); it has no UTF-8 form, but an answer all the same.
+    hint = "bad-\ud800-id"
+    problems = (Problem("the message is not this envelope", code="bad-envelope"),)
+    with engine.begin() as conn:
+        stored, results = quarantine_batch(
+            conn, [Unreadable("customs/x", b'{"message_id": "bad-\\ud800-id"}', hint, problems)],
+            RELEASED_AT,
+        )  # fmt: skip
+    ((_, payload),) = results
+    assert stored == 1 and payload.isascii()
+    answer = parse_result(payload)
+    assert (answer.in_reply_to, answer.outcome) == (hint, "quarantined")

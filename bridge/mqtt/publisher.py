@@ -1,5 +1,6 @@
-"""Publishing declaration events (the customs simulator's side, and tests): QoS 1, every
-PUBACK awaited, never more in flight than the broker accepts."""
+"""Publishing over MQTT at QoS 1, every PUBACK awaited, never more in flight than the broker
+accepts: declaration events (the customs simulator's side, and tests) and the bridge's result
+messages (the consumer keeps one `Publisher` open)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,92 @@ from bridge.mqtt.client import new_client, unique_client_id
 WINDOW = 1000  # at most this many PUBLISH without PUBACK (less when the broker says so)
 
 
+class Publisher:
+    """A QoS 1 publisher on a connection of its own: every PUBACK awaited, never more in
+    flight than the broker accepts (its Receive Maximum). Long-lived (the consumer's result
+    messages) or for one call (`publish_events`). paho reconnects it when the link drops; a
+    publication that gets no PUBACK in time raises, and the caller keeps what it sent."""
+
+    def __init__(self, settings: Settings, *, client_id: str | None = None) -> None:
+        self.settings = settings
+        self.client = new_client(
+            client_id or unique_client_id(f"{settings.mqtt_client_id}-publisher"),
+            settings=settings,
+        )
+        self.client.max_inflight_messages_set(0)  # the window below does the flow control
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.connected = threading.Event()
+        self.window = WINDOW
+        self.refused: str | None = None
+        self.failed: list[tuple[int, str]] = []
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+        elif properties is not None and hasattr(properties, "ReceiveMaximum"):
+            self.window = min(WINDOW, properties.ReceiveMaximum)
+        self.connected.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.failed.append((mid, str(reason_code)))
+
+    def start(self, timeout: float = 60.0) -> Publisher:
+        """Connect; raises ConnectionError when the broker refuses or does not answer."""
+        settings = self.settings
+        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=True)
+        self.client.loop_start()
+        if not self.connected.wait(timeout) or self.refused:
+            self.close()
+            raise ConnectionError(
+                f"could not publish to {settings.mqtt_host}:{settings.mqtt_port}:"
+                f" {self.refused or 'no answer'}"
+            )
+        return self
+
+    def publish_nowait(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """Hand one QoS 1 message to the client without waiting for its PUBACK (the caller
+        watches `published(info)` and keeps fewer than `window` in flight). Raises
+        ConnectionError while the link is down: the caller keeps the message and sends it
+        again later."""
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
+        return info
+
+    def publish(self, topic: str, payloads: Iterable[bytes], timeout: float = 60.0) -> int:
+        """Publish each payload at QoS 1 to `topic`, in order, and return once the broker has
+        acknowledged every one (their count); raises on refusal or timeout."""
+        self.failed.clear()
+        pending: deque[mqtt.MQTTMessageInfo] = deque()
+        sent = 0
+        for payload in payloads:
+            while len(pending) >= self.window:
+                _await(pending.popleft(), timeout)
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                raise ConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
+            pending.append(info)
+            sent += 1
+        while pending:
+            _await(pending.popleft(), timeout)
+        if self.failed:
+            raise ConnectionError(f"the broker refused {len(self.failed)} messages")
+        return sent
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def publish_events(
     settings: Settings,
     envelopes: Iterable[bytes],
@@ -28,52 +115,8 @@ def publish_events(
 ) -> int:
     """Publish each envelope at QoS 1 to `topic` (settings.mqtt_topic by default) and return
     once the broker has acknowledged every one (their count); raises on refusal or timeout."""
-    topic = topic or settings.mqtt_topic
-    client = new_client(unique_client_id(f"{settings.mqtt_client_id}-publisher"), settings=settings)
-    client.max_inflight_messages_set(0)  # the window below does the flow control
-    connected = threading.Event()
-    state: dict[str, object] = {"window": WINDOW, "refused": None, "failed": []}
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            state["refused"] = str(reason_code)
-        elif properties is not None and hasattr(properties, "ReceiveMaximum"):
-            state["window"] = min(WINDOW, properties.ReceiveMaximum)
-        connected.set()
-
-    def on_publish(client, userdata, mid, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            state["failed"].append((mid, str(reason_code)))
-
-    client.on_connect = on_connect
-    client.on_publish = on_publish
-    client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=True)
-    client.loop_start()
-    try:
-        if not connected.wait(timeout) or state["refused"]:
-            raise ConnectionError(
-                f"could not publish to {settings.mqtt_host}:{settings.mqtt_port}:"
-                f" {state['refused'] or 'no answer'}"
-            )
-        window = int(state["window"])
-        pending: deque[mqtt.MQTTMessageInfo] = deque()
-        sent = 0
-        for envelope in envelopes:
-            while len(pending) >= window:
-                _await(pending.popleft(), timeout)
-            info = client.publish(topic, envelope, qos=1)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                raise ConnectionError(f"publish failed: {mqtt.error_string(info.rc)}")
-            pending.append(info)
-            sent += 1
-        while pending:
-            _await(pending.popleft(), timeout)
-        if state["failed"]:
-            raise ConnectionError(f"the broker refused {len(state['failed'])} messages")
-        return sent
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    with Publisher(settings).start(timeout) as publisher:
+        return publisher.publish(topic or settings.mqtt_topic, envelopes, timeout)
 
 
 def _await(info: mqtt.MQTTMessageInfo, timeout: float) -> None:

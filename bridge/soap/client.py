@@ -25,7 +25,7 @@ from zeep import exceptions as zeep_errors
 from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
-from bridge.certificate import MAX_CERTIFICATE_BYTES
+from bridge.certificate import MAX_CERTIFICATE_BYTES, MAX_STATUS_BYTES
 from bridge.config import SCHEMAS_DIR, Settings
 from bridge.errors import DeliveryError, XmlRefused
 from bridge.soap import MESSAGES_NAMESPACE, SERVICE_NAMESPACE, WSDL_FILE
@@ -73,8 +73,9 @@ class _UsernameTokenWithTimestamp:
 
 
 class CustomsClient:
-    """Submits certificates to the customs single window at `settings.soap_url`. One client
-    per thread: the zeep client and its HTTP session are reused between calls, not shared."""
+    """Submits certificates and their status updates to the customs single window at
+    `settings.soap_url`. One client per thread: the zeep client and its HTTP session are
+    reused between calls, not shared."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -108,22 +109,58 @@ class CustomsClient:
         acknowledgement. The certificate travels as the element built, unchanged.
 
         Raises DeliveryError, transient or permanent (see the module docstring)."""
+        return self._send(
+            "SubmitCertificate",
+            message_id,
+            certificate_xml,
+            sent_at,
+            what="the certificate",
+            max_bytes=MAX_CERTIFICATE_BYTES,
+            invalid_code="invalid-certificate",
+        )
+
+    def update_certificate_status(
+        self, message_id: str, status_xml: bytes, sent_at: datetime
+    ) -> Acknowledgement:
+        """Deliver one CertificateStatus update (contract 1.1) under `message_id` and return
+        customs' acknowledgement; the document travels as built. Raises DeliveryError like
+        `submit_certificate` (UNKNOWN_CERTIFICATE, while customs do not hold the version yet,
+        is transient)."""
+        return self._send(
+            "UpdateCertificateStatus",
+            message_id,
+            status_xml,
+            sent_at,
+            what="the status update",
+            max_bytes=MAX_STATUS_BYTES,
+            invalid_code="invalid-status-update",
+        )
+
+    def _send(
+        self,
+        operation: str,
+        message_id: str,
+        document_xml: bytes,
+        sent_at: datetime,
+        *,
+        what: str,
+        max_bytes: int,
+        invalid_code: str,
+    ) -> Acknowledgement:
         if sent_at.tzinfo is None:
             raise ValueError("sent_at must carry its time zone")
         url = self.settings.soap_url
         try:
-            certificate = parse_xml(
-                certificate_xml, max_bytes=MAX_CERTIFICATE_BYTES, what="the certificate"
-            )
+            document = parse_xml(document_xml, max_bytes=max_bytes, what=what)
         except XmlRefused as refused:
-            raise DeliveryError(str(refused), transient=False, code="invalid-certificate") from None
+            raise DeliveryError(str(refused), transient=False, code=invalid_code) from None
         service = self._proxy()
         try:
-            reply = service.SubmitCertificate(
+            reply = getattr(service, operation)(
                 MessageId=message_id,
                 SentAt=sent_at.astimezone(UTC),
                 Sender=self.settings.sender_id,
-                _value_1=certificate,
+                _value_1=document,
             )
         except requests.exceptions.Timeout:
             raise DeliveryError(

@@ -16,7 +16,11 @@ It plays the customs side in tests and the demo:
   through `POST /admin/faults` `{"rate": 0.3, "kinds": ["http503", "drop"], "next": 2}`: the
   next N requests get the kinds in turn, after that each request one at random with
   probability `rate`.
-- `GET /admin/received`, `/admin/stats`, `/admin/faults`, `/admin/health` as JSON.
+- `POST <path>` with an UpdateCertificateStatus (contract 1.1): validated the same way, stored
+  once per MessageId (DUPLICATE on a resend); a status update for a certificate version not
+  held is answered UNKNOWN_CERTIFICATE (Transient=true).
+- `GET /admin/received`, `/admin/statuses`, `/admin/stats`, `/admin/faults`, `/admin/health`
+  as JSON.
 
 Run: `python -m bridge.soap.simulator --host 127.0.0.1 --port 8088 --store received.db`, or
 `start_simulator(workdir)` for a subprocess in its own process group."""
@@ -53,7 +57,12 @@ from lxml import etree
 
 from bridge.certificate import NAMESPACE as CERTIFICATE_NAMESPACE
 from bridge.certificate import SCHEMA_FILE as CERTIFICATE_SCHEMA_FILE
-from bridge.certificate import licence_from_certificate_element, xsd_problems
+from bridge.certificate import (
+    StatusUpdate,
+    licence_from_certificate_element,
+    status_update_from_element,
+    xsd_problems,
+)
 from bridge.config import PROJECT_ROOT, SCHEMAS_DIR
 from bridge.errors import Rejected, XmlRefused, reasons
 from bridge.soap import (
@@ -61,6 +70,7 @@ from bridge.soap import (
     MESSAGES_SCHEMA_FILE,
     SOAP_ENV_NAMESPACE,
     SUBMIT_CERTIFICATE_ACTION,
+    UPDATE_CERTIFICATE_STATUS_ACTION,
     WSDL_FILE,
 )
 from bridge.xmlsafe import DEFAULT_MAX_BYTES, parse_project_file, parse_xml, schema_from_file
@@ -76,6 +86,18 @@ _WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-s
 _WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 _TOKEN_WINDOW = timedelta(minutes=5)  # how far a UsernameToken's Created may be from now
 _SCHEMA_FILES = (MESSAGES_SCHEMA_FILE, CERTIFICATE_SCHEMA_FILE)
+
+
+_OPERATIONS = {
+    f"{{{MESSAGES_NAMESPACE}}}SubmitCertificate": (
+        "SubmitCertificate",
+        SUBMIT_CERTIFICATE_ACTION,
+    ),
+    f"{{{MESSAGES_NAMESPACE}}}UpdateCertificateStatus": (
+        "UpdateCertificateStatus",
+        UPDATE_CERTIFICATE_STATUS_ACTION,
+    ),
+}
 
 
 def _env(name: str) -> str:
@@ -218,6 +240,21 @@ class ReceivedStore:
             " received_at TEXT NOT NULL,"
             " receipt_id TEXT NOT NULL UNIQUE)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS received_status ("
+            " message_id TEXT PRIMARY KEY,"
+            " reference TEXT NOT NULL,"
+            " version INTEGER NOT NULL,"
+            " sequence INTEGER NOT NULL,"
+            " status TEXT NOT NULL,"
+            " reason TEXT NOT NULL,"
+            " effective_at TEXT NOT NULL,"
+            " document TEXT NOT NULL,"
+            " sender TEXT NOT NULL,"
+            " sent_at TEXT NOT NULL,"
+            " received_at TEXT NOT NULL,"
+            " receipt_id TEXT NOT NULL UNIQUE)"
+        )
 
     def record(
         self,
@@ -261,6 +298,70 @@ class ReceivedStore:
             )
             return Receipt("ACCEPTED", receipt_id, received_at)
 
+    def record_status(
+        self, message_id: str, update: StatusUpdate, document: str, sender: str, sent_at: str
+    ) -> Receipt:
+        """Store a status update once per message id (a resend gets the first receipt); one
+        for a certificate version not held is refused as UNKNOWN_CERTIFICATE (transient: the
+        certificate may still be on its way)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT document, receipt_id, received_at FROM received_status"
+                " WHERE message_id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is not None:
+                if row[0] != document:
+                    raise _Refusal.client(
+                        "MESSAGE_ID_REUSED",
+                        f"message {message_id} was already received with a different status"
+                        f" update (receipt {row[1]}); a new update needs a new MessageId",
+                    )
+                return Receipt("DUPLICATE", row[1], row[2])
+            held = self._db.execute(
+                "SELECT 1 FROM received_certificate WHERE reference = ? AND version = ?",
+                (update.reference, update.version),
+            ).fetchone()
+            if held is None:
+                raise _Refusal(
+                    "Client",
+                    "UNKNOWN_CERTIFICATE",
+                    f"no certificate {update.reference} version {update.version} is held; send"
+                    " its certificate first, then this update again",
+                    transient=True,
+                )
+            receipt_id = f"CSW-{uuid.uuid4().hex[:20].upper()}"
+            received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            self._db.execute(
+                "INSERT INTO received_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message_id,
+                    update.reference,
+                    update.version,
+                    update.sequence,
+                    update.status.value,
+                    update.reason,
+                    update.effective_at.isoformat(),
+                    document,
+                    sender,
+                    sent_at,
+                    received_at,
+                    receipt_id,
+                ),
+            )
+            return Receipt("ACCEPTED", receipt_id, received_at)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every status update stored, in the order received."""
+        with self._lock:
+            cursor = self._db.execute(
+                "SELECT message_id, reference, version, sequence, status, reason, effective_at,"
+                " document, sender, sent_at, received_at, receipt_id FROM received_status"
+                " ORDER BY rowid"
+            )
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor]
+
     def received(self) -> list[dict[str, Any]]:
         with self._lock:
             cursor = self._db.execute(
@@ -301,8 +402,10 @@ def fault_envelope(faultcode: str, code: str, reason: str, *, transient: bool) -
     return _envelope(fault)
 
 
-def _acknowledgement(message_id: str, receipt: Receipt) -> bytes:
-    answer = etree.Element(_msg("SubmitCertificateResponse"), nsmap={"m": MESSAGES_NAMESPACE})
+def _acknowledgement(
+    message_id: str, receipt: Receipt, element: str = "SubmitCertificateResponse"
+) -> bytes:
+    answer = etree.Element(_msg(element), nsmap={"m": MESSAGES_NAMESPACE})
     _leaf(answer, _msg("MessageId"), message_id)
     _leaf(answer, _msg("Status"), receipt.status)
     _leaf(answer, _msg("ReceiptId"), receipt.receipt_id)
@@ -382,22 +485,27 @@ class CustomsService:
         payload = None
         if body_element is not None:
             payload = next(body_element.iterchildren(etree.Element), None)
-        if payload is None or payload.tag != _msg("SubmitCertificate"):
+        operation = None if payload is None else _OPERATIONS.get(payload.tag)
+        if operation is None:
             found = "nothing" if payload is None else etree.QName(payload).localname
             raise _Refusal.client(
-                "UNKNOWN_OPERATION", f"the SOAP body holds {found}; expected SubmitCertificate"
+                "UNKNOWN_OPERATION",
+                f"the SOAP body holds {found}; expected SubmitCertificate or"
+                " UpdateCertificateStatus",
             )
+        name, expected_action = operation
         action = (soap_action or "").strip().strip('"')
-        if action and action != SUBMIT_CERTIFICATE_ACTION:
+        if action and action != expected_action:
             raise _Refusal.client(
                 "UNKNOWN_OPERATION",
-                f"SOAPAction {action} does not match SubmitCertificate"
-                f" ({SUBMIT_CERTIFICATE_ACTION})",
+                f"SOAPAction {action} does not match {name} ({expected_action})",
             )
-        problems = xsd_problems(self._schema(), payload, "SubmitCertificate")
+        problems = xsd_problems(self._schema(), payload, name)
         if problems:
             raise _Refusal.client("INVALID_MESSAGE", reasons(problems))
         message_id = payload.findtext(_msg("MessageId")) or ""
+        if name == "UpdateCertificateStatus":
+            return self._update_status(payload, message_id)
         certificate = payload.find(f"{{{CERTIFICATE_NAMESPACE}}}Certificate")
         try:
             licence = licence_from_certificate_element(
@@ -417,6 +525,29 @@ class CustomsService:
         )
         self.count(receipt.status.lower())
         return _acknowledgement(message_id, receipt)
+
+    def _update_status(self, payload: etree._Element, message_id: str) -> bytes:
+        element = payload.find(f"{{{CERTIFICATE_NAMESPACE}}}CertificateStatus")
+        if element is None:  # the XSD admits any certificate-namespace element here
+            raise _Refusal.client(
+                "INVALID_MESSAGE", "UpdateCertificateStatus must carry a CertificateStatus"
+            )
+        try:
+            update = status_update_from_element(
+                element, source=f"status update in message {message_id}"
+            )
+        except Rejected as refused:
+            raise _Refusal.client("INVALID_MESSAGE", reasons(refused.problems)) from None
+        document = etree.tostring(element, method="c14n", exclusive=True).decode("utf-8")
+        receipt = self.store.record_status(
+            message_id,
+            update,
+            document,
+            payload.findtext(_msg("Sender")) or "",
+            payload.findtext(_msg("SentAt")) or "",
+        )
+        self.count(f"status_{receipt.status.lower()}")
+        return _acknowledgement(message_id, receipt, "UpdateCertificateStatusResponse")
 
     def _authenticate(self, header: etree._Element | None) -> None:
         """WS-Security UsernameToken: password digest (or text), nonce not seen before, Created
@@ -602,6 +733,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"status": "ok", "url": server.url, "pid": os.getpid()})
         elif url.path == "/admin/received":
             self._json(200, server.store.received())
+        elif url.path == "/admin/statuses":
+            self._json(200, server.store.statuses())
         elif url.path == "/admin/faults":
             self._json(200, server.faults.describe())
         elif url.path == "/admin/stats":
@@ -763,6 +896,10 @@ class SimulatorProcess:
     def received(self) -> list[dict[str, Any]]:
         """Every certificate stored, oldest first."""
         return self._admin("received")
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every certificate status update stored, in the order received."""
+        return self._admin("statuses")
 
     def stats(self) -> dict[str, int]:
         """Requests seen, faults injected, accepted, duplicate, refused..."""

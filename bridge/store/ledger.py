@@ -1,8 +1,11 @@
 """Customs write-offs in the ledger: load what a batch touches, let the rules decide
-(bridge.writeoff), write the result; quarantine for unreadable messages; line balances.
+(bridge.writeoff), write the result; quarantine for unreadable messages; the result message of
+every event, kept until it is published.
 
 A batch costs a handful of grouped queries and one executemany per table, whatever its size.
-The caller owns the transaction: everything a batch writes commits (or not) together."""
+The caller owns the transaction: everything a batch writes commits (or not) together, its
+result messages included, so that a crash between the commit and the publication loses none:
+they stay `pending` in processed_message until `mark_results_published`."""
 
 from __future__ import annotations
 
@@ -15,16 +18,35 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 
 from bridge.config import Settings
-from bridge.envelope import DeclarationEvent, read_event
+from bridge.correlation import load_correlation
+from bridge.envelope import (
+    DeclarationEvent,
+    DeclarationResult,
+    build_result,
+    read_event,
+    result_message_id,
+)
 from bridge.errors import Problem, Rejected
+from bridge.store.alerts import raise_alert
 from bridge.store.licences import load_licences
 from bridge.store.schema import (
     Micro,
     declaration,
     movement,
+    outbox,
     processed_message,
     quarantine,
     refusal,
@@ -37,6 +59,7 @@ from bridge.writeoff import (
     MessageOutcome,
     Outcome,
     Record,
+    StatusChange,
     Usage,
     decide,
     national_document_codes,
@@ -103,8 +126,23 @@ DECLARATION_COLUMNS = (
     "held_message",
     "updated_at",
 )
-PROCESSED_COLUMNS = ("message_id", "mrn", "event", "outcome", "received_at")
+PROCESSED_COLUMNS = (
+    "message_id",
+    "mrn",
+    "event",
+    "outcome",
+    "received_at",
+    "result",
+    "result_state",
+)
+PENDING = "pending"  # result_state: written, not yet taken by the broker
+PUBLISHED = "published"
+DELIVERED_CERTIFICATE = ("certificate", "delivered")  # outbox kind and status customs acked
 _CHUNK = 500  # bound parameters per IN list, well under every database's limit
+
+
+# A result message to publish: (its processed_message key, the message bytes).
+PendingResult = tuple[str, bytes]
 
 
 @dataclass(frozen=True)
@@ -113,6 +151,9 @@ class BatchResult:
     movements: int = 0
     refusals: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # outcome -> messages
+    results: tuple[PendingResult, ...] = ()  # to publish once the batch is committed, in order
+    status_changes: tuple[StatusChange, ...] = ()  # for bridge.licence_status, same transaction
+    alerts: int = 0
 
     def count(self, outcome: Outcome) -> int:
         return self.counts.get(str(outcome), 0)
@@ -122,13 +163,20 @@ def combine(results: Iterable[BatchResult]) -> BatchResult:
     """Several results as one (a batch applied in parts)."""
     outcomes: list[MessageOutcome] = []
     counts: Counter[str] = Counter()
-    movements = refusals = 0
+    pending: list[PendingResult] = []
+    changes: list[StatusChange] = []
+    movements = refusals = alerts = 0
     for result in results:
         outcomes.extend(result.outcomes)
         counts.update(result.counts)
+        pending.extend(result.results)
+        changes.extend(result.status_changes)
         movements += result.movements
         refusals += result.refusals
-    return BatchResult(tuple(outcomes), movements, refusals, dict(counts))
+        alerts += result.alerts
+    return BatchResult(
+        tuple(outcomes), movements, refusals, dict(counts), tuple(pending), tuple(changes), alerts
+    )
 
 
 @lru_cache(maxsize=16)
@@ -139,12 +187,20 @@ def _national(spec: str):
 def apply_batch(
     conn: Connection, events: Sequence[DeclarationEvent], *, now: datetime, settings: Settings
 ) -> BatchResult:
-    """Apply `events` (in order) to the ledger inside the caller's transaction and record
-    every message id with its outcome in processed_message."""
+    """Apply `events` (in order) to the ledger inside the caller's transaction, record every
+    message id with its outcome and its result message (pending publication) in
+    processed_message, and raise the decision's alerts. The licence status changes the rules
+    decided are returned for the caller to make in the same transaction
+    (bridge.licence_status); the results to publish after the commit, in event order."""
     if not events:
         return BatchResult()
     snapshot = load_snapshot(conn, events)
-    decision = decide(events, snapshot, national=_national(settings.national_document_codes))
+    decision = decide(
+        events,
+        snapshot,
+        national=_national(settings.national_document_codes),
+        correlation=load_correlation(),
+    )
 
     _insert_many(
         conn,
@@ -193,13 +249,28 @@ def apply_batch(
         ],
     )
     _write_declarations(conn, decision.declarations, snapshot.declarations, now)
-    _write_processed(conn, decision.outcomes, now)
+    results = _write_processed(conn, decision.outcomes, now)
+    results += _resend_results(conn, decision.outcomes, snapshot.seen_message_ids)
+    for alert in decision.alerts:  # rare: over-use, CN/CLE warnings
+        raise_alert(
+            conn,
+            alert.kind,
+            alert.message,
+            now=now,
+            licence_number=alert.licence_number,
+            line_number=alert.line_number,
+            mrn=alert.mrn,
+            details=dict(alert.details),
+        )
     counts = Counter(str(o.outcome) for o in decision.outcomes if o.record is not Record.UPDATE)
     return BatchResult(
         outcomes=tuple(decision.outcomes),
         movements=len(decision.movements),
         refusals=len(decision.refusals),
         counts=dict(counts),
+        results=tuple(results),
+        status_changes=tuple(decision.status_changes),
+        alerts=len(decision.alerts),
     )
 
 
@@ -221,7 +292,10 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
                 row.declaration_version,
                 row.event,
             )
+    # The licences quoted, and those the MRNs wrote off before (an invalidation or amendment
+    # gives back to them, which may end their exhaustion).
     numbers = referenced_licences([*events, *held])
+    numbers.update(u.licence_number for u in current_usage.values())
     licences = load_licences(conn, numbers) if numbers else {}
     line_numbers = set(licences) | {u.licence_number for u in current_usage.values()}
     totals = {}
@@ -244,7 +318,27 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
         line_totals=totals,
         declarations=states,
         seen_message_ids=frozenset(seen),
+        known_to_customs=frozenset(known_to_customs(conn, licences)),
     )
+
+
+def known_to_customs(conn: Connection, numbers: Iterable[str]) -> set[str]:
+    """Which of these licences customs acknowledged a certificate of (any version)."""
+    kind, status = DELIVERED_CERTIFICATE
+    known: set[str] = set()
+    for chunk in _chunks(numbers):
+        known.update(
+            conn.execute(
+                select(outbox.c.licence_number)
+                .distinct()
+                .where(
+                    outbox.c.licence_number.in_(chunk),
+                    outbox.c.kind == kind,
+                    outbox.c.status == status,
+                )
+            ).scalars()
+        )
+    return known
 
 
 def _load_declarations(conn: Connection, mrns: Iterable[str]) -> dict[str, DeclarationState]:
@@ -332,18 +426,47 @@ def _write_declarations(
         )
 
 
-def _write_processed(conn: Connection, outcomes: Sequence[MessageOutcome], now: datetime) -> None:
-    new = [
-        (o.message_id, o.mrn, o.event, str(o.outcome), now)
-        for o in outcomes
-        if o.record is Record.INSERT
-    ]
+def _result(outcome: MessageOutcome, now: datetime) -> bytes:
+    return build_result(
+        DeclarationResult(
+            message_id=result_message_id(outcome.message_id, str(outcome.outcome)),
+            in_reply_to=outcome.message_id,
+            outcome=str(outcome.outcome),
+            processed_at=now,
+            mrn=outcome.mrn,
+            declaration_version=outcome.version,
+            event=outcome.event,
+            detail=outcome.detail,
+            documents=outcome.documents,
+        )
+    )
+
+
+def _write_processed(
+    conn: Connection, outcomes: Sequence[MessageOutcome], now: datetime
+) -> list[PendingResult]:
+    """Record the outcomes with their result messages; returns the results to publish."""
+    results: list[PendingResult] = []
+    new = []
+    later = []
+    for o in outcomes:
+        if o.record is Record.NONE:
+            continue
+        result = _result(o, now)
+        results.append((o.message_id, result))
+        if o.record is Record.INSERT:
+            new.append((o.message_id, o.mrn, o.event, str(o.outcome), now, result, PENDING))
+        else:
+            later.append(
+                {
+                    "k_message_id": o.message_id,
+                    "outcome": str(o.outcome),
+                    "result": result,
+                    "result_state": PENDING,
+                    "result_published_at": None,
+                }
+            )
     _insert_many(conn, processed_message, PROCESSED_COLUMNS, new)
-    later = [
-        {"k_message_id": o.message_id, "outcome": str(o.outcome)}
-        for o in outcomes
-        if o.record is Record.UPDATE
-    ]
     if later:
         conn.execute(
             update(processed_message).where(
@@ -351,6 +474,68 @@ def _write_processed(conn: Connection, outcomes: Sequence[MessageOutcome], now: 
             ),
             later,
         )
+    return results
+
+
+def _resend_results(
+    conn: Connection, outcomes: Sequence[MessageOutcome], seen_before: frozenset[str]
+) -> list[PendingResult]:
+    """A message processed in an earlier batch came again: its stored result goes out again,
+    unchanged (customs may have missed it; the same id lets them recognise it)."""
+    again = sorted(
+        {o.message_id for o in outcomes if o.record is Record.NONE and o.message_id in seen_before}
+    )
+    return _set_pending(conn, again)
+
+
+def _set_pending(conn: Connection, keys: Sequence[str]) -> list[PendingResult]:
+    stored: dict[str, bytes] = {}
+    for chunk in _chunks(keys):
+        stored.update(
+            (key, bytes(result))
+            for key, result in conn.execute(
+                select(processed_message.c.message_id, processed_message.c.result).where(
+                    processed_message.c.message_id.in_(chunk),
+                    processed_message.c.result.is_not(None),
+                )
+            )
+        )
+        conn.execute(
+            update(processed_message)
+            .where(
+                processed_message.c.message_id.in_(chunk),
+                processed_message.c.result.is_not(None),
+            )
+            .values(result_state=PENDING, result_published_at=None)
+        )
+    return [(key, stored[key]) for key in keys if key in stored]
+
+
+def pending_results(conn: Connection, *, limit: int = 1000) -> list[PendingResult]:
+    """Result messages written but not yet published (a crash or a broker away between a
+    commit and its publication), oldest first."""
+    rows = conn.execute(
+        select(processed_message.c.message_id, processed_message.c.result)
+        .where(processed_message.c.result_state == PENDING)
+        .order_by(processed_message.c.received_at, processed_message.c.message_id)
+        .limit(limit)
+    )
+    return [(key, bytes(result)) for key, result in rows]
+
+
+def mark_results_published(conn: Connection, keys: Iterable[str], now: datetime) -> int:
+    """The broker acknowledged these results: they are not sent again unless their event is."""
+    marked = 0
+    for chunk in _chunks(keys):
+        marked += conn.execute(
+            update(processed_message)
+            .where(
+                processed_message.c.message_id.in_(chunk),
+                processed_message.c.result_state == PENDING,
+            )
+            .values(result_state=PUBLISHED, result_published_at=now)
+        ).rowcount
+    return marked
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,20 +557,32 @@ def quarantine_key(payload: bytes) -> str:
 def quarantine_messages(conn: Connection, messages: Sequence[Unreadable], now: datetime) -> int:
     """Store unreadable messages with their reasons, once each (a redelivery of the same bytes
     is recognised). Returns how many were stored now."""
+    return quarantine_batch(conn, messages, now)[0]
+
+
+def quarantine_batch(
+    conn: Connection, messages: Sequence[Unreadable], now: datetime
+) -> tuple[int, list[PendingResult]]:
+    """`quarantine_messages`, with the result messages to publish: one `quarantined` result
+    for each message whose sender's message id could be read (the others cannot be answered);
+    a redelivery sends its stored result again."""
     keys = [quarantine_key(m.payload) for m in messages]
-    seen = _processed_ids(conn, keys)
+    seen_before = _processed_ids(conn, keys)
+    seen = set(seen_before)
     fresh = []
     for key, message in zip(keys, messages, strict=True):
         if key not in seen:
             seen.add(key)
             fresh.append((key, message))
+    again = _set_pending(conn, sorted({key for key in keys if key in seen_before}))
     if not fresh:
-        return 0
+        return 0, again
+    results = {key: _quarantined_result(m, now) for key, m in fresh if m.message_id is not None}
     conn.execute(
         insert(quarantine),
         [
             {
-                "message_id": (m.message_id or "")[:200] or None,
+                "message_id": _storable((m.message_id or "")[:200]) or None,
                 "topic": m.topic[:500],
                 "payload": m.payload,
                 "reason": "\n".join(str(p) for p in m.problems) or "unreadable",
@@ -399,11 +596,31 @@ def quarantine_messages(conn: Connection, messages: Sequence[Unreadable], now: d
         insert(processed_message),
         [
             {"message_id": key, "mrn": None, "event": None, "outcome": "quarantined"}
-            | {"received_at": now}
+            | {"received_at": now, "result": results.get(key)}
+            | {"result_state": PENDING if key in results else None}
             for key, _ in fresh
         ],
     )
-    return len(fresh)
+    return len(fresh), [*again, *results.items()]
+
+
+def _storable(text: str) -> str:
+    # A hint read from an unreadable message may hold a lone surrogate, which no database
+    # stores as text: keep it visible as its escape.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _quarantined_result(message: Unreadable, now: datetime) -> bytes:
+    assert message.message_id is not None
+    return build_result(
+        DeclarationResult(
+            message_id=result_message_id(message.message_id, str(Outcome.QUARANTINED)),
+            in_reply_to=message.message_id,
+            outcome=str(Outcome.QUARANTINED),
+            processed_at=now,
+            detail="\n".join(str(p) for p in message.problems) or "unreadable",
+        )
+    )
 
 
 def quarantine_message(
@@ -487,10 +704,15 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 
 __all__ = [
     "BatchResult",
+    "PendingResult",
     "Unreadable",
     "apply_batch",
     "combine",
+    "known_to_customs",
     "load_snapshot",
+    "mark_results_published",
+    "pending_results",
+    "quarantine_batch",
     "quarantine_message",
     "quarantine_messages",
 ]

@@ -1,4 +1,4 @@
-"""The outbox: certificates waiting for, or done with, delivery to customs.
+"""The outbox: certificates and status updates waiting for, or done with, delivery to customs.
 
 Rows are written before anything is sent, and each row's status changes in its own transaction
 right after its call, so a crash loses neither a certificate nor the knowledge that it went out.
@@ -120,6 +120,25 @@ def pending_messages(conn: Connection) -> list[PendingMessage]:
         PendingMessage(row[0], row[1], row[2], row[3], row[4], row[5], _read_utc(row[6]))
         for row in rows
     ]
+
+
+def certificate_states(
+    conn: Connection, versions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """The outbox status (pending, delivered, failed) of the certificate of each (licence,
+    version) asked for that has one."""
+    wanted = set(versions)
+    if not wanted:
+        return {}
+    numbers = sorted({number for number, _ in wanted})
+    rows = conn.execute(
+        select(outbox.c.licence_number, outbox.c.licence_version, outbox.c.status).where(
+            outbox.c.kind == "certificate", outbox.c.licence_number.in_(numbers)
+        )
+    )
+    return {
+        (number, version): status for number, version, status in rows if (number, version) in wanted
+    }
 
 
 def message_document(conn: Connection, row_id: int) -> str:

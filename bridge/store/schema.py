@@ -128,6 +128,11 @@ processed_message = Table(
     Column("event", String(20)),
     Column("outcome", String(20), nullable=False),  # applied | ignored | refused | quarantined
     Column("received_at", UTC, nullable=False),
+    # The result message answering it on the MQTT result topic (docs/envelope.md), written in
+    # the batch's transaction and published after the commit: pending until the broker took it.
+    Column("result", LargeBinary),
+    Column("result_state", String(10), index=True),  # pending | published | NULL (none)
+    Column("result_published_at", UTC),
 )
 
 # What is written off now for one (MRN, goods item, document): the state that makes write-offs

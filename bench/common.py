@@ -1,0 +1,312 @@
+"""What every workload shares: sizes, the result row, the servers a run starts (and always
+stops), ledgers filled with generated licences, timing and process helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from bridge.config import PROJECT_ROOT, Settings
+from bridge.model import Licence, licence_to_dict
+from bridge.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
+from bridge.store.db import make_engine
+from bridge.store.licences import content_hash
+from bridge.store.schema import licence, licence_line, licence_version, outbox
+
+SIZES = ("tiny", "small", "full")
+DATABASES = ("sqlite", "postgresql")
+LOADED_AT = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Result:
+    """One row of the table: the bridge's figure and its limit's, measured in the same run."""
+
+    workload: str
+    database: str
+    bridge: float
+    bridge_unit: str
+    limit: float
+    limit_unit: str
+    ratio: float | None
+    target: str
+    met: bool | None
+    seconds: float = 0.0
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ratio(bridge: float, limit: float) -> float | None:
+    return None if not limit else bridge / limit
+
+
+class Run:
+    """One benchmark run: a work folder, the settings of its size, and everything started,
+    stopped in reverse order at the end (also on error or Ctrl-C)."""
+
+    def __init__(self, size: str, workdir: Path, *, verbose: bool = True) -> None:
+        self.size = size
+        self.workdir = workdir
+        self.verbose = verbose
+        self.stack = contextlib.ExitStack()
+        self._cluster = None
+        self._databases = 0
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def log(self, message: str) -> None:
+        if self.verbose:
+            print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def folder(self, name: str) -> Path:
+        path = self.workdir / f"{name}-{uuid.uuid4().hex[:6]}"
+        path.mkdir(parents=True)
+        return path
+
+    def broker(self) -> Broker:
+        """A mosquitto of its own (bridge.mqtt.broker's configuration), whose persistence
+        snapshot is taken once an hour instead of every 5 s: a backlog of hundreds of MB
+        written every 5 s would measure the disk, not the consumers. Stopped at the end."""
+        workdir = self.folder("mosquitto")
+        port = free_port()
+        (workdir / "mosquitto.conf").write_text(
+            broker_config(workdir, port, autosave_interval=3600), encoding="utf-8"
+        )
+        broker = Broker(workdir, port, mosquitto_executable())
+        self.stack.callback(broker.stop)
+        return broker.start()
+
+    def ledger_url(self, database: str, name: str) -> str:
+        """A fresh, empty ledger database."""
+        self._databases += 1
+        if database == "sqlite":
+            return f"sqlite:///{self.folder(name) / 'ledger.db'}"
+        if self._cluster is None:
+            from bridge.pgcluster import start_cluster
+
+            self.log("starting a throwaway PostgreSQL cluster")
+            self._cluster = start_cluster()
+            self.stack.callback(self._cluster.stop)
+        return self._cluster.create_database(f"{name}_{self._databases}")
+
+    def engine(self, url: str) -> Engine:
+        engine = make_engine(url)
+        self.stack.callback(engine.dispose)
+        return engine
+
+    def settings(self, broker: Broker | None, url: str, **changes: Any) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        values: dict[str, Any] = {
+            "home": self.folder("home"),
+            "database_url": url,
+            "mqtt_client_id": f"elbridge-bench-{tag}",
+            "mqtt_topic": f"bench/{tag}/declarations",
+            "mqtt_result_topic": f"bench/{tag}/results",
+        }
+        if broker is not None:
+            values |= {"mqtt_host": broker.host, "mqtt_port": broker.port}
+        return Settings(**(values | changes))
+
+    def process(
+        self, command: Sequence[str], *, env: dict[str, str], log: Path
+    ) -> subprocess.Popen:
+        """A child in its own process group, stopped (SIGTERM, then SIGKILL) at the end."""
+        full_env = dict(os.environ) | env
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PROJECT_ROOT), full_env.get("PYTHONPATH", "")) if p
+        )
+        with open(log, "ab") as out:
+            child = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=full_env,
+                cwd=str(PROJECT_ROOT),
+            )
+        self.stack.callback(stop_group, child)
+        return child
+
+
+def stop_group(child: subprocess.Popen, timeout: float = 20.0) -> int | None:
+    """Stop a child started in its own process group: SIGTERM, then SIGKILL."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout)
+    return child.returncode
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ELBRIDGE_* variables that give a child process these settings."""
+    names = (
+        "home",
+        "database_url",
+        "mqtt_host",
+        "mqtt_port",
+        "mqtt_client_id",
+        "mqtt_topic",
+        "mqtt_result_topic",
+        "batch_size",
+        "batch_wait_ms",
+    )
+    return {f"ELBRIDGE_{n.upper()}": str(getattr(settings, n)) for n in names}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from /proc, in MB (MiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def store_known_licences(engine: Engine, licences: Iterable[Licence], chunk: int = 2000) -> int:
+    """Licences into the ledger as ingest would leave them (header, version document, lines),
+    each with a delivered certificate in the outbox (write-offs need customs to know the
+    licence). Bulk inserts: setting up a benchmark is not what it measures."""
+    count = 0
+    batch: list[Licence] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        with engine.begin() as conn:
+            conn.execute(insert(licence), [_header(item) for item in batch])
+            conn.execute(insert(licence_version), [_version(item) for item in batch])
+            conn.execute(insert(licence_line), [row for item in batch for row in _lines(item)])
+            conn.execute(insert(outbox), [_delivered(item) for item in batch])
+        batch.clear()
+
+    for item in licences:
+        batch.append(item)
+        count += 1
+        if len(batch) >= chunk:
+            flush()
+    flush()
+    return count
+
+
+def _header(item: Licence) -> dict[str, Any]:
+    return {
+        "number": item.number,
+        "current_version": item.version,
+        "type": item.type.value,
+        "status": item.status.value,
+        "issuing_member_state": item.issuing_member_state,
+        "issuing_authority": item.issuing_authority,
+        "holder_name": item.holder_name,
+        "holder_eori": item.holder_eori,
+        "valid_from": item.valid_from,
+        "valid_to": item.valid_to,
+        "general_authorisation": item.general_authorisation,
+        "updated_at": LOADED_AT,
+    }
+
+
+def _version(item: Licence) -> dict[str, Any]:
+    return {
+        "number": item.number,
+        "version": item.version,
+        "content_hash": content_hash(item),
+        "document": json.dumps(licence_to_dict(item), sort_keys=True),
+        "source": "bench",
+        "ingested_at": LOADED_AT,
+    }
+
+
+def _lines(item: Licence) -> Iterator[dict[str, Any]]:
+    for line in item.lines:
+        yield {
+            "number": item.number,
+            "line_number": line.line_number,
+            "control_list_entry": line.control_list_entry,
+            "cn_code": line.cn_code,
+            "description": line.description,
+            "quantity": line.quantity,
+            "unit": line.unit,
+            "value": line.value,
+            "currency": line.currency,
+            "destinations": " ".join(line.destinations),
+        }
+
+
+def _delivered(item: Licence) -> dict[str, Any]:
+    return {
+        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench:{item.number}:{item.version}")),
+        "kind": "certificate",
+        "licence_number": item.number,
+        "licence_version": item.version,
+        "document": "<certificate delivered before the benchmark/>",
+        "status": "delivered",
+        "attempts": 1,
+        "next_attempt_at": LOADED_AT,
+        "acknowledgement": "ACCEPTED",
+        "receipt_id": "BENCH",
+        "last_attempt_at": LOADED_AT,
+        "created_at": LOADED_AT,
+        "delivered_at": LOADED_AT,
+    }
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = action()
+    return time.perf_counter() - started, value
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) // 1024
+    return {
+        "load_average": os.getloadavg(),  # other work on the machine skews absolute figures
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_mb": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

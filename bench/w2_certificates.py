@@ -1,0 +1,80 @@
+"""W2 certificates: national licence records through the real pipeline's pure part: the mapping
+engine (mappings/*.yaml) with validation, the certificate XML (bridge.certificate) and its XSD
+validation, in one process, licences per second.
+
+Limit: lxml parsing and validating the same certificates against the same XSD, and nothing
+else: the one step of the pipeline that is already all C. The target is absolute (10,000
+licences a second at 100,000)."""
+
+from __future__ import annotations
+
+import time
+
+from lxml import etree
+
+from bench.common import Result, Run, ratio
+from bridge.certificate import SCHEMA_FILE, build_certificate, certificate_problems
+from bridge.config import SCHEMAS_DIR
+from bridge.ingest import load_mappings
+from bridge.mapping import mapping_for, translate
+from bridge.testkit import synth
+from bridge.xmlsafe import schema_from_file
+
+SIZES = {"tiny": 1000, "small": 20000, "full": 100000}
+TARGET = 10_000
+PER_DATABASE = False
+
+
+def run(run: Run, database: str) -> list[Result]:
+    n = SIZES[run.size]
+    run.log(f"W2: generating {n} licences in the national formats")
+    files = synth.national_files(synth.licences(n, seed=21))
+    mappings = load_mappings()
+    chosen = {name: mapping_for(name, mappings) for name in files}
+
+    certificates: list[bytes] = []
+    rejected = problems = 0
+    started = time.perf_counter()
+    for name, data in files.items():
+        for record in translate(chosen[name], data, name):
+            if record.licence is None:
+                rejected += 1
+                continue
+            xml = build_certificate(record.licence)
+            problems += len(certificate_problems(xml, source=record.licence.number))
+            certificates.append(xml)
+    bridge_seconds = time.perf_counter() - started
+    if rejected or problems or len(certificates) != n:
+        raise AssertionError(f"W2: {rejected} rejected, {problems} certificate problems")
+
+    schema = schema_from_file(str(SCHEMAS_DIR / SCHEMA_FILE))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    started = time.perf_counter()
+    for xml in certificates:
+        if not schema.validate(etree.fromstring(xml, parser)):
+            raise AssertionError("W2: a certificate the bridge passed fails the XSD")
+    limit_seconds = time.perf_counter() - started
+
+    bridge_rate = n / bridge_seconds
+    limit_rate = n / limit_seconds
+    return [
+        Result(
+            workload="W2 certificates",
+            database="-",
+            bridge=bridge_rate,
+            bridge_unit="licences/s",
+            limit=limit_rate,
+            limit_unit="XSD-validated/s",
+            ratio=ratio(bridge_rate, limit_rate),
+            target=f">= {TARGET:,} licences/s",
+            met=bridge_rate >= TARGET,
+            seconds=bridge_seconds + limit_seconds,
+            details={
+                "licences": n,
+                "lines": sum(x.count(b"<Line>") for x in certificates),
+                "files": {name: len(data) for name, data in files.items()},
+                "bridge_seconds": bridge_seconds,
+                "limit_seconds": limit_seconds,
+            },
+        )
+    ]

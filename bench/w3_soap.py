@@ -1,0 +1,140 @@
+"""W3 SOAP delivery: certificates delivered to the customs simulator and acknowledged, per second.
+
+Bridge: `bridge.outbox.deliver_pending` with a `bridge.soap.client.CustomsClient` (zeep), the
+certificates queued in the ledger's outbox by `certify_pending`; every row's outcome committed
+right after its call, as in production. Limit: the same SOAP envelopes (built by zeep from the
+same WSDL, with message ids of their own so that the simulator stores them too) posted with
+http.client on one keep-alive connection, one after the other, each answer checked for
+ACCEPTED. Same simulator process, same certificates."""
+
+from __future__ import annotations
+
+import http.client
+import time
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import zeep
+from lxml import etree
+from sqlalchemy import insert
+
+from bench.common import LOADED_AT, Result, Run, _header, _lines, _version, ratio
+from bridge.config import SCHEMAS_DIR
+from bridge.outbox import certify_pending, deliver_pending
+from bridge.soap import SUBMIT_CERTIFICATE_ACTION, WSDL_FILE
+from bridge.soap.client import BINDING, CustomsClient
+from bridge.soap.simulator import start_simulator
+from bridge.store.schema import licence, licence_line, licence_version, outbox
+from bridge.testkit import synth
+from bridge.xmlsafe import parse_xml
+
+SIZES = {"tiny": 40, "small": 1000, "full": 5000}
+TARGET = 1.0
+PER_DATABASE = True
+
+
+def _load(engine, licences) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(licence), [_header(x) for x in licences])
+        conn.execute(insert(licence_version), [_version(x) for x in licences])
+        conn.execute(insert(licence_line), [row for x in licences for row in _lines(x)])
+
+
+def _envelopes(url: str, certificates: list[bytes], sender: str) -> list[bytes]:
+    """SubmitCertificate envelopes as zeep writes them, each with a message id of its own."""
+    client = zeep.Client(str(SCHEMAS_DIR / WSDL_FILE))
+    service = client.create_service(BINDING, url)
+    sent_at = datetime.now(UTC)
+    envelopes = []
+    for index, xml in enumerate(certificates):
+        message = client.create_message(
+            service,
+            "SubmitCertificate",
+            MessageId=str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-raw:{index}")),
+            SentAt=sent_at,
+            Sender=sender,
+            _value_1=parse_xml(xml, what="certificate"),
+        )
+        envelopes.append(etree.tostring(message, xml_declaration=True, encoding="utf-8"))
+    return envelopes
+
+
+def _post_all(url: str, envelopes: list[bytes]) -> float:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {
+        "Content-Type": "text/xml; charset=utf-8",
+        "SOAPAction": f'"{SUBMIT_CERTIFICATE_ACTION}"',
+    }
+    started = time.perf_counter()
+    for body in envelopes:
+        connection.request("POST", parts.path, body, headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        if answer.status != 200 or b"ACCEPTED" not in data:
+            raise AssertionError(f"raw post answered {answer.status}: {data[:300]!r}")
+    seconds = time.perf_counter() - started
+    connection.close()
+    return seconds
+
+
+def run(run: Run, database: str) -> list[Result]:
+    n = SIZES[run.size]
+    licences = list(synth.licences(n + 1, seed=31))
+    simulator = start_simulator(run.folder("customs-sim"))
+    run.stack.callback(simulator.stop)
+    url = run.ledger_url(database, "w3")
+    engine = run.engine(url)
+    settings = run.settings(None, url, soap_url=simulator.url)
+    client = CustomsClient(settings)
+
+    # Warm up: the first delivery builds the zeep client from the WSDL.
+    _load(engine, licences[:1])
+    certify_pending(engine, now=LOADED_AT)
+    deliver_pending(engine, client)
+    _load(engine, licences[1:])
+    certified = certify_pending(engine, now=datetime.now(UTC))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            outbox.select().where(outbox.c.status == "pending").order_by(outbox.c.id)
+        ).fetchall()
+    certificates = [row.document.encode("utf-8") for row in rows]
+
+    run.log(f"W3 on {database}: bridge delivers {certified.certified}")
+    started = time.perf_counter()
+    report = deliver_pending(engine, client)
+    bridge_seconds = time.perf_counter() - started
+    if report.delivered != n or report.failed:
+        raise AssertionError(f"W3: delivered {report.delivered} of {n}: {report.failures[:3]}")
+
+    run.log(f"W3 on {database}: raw HTTP posts")
+    envelopes = _envelopes(simulator.url, certificates, settings.sender_id)
+    limit_seconds = _post_all(simulator.url, envelopes)
+    stats = simulator.stats()
+    simulator.stop()
+
+    bridge_rate, limit_rate = n / bridge_seconds, n / limit_seconds
+    share = ratio(bridge_rate, limit_rate)
+    return [
+        Result(
+            workload="W3 SOAP delivery",
+            database=database,
+            bridge=bridge_rate,
+            bridge_unit="certs/s",
+            limit=limit_rate,
+            limit_unit="raw posts/s",
+            ratio=share,
+            target=f"ratio >= {TARGET}",
+            met=share is not None and share >= TARGET,
+            seconds=bridge_seconds + limit_seconds,
+            details={
+                "certificates": n,
+                "mean_certificate_bytes": sum(map(len, certificates)) // max(1, n),
+                "mean_envelope_bytes": sum(map(len, envelopes)) // max(1, n),
+                "bridge_seconds": bridge_seconds,
+                "limit_seconds": limit_seconds,
+                "simulator": stats,
+            },
+        )
+    ]

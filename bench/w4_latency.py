@@ -1,0 +1,228 @@
+"""W4 latency: publish-to-committed at a fixed offered load (500 messages a second).
+
+The standalone consumer (`python -m bridge.consumer`, its own process, settings from ELBRIDGE_*
+variables) takes declaration events published at a steady rate; a watcher in the benchmark
+process receives the result message the consumer publishes for each event right after the
+commit that holds it, so publish-to-result is publish-to-committed plus one local MQTT hop (an
+upper bound). Limit: the same load through `python -m bench.echo`, a bare consumer that only
+parses, acks and answers: the round trip the broker and paho cost at this load.
+
+Measured with the bridge's default batching (batch_size 500, batch_wait_ms 200) and with a
+20 ms batch wait, to show what the setting does. The figure under the continuous Airflow DAG is
+not measured here (a follow-up)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+import paho.mqtt.client as mqtt
+
+from bench.common import (
+    Result,
+    Run,
+    percentile,
+    settings_env,
+    stop_group,
+    store_known_licences,
+)
+from bridge.config import Settings
+from bridge.mqtt.client import open_session
+from bridge.testkit import synth
+
+SIZES = {"tiny": 2, "small": 15, "full": 60}  # seconds at the offered load
+RATE = 500
+TARGET_MS = 250
+PER_DATABASE = True
+WARM_UP = 50
+
+
+class Watcher:
+    """Subscribes to the result topic and notes when the answer to each event arrives."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.arrived: dict[str, float] = {}
+        self.subscribed = threading.Event()
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        if not self.subscribed.wait(15):
+            raise ConnectionError("the result watcher got no subscription")
+
+    def _on_message(self, client, userdata, message) -> None:
+        now = time.perf_counter()
+        answered = json.loads(message.payload).get("in_reply_to")
+        with self.lock:
+            self.arrived.setdefault(answered, now)
+
+    def wait_for(self, ids: Sequence[str], timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                missing = sum(1 for i in ids if i not in self.arrived)
+            if not missing:
+                return 0
+            time.sleep(0.05)
+        return missing
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class PacedPublisher:
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(0)
+        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+        self.client.loop_start()
+
+    def publish(self, events: Sequence[synth.SynthEvent], rate: float) -> dict[str, float]:
+        sent: dict[str, float] = {}
+        started = time.perf_counter()
+        for index, event in enumerate(events):
+            due = started + index / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            sent[event.message_id] = time.perf_counter()
+            self.client.publish(self.topic, event.envelope, qos=1)
+        return sent
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _until_answered(publisher, watcher, events, timeout: float = 60) -> None:
+    """Publish warm-up events slowly until the target answers, then wait for all of them."""
+    deadline = time.monotonic() + timeout
+    index = 0
+    while not watcher.arrived and time.monotonic() < deadline:
+        publisher.publish(events[index % len(events) : index % len(events) + 1], RATE)
+        index += 1
+        time.sleep(0.2)
+    rest = [e for e in events if e.message_id not in watcher.arrived]
+    publisher.publish(rest, RATE)
+    if watcher.wait_for([e.message_id for e in events], timeout):
+        raise TimeoutError("the consumer did not answer the warm-up events")
+
+
+def _measure(run, settings, events, warm_up, *, command, env, log_name) -> dict:
+    watcher = Watcher(settings, settings.mqtt_result_topic)
+    publisher = PacedPublisher(settings, settings.mqtt_topic)
+    child = run.process(command, env=env, log=run.folder(log_name) / "out.log")
+    try:
+        _until_answered(publisher, watcher, warm_up)
+        sent = publisher.publish(events, RATE)
+        offered = len(events) / (max(sent.values()) - min(sent.values()) or 1)
+        missing = watcher.wait_for(list(sent), 60 + len(events) / RATE)
+    finally:
+        publisher.close()
+        watcher.close()
+        stop_group(child)
+    latencies = sorted(
+        (watcher.arrived[i] - t) * 1000 for i, t in sent.items() if i in watcher.arrived
+    )
+    return {
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+        "mean_ms": sum(latencies) / max(1, len(latencies)),
+        "messages": len(events),
+        "answered": len(latencies),
+        "missing": missing,
+        "offered_rate": offered,
+    }
+
+
+def run(run: Run, database: str) -> list[Result]:
+    seconds = SIZES[run.size]
+    n = RATE * seconds
+    licences = list(synth.licences(2000, seed=41, scale=1000))
+    run.log(f"W4 on {database}: generating {n + WARM_UP} events")
+    stream = list(
+        synth.event_stream(licences, n + WARM_UP, seed=42, amendments=0.05, invalidations=0.02)
+    )
+    warm_up, events = stream[:WARM_UP], stream[WARM_UP:]
+    broker = run.broker()
+    results = []
+
+    echo_settings = run.settings(broker, "sqlite://")
+    run.log(f"W4 on {database}: bare echo at {RATE}/s for {seconds} s")
+    echo = _measure(
+        run,
+        echo_settings,
+        events,
+        warm_up,
+        command=[
+            sys.executable,
+            "-m",
+            "bench.echo",
+            "--host",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--topic",
+            echo_settings.mqtt_topic,
+            "--result-topic",
+            echo_settings.mqtt_result_topic,
+            "--client-id",
+            echo_settings.mqtt_client_id,
+        ],
+        env={},
+        log_name="w4-echo",
+    )
+
+    for label, batch_wait_ms in (("default batching", 200), ("batch_wait_ms 20", 20)):
+        url = run.ledger_url(database, "w4")
+        engine = run.engine(url)
+        store_known_licences(engine, licences)
+        engine.dispose()
+        settings = run.settings(broker, url, batch_wait_ms=batch_wait_ms)
+        open_session(settings)  # the consumer's session exists before anything is published
+        run.log(f"W4 on {database}: consumer ({label}) at {RATE}/s for {seconds} s")
+        bridge = _measure(
+            run,
+            settings,
+            events,
+            warm_up,
+            command=[sys.executable, "-m", "bridge.consumer"],
+            env=settings_env(settings),
+            log_name="w4-consumer",
+        )
+        met = bridge["p99_ms"] <= TARGET_MS and bridge["missing"] == 0
+        results.append(
+            Result(
+                workload=f"W4 latency p99 ({label})",
+                database=database,
+                bridge=bridge["p99_ms"],
+                bridge_unit="ms",
+                limit=echo["p99_ms"],
+                limit_unit="ms (bare echo)",
+                ratio=bridge["p99_ms"] / echo["p99_ms"] if echo["p99_ms"] else None,
+                target=f"p99 <= {TARGET_MS} ms",
+                met=met,
+                seconds=seconds,
+                note=(
+                    f"p50 {bridge['p50_ms']:.0f} ms, max {bridge['max_ms']:.0f} ms;"
+                    f" echo p50 {echo['p50_ms']:.1f} ms, max {echo['max_ms']:.1f} ms"
+                ),
+                details={
+                    "bridge": bridge,
+                    "limit": echo,
+                    "rate": RATE,
+                    "batch_size": settings.batch_size,
+                    "batch_wait_ms": batch_wait_ms,
+                },
+            )
+        )
+    return results

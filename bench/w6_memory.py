@@ -1,0 +1,125 @@
+"""W6 memory: the consumer's resident set across many messages.
+
+The standalone consumer (`python -m bridge.consumer`, its own process) takes a long stream of
+declaration events (generated while it runs, published with at most a few thousand waiting in
+the broker); its RSS is read from /proc every so many answered messages. Target: under 200 MB
+and flat, i.e. at the end no more than 10% above what it was a quarter of the way in (once
+caches and pools have filled). The "limit" column shows that quarter-way figure."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from bench.common import Result, Run, rss_mb, settings_env, stop_group, store_known_licences
+from bridge.config import Settings
+from bridge.mqtt.client import open_session
+from bridge.testkit import synth
+
+SIZES = {"tiny": 1000, "small": 30000, "full": 1_000_000}
+CEILING_MB = 200
+GROWTH = 1.10
+SAMPLES = 40
+IN_FLIGHT = 4000  # published but not yet answered, at most
+PER_DATABASE = True
+
+
+class Counter:
+    def __init__(self, settings: Settings) -> None:
+        self.count = 0
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe(settings.mqtt_result_topic, qos=1)
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        if not self.subscribed.wait(15):
+            raise ConnectionError("the result counter got no subscription")
+
+    def _on_message(self, client, userdata, message) -> None:
+        if json.loads(message.payload).get("outcome") != "held":
+            self.count += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run(run: Run, database: str) -> list[Result]:
+    n = SIZES[run.size]
+    licences = list(synth.licences(5000, seed=61, scale=1000))
+    broker = run.broker()
+    url = run.ledger_url(database, "w6")
+    engine = run.engine(url)
+    store_known_licences(engine, licences)
+    engine.dispose()
+    settings = run.settings(broker, url)
+    open_session(settings)
+    counter = Counter(settings)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    publisher.max_inflight_messages_set(0)
+    publisher.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    publisher.loop_start()
+    child = run.process(
+        [sys.executable, "-m", "bridge.consumer"],
+        env=settings_env(settings),
+        log=run.folder("w6-consumer") / "out.log",
+    )
+    samples: list[tuple[int, float, float]] = []  # (answered, seconds, RSS MB)
+    every = max(1, n // SAMPLES)
+    next_sample = every
+    started = time.perf_counter()
+    published = 0
+    try:
+        stream = synth.event_stream(licences, n, seed=62, amendments=0.05, invalidations=0.02)
+        run.log(f"W6 on {database}: {n} messages through the consumer (pid {child.pid})")
+        for event in stream:
+            while published - counter.count >= IN_FLIGHT:
+                if child.poll() is not None:
+                    raise RuntimeError(f"the consumer exited with {child.returncode}")
+                time.sleep(0.01)
+            publisher.publish(settings.mqtt_topic, event.envelope, qos=1)
+            published += 1
+            while counter.count >= next_sample:
+                samples.append((counter.count, time.perf_counter() - started, rss_mb(child.pid)))
+                next_sample += every
+        deadline = time.monotonic() + 120
+        while counter.count < n and time.monotonic() < deadline:
+            if counter.count >= next_sample:
+                samples.append((counter.count, time.perf_counter() - started, rss_mb(child.pid)))
+                next_sample += every
+            time.sleep(0.05)
+        samples.append((counter.count, time.perf_counter() - started, rss_mb(child.pid)))
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        counter.close()
+        stop_group(child)
+    if counter.count < n:
+        raise AssertionError(f"W6: {counter.count} of {n} messages answered")
+    elapsed = time.perf_counter() - started
+    quarter = next(rss for answered, _, rss in samples if answered >= n // 4)
+    end = samples[-1][2]
+    peak = max(rss for _, _, rss in samples)
+    met = peak < CEILING_MB and end <= quarter * GROWTH
+    return [
+        Result(
+            workload="W6 consumer memory",
+            database=database,
+            bridge=peak,
+            bridge_unit="MB max RSS",
+            limit=quarter,
+            limit_unit="MB at 25%",
+            ratio=end / quarter,
+            target=f"< {CEILING_MB} MB, end <= {GROWTH:g} x 25%",
+            met=met,
+            seconds=elapsed,
+            note=f"{n:,} messages at {n / elapsed:,.0f}/s; end {end:.0f} MB",
+            details={"messages": n, "samples": samples, "rate": n / elapsed},
+        )
+    ]
