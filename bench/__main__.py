@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 for database in databases if module.PER_DATABASE else ("-",):
                     run.log(f"{name} ({args.size}, {database})")
                     try:
-                        results += module.run(run, database)
+                        with run.workload():
+                            results += module.run(run, database)
                     except Exception as error:  # the others still run; the failure is reported
                         traceback.print_exc()
                         failures.append(

@@ -59,13 +59,15 @@ def ratio(bridge: float, limit: float) -> float | None:
 
 class Run:
     """One benchmark run: a work folder, the settings of its size, and everything started,
-    stopped in reverse order at the end (also on error or Ctrl-C)."""
+    stopped in reverse order when its workload ends, or at the end of the run (also on error,
+    Ctrl-C or SIGTERM)."""
 
     def __init__(self, size: str, workdir: Path, *, verbose: bool = True) -> None:
         self.size = size
         self.workdir = workdir
         self.verbose = verbose
-        self.stack = contextlib.ExitStack()
+        self.root = contextlib.ExitStack()  # for the whole run: the PostgreSQL cluster
+        self.stack = self.root  # for the workload in progress (see `workload`)
         self._cluster = None
         self._databases = 0
 
@@ -74,6 +76,19 @@ class Run:
 
     def __exit__(self, *exc: object) -> None:
         self.stack.close()
+        self.root.close()
+
+    @contextlib.contextmanager
+    def workload(self) -> Iterator[None]:
+        """Everything a workload starts is stopped when it ends (the cluster stays)."""
+        outer, self.stack = self.stack, contextlib.ExitStack()
+        try:
+            yield
+        finally:
+            try:
+                self.stack.close()
+            finally:
+                self.stack = outer
 
     def log(self, message: str) -> None:
         if self.verbose:
@@ -107,7 +122,7 @@ class Run:
 
             self.log("starting a throwaway PostgreSQL cluster")
             self._cluster = start_cluster()
-            self.stack.callback(self._cluster.stop)
+            self.root.callback(self._cluster.stop)
         return self._cluster.create_database(f"{name}_{self._databases}")
 
     def engine(self, url: str) -> Engine:
