@@ -16,8 +16,9 @@ from sqlalchemy import Connection
 
 from bridge.errors import Problem, Rejected
 from bridge.history import HistoryRow
+from bridge.licence_status import follow_usage
 from bridge.manual import ManualKind, ManualMovement, ManualRequest, decide_manual, decide_reversal
-from bridge.model import Licence
+from bridge.model import Licence, LicenceStatus
 from bridge.reconcile import ReconciliationRow
 from bridge.store import history
 from bridge.store.alerts import raise_alert
@@ -38,6 +39,7 @@ class ManualResult:
     movement: ManualMovement
     line: ReconciliationRow | None  # None when the line is no longer in the current version
     alerts: tuple[str, ...] = ()
+    status: LicenceStatus | None = None  # the licence's new status when this act changed it
 
     def describe(self) -> str:
         m = self.movement
@@ -56,6 +58,11 @@ class ManualResult:
         )
         for kind in self.alerts:
             text += f"\nalert raised: {kind}"
+        if self.status is not None:
+            text += (
+                f"\nlicence {m.licence_number} is now {self.status}; customs get the status"
+                " update on the next sync"
+            )
         return text
 
 
@@ -79,20 +86,18 @@ def manual_write_off(
     unless `force`d, which records the movement and raises a `manual-over-use` alert."""
     return _manual(
         conn,
-        ManualRequest(
-            ManualKind.WRITE_OFF,
-            licence_number,
-            line_number,
-            _exact(quantity, "quantity"),
-            unit,
-            reason,
-            actor,
-            value=None if value is None else _exact(value, "value"),
-            currency=currency,
-            reference=reference,
-            force=force,
-        ),
-        now,
+        ManualKind.WRITE_OFF,
+        licence_number,
+        line_number,
+        quantity,
+        unit,
+        value=value,
+        currency=currency,
+        reason=reason,
+        actor=actor,
+        now=now,
+        reference=reference,
+        force=force,
     )
 
 
@@ -116,20 +121,18 @@ def correct(
     beyond a ceiling only when `force`d (then a `manual-over-use` alert)."""
     return _manual(
         conn,
-        ManualRequest(
-            ManualKind.CORRECTION,
-            licence_number,
-            line_number,
-            _exact(quantity, "quantity"),
-            unit,
-            reason,
-            actor,
-            value=None if value is None else _exact(value, "value"),
-            currency=currency,
-            reference=reference,
-            force=force,
-        ),
-        now,
+        ManualKind.CORRECTION,
+        licence_number,
+        line_number,
+        quantity,
+        unit,
+        value=value,
+        currency=currency,
+        reason=reason,
+        actor=actor,
+        now=now,
+        reference=reference,
+        force=force,
     )
 
 
@@ -188,10 +191,40 @@ def list_alerts(conn: Connection, licence_number: str | None = None) -> list[dic
     return history.alerts_for(conn, licence_number)
 
 
-def _manual(conn: Connection, request: ManualRequest, now: datetime) -> ManualResult:
-    lock_licence(conn, request.licence_number)
-    licence = _licence(conn, request.licence_number)
-    written_off = history.line_written_off(conn, request.licence_number, request.line_number)
+def _manual(
+    conn: Connection,
+    kind: ManualKind,
+    licence_number: str,
+    line_number: int,
+    quantity: Decimal,
+    unit: str,
+    *,
+    value: Decimal | None,
+    currency: str | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+    reference: str | None,
+    force: bool,
+) -> ManualResult:
+    """A manual write-off or correction: the request checked for exact numbers, decided by
+    bridge.manual on the licence as it stands under its lock, and recorded."""
+    request = ManualRequest(
+        kind,
+        licence_number,
+        line_number,
+        _exact(quantity, "quantity"),
+        unit,
+        reason,
+        actor,
+        value=None if value is None else _exact(value, "value"),
+        currency=currency,
+        reference=reference,
+        force=force,
+    )
+    lock_licence(conn, licence_number)
+    licence = _licence(conn, licence_number)
+    written_off = history.line_written_off(conn, licence_number, line_number)
     return _record(conn, decide_manual(request, licence, written_off), now)
 
 
@@ -232,9 +265,16 @@ def _record(conn: Connection, decided: ManualMovement, now: datetime) -> ManualR
             details=details,
         )
         alerts.append(MANUAL_OVERRIDE)
-    # TODO(issue 3, licence lifecycle): once bridge.licence_status.change_status exists, mark
-    # the licence exhausted when this movement used up its last line, or valid again when it
-    # gave back some of an exhausted licence; customs are told by that status change.
+    # Used up by hand is exhausted as by customs; given back by hand is valid again. Customs
+    # are told through the status update this writes to the outbox.
+    status = follow_usage(
+        conn,
+        decided.licence_number,
+        reason=f"{decided.kind} movement {movement_id} by {decided.actor}: {decided.reason}",
+        now=now,
+    )
+    if status is LicenceStatus.EXHAUSTED:
+        alerts.append("exhausted")
     line = next(
         (
             row
@@ -243,7 +283,7 @@ def _record(conn: Connection, decided: ManualMovement, now: datetime) -> ManualR
         ),
         None,
     )
-    return ManualResult(movement_id, decided, line, tuple(alerts))
+    return ManualResult(movement_id, decided, line, tuple(alerts), status)
 
 
 def _licence(conn: Connection, number: str) -> Licence | None:

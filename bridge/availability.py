@@ -18,7 +18,7 @@ from bridge.codes import normalise_cle
 from bridge.declaration import Declaration
 from bridge.envelope import Reason
 from bridge.errors import Rejected
-from bridge.model import Licence
+from bridge.model import Licence, LicenceType
 from bridge.reconcile import ReconciliationRow
 from bridge.writeoff import (
     NATIONAL_DOCUMENT_CODES,
@@ -109,11 +109,13 @@ def check_availability(
     on: date,
     *,
     known_to_customs: bool = True,
+    national: Mapping[str, Mapping[str, LicenceType | None]] | None = None,
 ) -> Availability:
     """Whether the write-off `request` describes could happen on `request.on_date` (else `on`),
     with the line's remaining balance and, when not, every refusal (code and reason) the
     write-off rules would give. A control list entry given without a line number picks the
-    line; given with one, it must be that line's."""
+    line; given with one, it must be that line's. `national`: the deployment's national
+    document codes, as the write-offs read them (default: the built-in table)."""
     day = request.on_date or on
     line_number = request.line_item_number
     asked_cle = None
@@ -153,6 +155,7 @@ def check_availability(
         country=request.country,
         line_totals=line_totals,
         known_to_customs=known_to_customs,
+        national=national,
     )
     line = (
         None if licence is None or answer.line_number is None else licence.line(answer.line_number)

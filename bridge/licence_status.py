@@ -34,6 +34,8 @@ from bridge.outbox import STATUS, status_message_id
 from bridge.store import licence_events as store
 from bridge.store import outbox as outbox_store
 from bridge.store.alerts import raise_alert
+from bridge.store.db import lock_licences
+from bridge.store.licences import load_licences
 from bridge.store.reconciliation import reconciliation_rows
 from bridge.writeoff import used_up
 
@@ -98,6 +100,9 @@ def change_status(
         raise StatusChangeRefused(problems, summary=f"status of licence {number} not changed")
     if now.tzinfo is None:
         raise ValueError("now must carry its time zone")
+    # The writers' lock (bridge.store.db): a customs batch or manual act on this licence
+    # commits first, and this change reads the status and sequence they left.
+    lock_licences(conn, [number])
     header = store.licence_header(conn, number)
     if header is None:
         raise _unknown(number)
@@ -202,6 +207,35 @@ def expire_due(conn: Connection, today: date, now: datetime) -> list[str]:
         if change_status(conn, number, EXPIRED, reason=reason, actor=BRIDGE_ACTOR, now=now):
             expired.append(number)
     return expired
+
+
+def follow_usage(
+    conn: Connection, number: str, *, reason: str, now: datetime
+) -> LicenceStatus | None:
+    """After a movement on licence `number` outside the customs batches (a manual write-off,
+    correction or reversal): `exhausted` when a valid licence has every line with a ceiling
+    used up (an `exhausted` alert for the authority), `valid` again when an exhausted one has
+    room again; customs are told as for every status change. Returns the new status, or None
+    when the status stays (any other status is the authority's and is left alone)."""
+    licence = load_licences(conn, [number]).get(number)
+    if licence is None or licence.status not in (LicenceStatus.VALID, LicenceStatus.EXHAUSTED):
+        return None
+    full = used_up(licence, _line_totals(conn, number))
+    if full == (licence.status is LicenceStatus.EXHAUSTED):
+        return None
+    target = LicenceStatus.EXHAUSTED if full else LicenceStatus.VALID
+    why = f"every line with a ceiling is used up: {reason}" if full else f"room again: {reason}"
+    if not change_status(conn, number, target, reason=why, actor=BRIDGE_ACTOR, now=now):
+        return None
+    if full:
+        raise_alert(
+            conn,
+            "exhausted",
+            f"licence {number} is exhausted: {why}",
+            now=now,
+            licence_number=number,
+        )
+    return target
 
 
 def _line_totals(conn: Connection, number: str) -> dict[tuple[str, int], tuple[Decimal, Decimal]]:

@@ -27,7 +27,7 @@ from bridge.errors import Problem, Rejected
 from bridge.history import RecordedMovement, reversal_mark
 from bridge.model import Licence, LicenceLine, LicenceStatus
 from bridge.units import UnitError, convert, parse_unit
-from bridge.writeoff import LEDGER_LIMIT
+from bridge.writeoff import LEDGER_LIMIT, ceiling_excess
 
 QUANTITY_DECIMALS = 6  # n..16,6, what the ledger keeps (store.schema.Micro)
 VALUE_DECIMALS = 2  # n..16,2: amounts as customs write them
@@ -455,7 +455,8 @@ def _balance(
     original: RecordedMovement | None = None,
 ) -> list[str]:
     """Check the line's totals after the movement: never below zero; beyond the ceiling of an
-    individual or global licence only when forced. Returns what force let through."""
+    individual or global licence (`bridge.writeoff.ceiling_excess`) only when forced. Returns
+    what force let through."""
     used_q, used_v = written_off
     number = licence.number if licence else (original.licence_number if original else "?")
     line_number = line.line_number if line else (original.line_number if original else "?")
@@ -476,25 +477,17 @@ def _balance(
                 )
             )
     forced: list[str] = []
-    if licence is None or line is None or not licence.type.has_ceiling:
-        return forced  # general authorisations record usage without a ceiling
-    for delta, used, ceiling, measure in (
-        (quantity, used_q, line.quantity, unit),
-        (value, used_v, line.value, currency),
-    ):
-        if ceiling is None or delta <= ZERO or used + delta <= ceiling:
-            continue
-        why = (
-            f"{delta:f} {measure} more exceeds the {ceiling - used:f} {measure} remaining on"
-            f" {where} (authorised {ceiling:f} {measure})"
-        )
+    if licence is None or line is None:
+        return forced
+    # The ceiling rule is the write-off rules' own (general authorisations have none).
+    for what, why in ceiling_excess(licence, line, written_off, quantity, value):
         if force:
             forced.append(why)
         else:
             problems.append(
                 Problem(
                     f"{why}; nothing written off (force, with the reason, records it anyway)",
-                    path="quantity" if measure == unit else "value",
+                    path=what,
                     code="over-use",
                 )
             )

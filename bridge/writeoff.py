@@ -522,26 +522,43 @@ def line_measures(
     return in_line_unit, value, problems
 
 
+def ceiling_excess(
+    licence: Licence, line: LicenceLine, used: Totals, delta_q: Decimal, delta_v: Decimal
+) -> list[tuple[str, str]]:
+    """(`quantity` or `value`, why) for each ceiling of the line an increase of (delta_q,
+    delta_v) over `used` would exceed. General authorisations have no ceiling; a decrease is
+    always allowed; a line with both ceilings must respect both. The one ceiling rule, for
+    customs write-offs and manual movements alike."""
+    if not licence.type.has_ceiling:
+        return []
+    used_q, used_v = used
+    where = f"licence {licence.number} line {line.line_number}"
+    excess = []
+    if line.quantity is not None and delta_q > ZERO and used_q + delta_q > line.quantity:
+        excess.append(
+            (
+                "quantity",
+                f"{plain(delta_q)} {line.unit} more exceeds the {plain(line.quantity - used_q)}"
+                f" {line.unit} remaining on {where}",
+            )
+        )
+    if line.value is not None and delta_v > ZERO and used_v + delta_v > line.value:
+        excess.append(
+            (
+                "value",
+                f"{plain(delta_v)} {line.currency} more exceeds the"
+                f" {plain(line.value - used_v)} {line.currency} remaining on {where}",
+            )
+        )
+    return excess
+
+
 def over_use(
     licence: Licence, line: LicenceLine, used: Totals, delta_q: Decimal, delta_v: Decimal
 ) -> str | None:
-    """Why an increase of (delta_q, delta_v) would exceed what remains on the line, or None.
-    General authorisations have no ceiling; a decrease is always allowed; a line with both
-    ceilings must respect both."""
-    if not licence.type.has_ceiling:
-        return None
-    used_q, used_v = used
-    reasons = []
-    if line.quantity is not None and delta_q > ZERO and used_q + delta_q > line.quantity:
-        reasons.append(
-            f"{plain(delta_q)} {line.unit} more exceeds the {plain(line.quantity - used_q)}"
-            f" {line.unit} remaining on licence {licence.number} line {line.line_number}"
-        )
-    if line.value is not None and delta_v > ZERO and used_v + delta_v > line.value:
-        reasons.append(
-            f"{plain(delta_v)} {line.currency} more exceeds the {plain(line.value - used_v)}"
-            f" {line.currency} remaining on licence {licence.number} line {line.line_number}"
-        )
+    """Why an increase of (delta_q, delta_v) would exceed what remains on the line, or None
+    (`ceiling_excess`, as one reason)."""
+    reasons = [why for _, why in ceiling_excess(licence, line, used, delta_q, delta_v)]
     return "; ".join(reasons) + " (nothing written off)" if reasons else None
 
 
@@ -865,51 +882,58 @@ class _Batch:
 
     def apply(self, event: DeclarationEvent) -> tuple[Outcome, str, tuple[DocumentResult, ...]]:
         """Bring the MRN's usage to what this declaration version says; a result for every
-        dual-use (or Y901) document it quotes and every write-off it no longer makes."""
+        dual-use (or Y901) document it quotes and every write-off it no longer makes.
+
+        What the version no longer writes off is given back first, so that goods renumbered
+        or quoted under another document code are not counted twice on their way."""
         declaration = event.declaration
         assert declaration is not None  # released and amended events always carry one
-        present: set[Key] = set()
-        documents: list[DocumentResult] = []
-        refused = applied = 0
+        planned: list[tuple[GoodsItem, DocumentUse, LicenceType | None, Key | None]] = []
         for item in declaration.goods_items:
             for document in item.documents:
                 is_licence, asserted = licence_document(
                     document.document_code, event.country, self.national
                 )
-                if not is_licence:
-                    if document.document_code == NO_LICENCE_NEEDED:
-                        documents.append(
-                            _ignored(
-                                item,
-                                document,
-                                f"{NO_LICENCE_NEEDED}: the goods need no dual-use licence;"
-                                " nothing written off",
-                            )
-                        )
+                if not is_licence and document.document_code != NO_LICENCE_NEEDED:
                     continue
-                if not document.writes_off:
-                    documents.append(
-                        _ignored(
-                            item,
-                            document,
-                            "quoted without a write-off quantity or amount: nothing written off",
-                        )
-                    )
-                    continue
-                key = (event.mrn, item.sequence, document.document_code, document.reference)
-                present.add(key)
-                result = self.write_off(event, item, document, asserted, key)
-                documents.append(result)
-                if result.status is DocumentStatus.REFUSED:
-                    refused += 1
-                else:
-                    applied += 1
+                key = None
+                if is_licence and document.writes_off:
+                    key = (event.mrn, item.sequence, document.document_code, document.reference)
+                planned.append((item, document, asserted if is_licence else None, key))
+        present = {key for *_, key in planned if key is not None}
         gone = self.keys_by_mrn.get(event.mrn, set()) - present
         reversed_documents = [
             self.reversed_document(key, "no longer in the declaration")
             for key in sorted(gone)
             if self.reverse(key, event)
         ]
+        documents: list[DocumentResult] = []
+        refused = applied = 0
+        for item, document, asserted, key in planned:
+            if document.document_code == NO_LICENCE_NEEDED:
+                documents.append(
+                    _ignored(
+                        item,
+                        document,
+                        f"{NO_LICENCE_NEEDED}: the goods need no dual-use licence;"
+                        " nothing written off",
+                    )
+                )
+            elif key is None:
+                documents.append(
+                    _ignored(
+                        item,
+                        document,
+                        "quoted without a write-off quantity or amount: nothing written off",
+                    )
+                )
+            else:
+                result = self.write_off(event, item, document, asserted, key)
+                documents.append(result)
+                if result.status is DocumentStatus.REFUSED:
+                    refused += 1
+                else:
+                    applied += 1
         documents.extend(reversed_documents)
         results = self.with_balances(documents)
         if refused:
@@ -1178,6 +1202,14 @@ class _Batch:
         number = document.reference
         if licence is None:
             return None, [("licence-unknown", f"licence {number} is not in the ledger")], []
+        if (
+            licence.status is LicenceStatus.EXHAUSTED
+            and number in self.touched
+            and not used_up(licence, self.totals)
+        ):
+            # This event gave back to the licence (goods renumbered, say): it is exhausted no
+            # longer, which follow_status settles once the event is done. Over-use is apart.
+            licence = replace(licence, status=LicenceStatus.VALID)
         day = event.envelope.event_time.date()
         known = self.known is None or number in self.known
         exporter = event.declaration.exporter_eori if event.declaration else None

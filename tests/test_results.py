@@ -1,6 +1,7 @@
-"""Quantity management customs can trust, end to end: real mosquitto, the real consumer, a real
-SQLite ledger. Declarations are the real TT_EX010a sample, edited in memory (document code,
-quantity, unit, amount, destination, exporter); every event is answered on the result topic.
+"""Quantity management customs can trust, end to end: real mosquitto, the real consumer, the real
+ledger (SQLite and PostgreSQL, `ledger_url`). Declarations are the real TT_EX010a sample, edited
+in memory (document code, quantity, unit, amount, destination, exporter); every event is answered
+on the result topic.
 
 Each rule of the write-off is shown by what customs see (the result message), what the
 ledger holds (balances, refusals, movements) and what the authority sees (alerts, statuses)."""

@@ -272,6 +272,47 @@ def test_amendment_that_drops_a_document_reverses_it_and_an_older_version_is_sta
     assert used(state) == 10 and used(state, "GB-OTHER-1") == 0
 
 
+@pytest.mark.parametrize(
+    "amended_item",
+    [
+        item(3, doc(quantity="102")),  # the goods item renumbered
+        item(2, doc("X060", quantity="102")),  # the same licence under its new document code
+    ],
+    ids=["goods-item-renumbered", "document-code-changed"],
+)
+def test_an_amendment_that_moves_a_write_off_to_a_new_key_gives_back_first(amended_item):
+    # The line holds exactly what the release wrote off: the licence was used up, exhausted.
+    used_up_licence = the_licence(lines=(kg_line(1, "93059100", "102", "SD"),))
+    state, (released,) = run(snapshot(used_up_licence), [release("102")])
+    assert [c.to_status for c in released.status_changes] == [LicenceStatus.EXHAUSTED]
+    exhausted = replace(used_up_licence, status=LicenceStatus.EXHAUSTED)
+    state = replace(state, licences={LICENCE: exhausted})
+
+    amendment = event(amended_item, kind="amended", version=2)
+    state, (amended,) = run(state, [amendment])
+
+    assert outcomes(amended) == ["applied"] and amended.refusals == []
+    assert [(m.kind, m.quantity) for m in amended.movements] == [
+        (MovementKind.REVERSAL, -102),
+        (MovementKind.WRITE_OFF, 102),
+    ]
+    assert used(state) == 102  # what left is counted once, never zero, never twice
+    assert amended.status_changes == [] and amended.alerts == []  # still exhausted, no flapping
+    statuses = [d.status for d in amended.outcomes[0].documents]
+    assert statuses == ["accepted", "reversed"]
+
+
+def test_an_exhausted_licence_still_refuses_what_gives_nothing_back():
+    used_up_licence = the_licence(lines=(kg_line(1, "93059100", "102", "SD"),))
+    state, _ = run(snapshot(used_up_licence), [release("102")])
+    state = replace(
+        state, licences={LICENCE: replace(used_up_licence, status=LicenceStatus.EXHAUSTED)}
+    )
+    _, (other,) = run(state, [release("1", mrn=OTHER_MRN)])
+    assert [r.code for r in other.refusals] == ["licence-not-valid", "over-use"]
+    assert other.movements == []
+
+
 def test_amendment_over_the_ceiling_is_refused_and_the_old_write_off_stays():
     state, (_, amended) = run(
         snapshot(the_licence()), [release("100")], [release("600", kind="amended", version=2)]

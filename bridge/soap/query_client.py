@@ -28,6 +28,7 @@ from bridge.envelope import Reason
 from bridge.errors import BridgeError
 from bridge.soap import MESSAGES_NAMESPACE
 from bridge.soap.query_service import QUERY_SERVICE_NAMESPACE, QUERY_WSDL_FILE
+from bridge.writeoff import national_document_codes as national_document_codes_table
 
 BINDING = f"{{{QUERY_SERVICE_NAMESPACE}}}CertexQueryBinding"
 
@@ -236,18 +237,25 @@ def query_client(url: str) -> QueryClient:
 
 
 def check_before_release(
-    query_url: str, declaration: Declaration | bytes, *, on: date | None = None
+    query_url: str,
+    declaration: Declaration | bytes,
+    *,
+    on: date | None = None,
+    national_document_codes: str = "",
 ) -> list[AvailabilityAnswer]:
     """CheckAvailability for every dual-use licence document `declaration` (a Declaration, or
     the WCO DEC-DMS XML) writes off against, on `on` (default: today, UTC), in document order:
-    customs release the goods only when every answer is available. Raises QueryFailed when the
+    customs release the goods only when every answer is available. National document codes
+    count as licences as the deployment declares them (`national_document_codes`, written as
+    ELBRIDGE_NATIONAL_DOCUMENT_CODES; the built-in ones always). Raises QueryFailed when the
     service cannot answer, Rejected for a declaration that cannot be read."""
     if isinstance(declaration, bytes):
         declaration = read_declaration(declaration, source="declaration before release")
     day = on or datetime.now(UTC).date()
     client = query_client(query_url)
+    national = national_document_codes_table(national_document_codes)
     answers = []
-    for goods_item, request in availability_requests(declaration, day):
+    for goods_item, request in availability_requests(declaration, day, national):
         answer = client.check_availability(request)
         answers.append(replace(answer, goods_item=goods_item, document_code=request.document_code))
     return answers

@@ -49,7 +49,7 @@ from bridge.availability import (
 )
 from bridge.certificate import xsd_problems
 from bridge.codes import normalise_eori
-from bridge.config import PROJECT_ROOT, SCHEMAS_DIR
+from bridge.config import PROJECT_ROOT, SCHEMAS_DIR, load_settings
 from bridge.errors import XmlRefused, reasons
 from bridge.soap import MESSAGES_SCHEMA_FILE, SOAP_ENV_NAMESPACE
 from bridge.soap.simulator import fault_envelope
@@ -58,6 +58,7 @@ from bridge.store.ledger import known_to_customs
 from bridge.store.licence_events import licence_numbers_of_holder
 from bridge.store.licences import load_licences
 from bridge.store.reconciliation import reconciliation_rows
+from bridge.writeoff import national_document_codes as national_document_codes_table
 from bridge.xmlsafe import parse_project_file, parse_xml, schema_from_file
 
 QUERY_NAMESPACE = "urn:elicensing-bridge:certex:query:1.0"
@@ -223,9 +224,17 @@ def _envelope(payload: etree._Element) -> bytes:
 class QueryService:
     """What the query service does with one SOAP request body, apart from HTTP."""
 
-    def __init__(self, engine: Engine, *, today: Callable[[], date] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        today: Callable[[], date] | None = None,
+        national_document_codes: str = "",
+    ) -> None:
         self.engine = engine
         self.today = today or (lambda: datetime.now(UTC).date())
+        # The deployment's national codes, read as the write-offs read them (Settings).
+        self.national = national_document_codes_table(national_document_codes)
         self._local = threading.local()
 
     def _schema(self) -> etree.XMLSchema:
@@ -283,7 +292,12 @@ class QueryService:
             rows = reconciliation_rows(conn, number) if licence is not None else []
             known = number in known_to_customs(conn, [number])
         answer = check_availability(
-            licence, line_totals_from(rows), request, self.today(), known_to_customs=known
+            licence,
+            line_totals_from(rows),
+            request,
+            self.today(),
+            known_to_customs=known,
+            national=self.national,
         )
         return availability_answer(answer)
 
@@ -324,10 +338,18 @@ class QueryServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, host: str, port: int, engine: Engine, *, path: str = DEFAULT_PATH) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        engine: Engine,
+        *,
+        path: str = DEFAULT_PATH,
+        national_document_codes: str = "",
+    ) -> None:
         super().__init__((host, port), _Handler)
         self.service_path = path
-        self.service = QueryService(engine)
+        self.service = QueryService(engine, national_document_codes=national_document_codes)
         bound_host, bound_port = self.server_address[:2]
         self.url = f"http://{bound_host}:{bound_port}{path}"
         self.wsdl, self.schemas = _served_documents(self.url)
@@ -404,12 +426,18 @@ def serve_query_service(
     *,
     path: str = DEFAULT_PATH,
     ready_file: Path | None = None,
+    national_document_codes: str | None = None,
 ) -> None:
     """Serve the query service on the ledger at `ledger_url` until interrupted (Ctrl-C or
     SIGTERM). `port` 0 picks a free port; the URL is printed, and written to `ready_file`
-    (JSON) once requests are accepted."""
+    (JSON) once requests are accepted. National document codes: as given, else the
+    settings' (ELBRIDGE_NATIONAL_DOCUMENT_CODES), the same the write-offs use."""
+    if national_document_codes is None:
+        national_document_codes = load_settings().national_document_codes
     engine = make_engine(ledger_url)
-    server = QueryServer(host, port, engine, path=path)
+    server = QueryServer(
+        host, port, engine, path=path, national_document_codes=national_document_codes
+    )
 
     def stop(_signum: int, _frame: Any) -> None:
         raise SystemExit(0)
