@@ -66,16 +66,26 @@ def eori_problem(eori: str) -> str | None:
 # `5A002a1`; both normalise to the dotted Annex form.
 _CLE_STEM = re.compile(r"([0-9])([A-Ea-e])([0-9]{3})")
 _CLE_TOKEN = re.compile(r"[a-z]|[0-9]+")
+_CLE_REST = re.compile(r"[a-z0-9.]*")
+# Far past any Annex I entry (the certificate holds 40 characters): longer text is refused
+# before it is looked at.
+MAX_CLE_TEXT = 64
 
 
 def normalise_cle(raw: str) -> str | None:
-    """The Annex I spelling of a control list entry, or None when it is not one."""
+    """The Annex I spelling of a control list entry, or None when it is not one.
+
+    Linear in the length of `raw`: no pattern here can backtrack, and text longer than
+    MAX_CLE_TEXT characters (blanks aside) is refused outright."""
     text = re.sub(r"\s+", "", raw or "")
+    if len(text) > MAX_CLE_TEXT:
+        return None
     stem = _CLE_STEM.match(text)
     if not stem:
         return None
     rest = text[stem.end() :].lower()
-    if rest and not re.fullmatch(r"(\.?([a-z]|[0-9]+))+", rest):
+    # Sub-items, each after at most one dot: letters, digits and single dots, no dot last.
+    if not _CLE_REST.fullmatch(rest) or ".." in rest or rest.endswith("."):
         return None
     tokens = _CLE_TOKEN.findall(rest)
     # Sub-items alternate letter and number: "a1" and "a.1" are the same, "aa" or "11" is not.
@@ -88,6 +98,9 @@ def normalise_cle(raw: str) -> str | None:
 
 def cle_problem(raw: str) -> str | None:
     if normalise_cle(raw) is None:
+        length = len(re.sub(r"\s+", "", raw or ""))
+        if length > MAX_CLE_TEXT:
+            return f"a control list entry has at most 40 characters, not {length}"
         return (
             "a control list entry is category 0-9, group A-E, three digits, then sub-items"
             " (e.g. 5A002.a.1 or 5A002a1)"

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from lxml import etree
-
 from bridge.codes import country_problem, eori_problem, normalise_cn, normalise_eori
 from bridge.errors import Problem, Rejected, XmlRefused
 from bridge.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
@@ -27,6 +25,9 @@ CN_CLASSIFICATION = "TSP"  # Classification/IdentificationTypeCode of the CN cod
 QUANTITY_DECIMALS = 6  # WriteOff/QuantityQuantity is n..16,6
 AMOUNT_DECIMALS = 3  # WriteOff/AmountAmount is n..16,3 in the DMS schema
 TOTAL_DIGITS = 16
+# DE 12 03 document references are an..70; a longer one quotes no licence and is refused by the
+# rules, but past this it is no reference at all (and the ledger indexes what it refuses).
+MAX_REFERENCE = 256
 
 
 def _d(name: str) -> str:
@@ -153,7 +154,7 @@ class _Reader:
                 self.problem(reason, "MetaData/ResponsibleCountryCode", country)
             element = root.find(_DECLARATION)
             if element is None:
-                found = ", ".join(_clark(child.tag) for child in root if _is_element(child))
+                found = ", ".join(child.tag for child in root if _is_element(child))
                 self.problem(
                     f"MetaData holds no Declaration in namespace {DEC_NS} (found: {found or '-'})",
                     "MetaData",
@@ -164,7 +165,7 @@ class _Reader:
             element = root
         else:
             self.problem(
-                f"the root element is {_clark(root.tag)}; expected Declaration in namespace"
+                f"the root element is {root.tag}; expected Declaration in namespace"
                 f" {DEC_NS}, bare or inside MetaData of {METADATA_NS}",
                 "/",
                 code="wrong-namespace",
@@ -305,6 +306,14 @@ class _Reader:
                 self.problem(
                     "a document used for a write-off needs its reference (ID)", f"{path}/ID"
                 )
+            elif writes_off and len(reference) > MAX_REFERENCE:
+                self.problem(
+                    f"a document reference is at most {MAX_REFERENCE} characters (the data model"
+                    f" allows 70); this one has {len(reference)}",
+                    f"{path}/ID",
+                    reference[:70] + "...",
+                    code="bad-reference",
+                )
             if writes_off and code and reference is not None:
                 key = (code, reference)
                 if key in written_off:
@@ -442,7 +451,3 @@ def _commodity(commodity) -> tuple[str | None, str | None]:
 
 def _is_element(node) -> bool:
     return isinstance(node.tag, str)
-
-
-def _clark(tag: str) -> str:
-    return etree.QName(tag).text if tag.startswith("{") else tag

@@ -25,6 +25,11 @@ ENVELOPE = "elbridge.declaration-event/1"
 RESULT_ENVELOPE = "elbridge.declaration-result/1"
 PAYLOAD_FORMAT = "wco-dec-dms-2"
 MAX_MESSAGE_ID = 200
+# The ledger keeps versions in a 32-bit integer column (PostgreSQL `integer`); customs count
+# amendments of one declaration in ones.
+MAX_DECLARATION_VERSION = 2**31 - 1
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # EU and UK MRN (DE 12 01... 18 characters): two-digit year, two-letter country, fourteen
 # letters or digits (the last a check character, not verified here).
@@ -128,6 +133,13 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
         problem(f"message_id is longer than {MAX_MESSAGE_ID} characters", "message_id")
     elif not _is_text(message_id):
         problem("message_id holds an escaped lone surrogate, which is no character", "message_id")
+    elif control := _CONTROL.search(message_id):
+        problem(
+            f"message_id holds the control character U+{ord(control.group()):04X} at"
+            f" character {control.start()}; an id is printable text",
+            "message_id",
+            message_id,
+        )
     mrn = document.get("mrn")
     if not isinstance(mrn, str):
         problem("mrn must be a string", "mrn", mrn)
@@ -138,8 +150,16 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
         problem(f"event must be one of {', '.join(EventKind)}", "event", event)
     event_time = _event_time(document.get("event_time"), problem)
     version = document.get("declaration_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        problem("declaration_version must be a whole number from 1", "declaration_version", version)
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= MAX_DECLARATION_VERSION
+    ):
+        problem(
+            f"declaration_version must be a whole number from 1 to {MAX_DECLARATION_VERSION}",
+            "declaration_version",
+            version,
+        )
     country = document.get("country")
     if country is not None and (not isinstance(country, str) or country_problem(country)):
         problem(
@@ -153,6 +173,13 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
     payload = document.get("payload")
     if payload is not None and not isinstance(payload, str):
         problem("payload must be the declaration XML as a string", "payload")
+    elif payload is not None and (surrogate := _SURROGATE.search(payload)):
+        problem(
+            f"payload holds an escaped lone surrogate (U+{ord(surrogate.group()):04X}) at"
+            f" character {surrogate.start()}, which is no character: the declaration cannot"
+            " be UTF-8 XML",
+            "payload",
+        )
     elif payload is None and event in (EventKind.RELEASED, EventKind.AMENDED):
         problem(f"a {event} event carries the declaration in payload", "payload")
     if problems:

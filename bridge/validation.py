@@ -8,6 +8,7 @@ why (the mapping engine drops the duplicates)."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -33,10 +34,31 @@ MAX_NAME = 200
 MAX_CLE = 40
 MAX_GENERAL_AUTHORISATION = 10
 MAX_LINE_NUMBER = 99999  # document line item number n..5
+MAX_ADDRESS = 500
+MAX_VERSION = 2**31 - 1  # the ledger's integer column (PostgreSQL `integer`)
 # Customs data model: quantity n..16,6 (so 10 digits before the point), amount n..16,2. The
 # ledger stores millionths in a 64-bit integer, which caps amounts below 9.2e12: 12 digits.
 QUANTITY_DECIMALS, QUANTITY_INTEGER_DIGITS = 6, 10
 VALUE_DECIMALS, VALUE_INTEGER_DIGITS = 2, 12
+
+
+# What the certificate (XML 1.0, schemas/certex-certificate-1.0.xsd) can carry: no control
+# characters but tab and line breaks, no lone surrogates, no U+FFFE or U+FFFF.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The certificate's ReferenceType: no blank at either end, no tab or line break inside.
+_XSD_BLANK = " \t\n\r"
+_GENERAL_AUTHORISATION = re.compile(r"[A-Z0-9][A-Z0-9.\-/]{1,9}")
+
+
+def not_xml_text(value: str) -> str | None:
+    """Why `value` cannot be text of an XML 1.0 document (the certificate), or None."""
+    found = _NOT_XML_CHAR.search(value)
+    if found is None:
+        return None
+    return (
+        f"holds U+{ord(found.group()):04X} at character {found.start()}, which XML 1.0 (the"
+        " certificate) cannot carry: control characters, NUL, lone surrogates"
+    )
 
 
 class _Found:
@@ -59,6 +81,8 @@ class _Found:
             self.add(path, f"{what} must be text", "invalid", value)
         elif len(value) > limit:
             self.add(path, f"{what} is {len(value)} characters; at most {limit}", "too-long", value)
+        elif reason := not_xml_text(value):
+            self.add(path, f"{what} {reason}", "not-xml-text", repr(value)[:120])
 
     def country(self, path: str, value: Any, what: str) -> None:
         if value is None:
@@ -113,6 +137,8 @@ def _party(found: _Found, path: str, party: Party | None, what: str) -> None:
     found.text(f"{path}.name", party.name, f"the {what}'s name", MAX_NAME)
     if party.country is not None:
         found.country(f"{path}.country", party.country, f"the {what}'s country")
+    if party.address is not None:
+        found.text(f"{path}.address", party.address, f"the {what}'s address", MAX_ADDRESS)
 
 
 def _line(found: _Found, path: str, line: LicenceLine, licence_type: Any) -> None:
@@ -204,7 +230,15 @@ def _line(found: _Found, path: str, line: LicenceLine, licence_type: Any) -> Non
 def licence_problems(licence: Licence, source: str) -> list[Problem]:
     """Everything wrong with `licence` (read from `source`), all at once; [] when it is valid."""
     found = _Found(source)
-    found.text("number", licence.number, "the licence number", MAX_NUMBER)
+    number = licence.number
+    found.text("number", number, "the licence number", MAX_NUMBER)
+    if isinstance(number, str) and number.strip():
+        if number != number.strip(_XSD_BLANK):
+            found.add("number", "a licence number has no blank at either end", "reference", number)
+        elif any(blank in number for blank in "\t\n\r"):
+            found.add(
+                "number", "a licence number has no tab or line break inside", "reference", number
+            )
 
     kind = licence.type
     if kind is None:
@@ -218,8 +252,12 @@ def licence_problems(licence: Licence, source: str) -> list[Problem]:
     version = licence.version
     if version is None:
         found.add("version", "the version is missing", "missing")
-    elif not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        found.add("version", "a version is a whole number from 1", "invalid", version)
+    elif (
+        not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION
+    ):
+        found.add(
+            "version", f"a version is a whole number from 1 to {MAX_VERSION}", "invalid", version
+        )
 
     found.country("issuing_member_state", licence.issuing_member_state, "the issuing member state")
     found.text("issuing_authority", licence.issuing_authority, "the issuing authority", MAX_NAME)
@@ -247,6 +285,16 @@ def licence_problems(licence: Licence, source: str) -> list[Problem]:
             "general_authorisation",
             f"at most {MAX_GENERAL_AUTHORISATION} characters",
             "too-long",
+            general,
+        )
+    elif general is not None and not (
+        isinstance(general, str) and _GENERAL_AUTHORISATION.fullmatch(general)
+    ):
+        found.add(
+            "general_authorisation",
+            "a general authorisation is 2 to 10 capital letters, digits, '.', '-' or '/',"
+            " led by a letter or digit (EU001, DK002, OGEL-CRYP)",
+            "general-authorisation",
             general,
         )
     if kind is LicenceType.UNION_GENERAL and general not in UNION_GENERAL_AUTHORISATIONS:

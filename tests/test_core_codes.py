@@ -49,3 +49,12 @@ def test_mass_converts_exactly_and_items_do_not_become_kilograms():
         convert(Decimal(1), "KGM", "NAR")
     with pytest.raises(UnitError, match="gross and net"):
         convert(Decimal(1), "KGM#G", "KGM#N")
+
+
+def test_a_long_control_list_entry_is_refused_at_once():
+    """The pattern once backtracked exponentially on a long run of digits that does not match
+    (one CSV record held the ingest for minutes); now the check is linear and bounded."""
+    for raw in ("1C350" + "4" * 40 + "\u00e9", "1C350" + "4" * 100_000 + "x", "5A002" + "a1" * 40):
+        assert normalise_cle(raw) is None
+    assert "at most 40 characters" in cle_problem("5A002" + "a1" * 40)
+    assert normalise_cle("1C350" + "4" * 40) == "1C350." + "4" * 40  # validation says too long

@@ -211,3 +211,43 @@ def test_envelope_for_a_sample_file(wco_samples):
     )
     assert json.loads(given)["message_id"] == "custom"
     assert json.loads(given)["declaration_version"] == 2
+
+
+@pytest.mark.parametrize("message_id", ["m-\x00-1", "m\t1", "m\n1", "m-\x1b", "m-\x7f", "m-\x85"])
+def test_a_message_id_with_a_control_character_is_refused(message_id):
+    """PostgreSQL text holds no NUL, and an id is a key people read and type: no control
+    character at all."""
+    data = json.dumps(_envelope(message_id=message_id)).encode()
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.code) == ("message_id", "bad-envelope")
+    assert "control character" in problem.reason
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**31, 2**63, 10**30])
+def test_a_version_the_ledger_cannot_hold_is_refused(version):
+    data = json.dumps(_envelope(declaration_version=version)).encode()
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.path == "declaration_version"
+    assert "from 1 to 2147483647" in problem.reason
+
+
+def test_the_largest_version_the_ledger_holds_is_accepted():
+    data = json.dumps(_envelope(declaration_version=2**31 - 1)).encode()
+    assert parse_envelope(data, max_bytes=MAX).declaration_version == 2**31 - 1
+
+
+def test_a_payload_with_a_lone_surrogate_is_refused_not_crashed_on(wco_samples):
+    """A JSON escape such as \\ud800 is no character: the payload cannot become UTF-8 XML. It
+    once escaped read_event as UnicodeEncodeError and stopped the consumer."""
+    payload = (wco_samples / "TT_EX004a.xml").read_text().replace("Sniper", "Sni\ud800per", 1)
+    document = _envelope(event="released", payload=payload)
+    data = json.dumps(document, ensure_ascii=True).encode("ascii")
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.path == "payload"
+    assert "lone surrogate (U+D800)" in problem.reason

@@ -14,7 +14,8 @@ interleaved with valid releases and consumed in a few large batches. Then:
 - the consumer neither crashed nor stalled, and a second consume finds nothing unacked;
 - no byte of the secret file appears anywhere in the ledger, and the listener saw no connection.
 
-Cases the bridge gets wrong today (`known_bug`) run one by one as strict xfails."""
+The cases of bugs once found (lone surrogates, control characters, numbers and references past
+what the ledger's columns hold) also run one by one between two valid releases."""
 
 from __future__ import annotations
 
@@ -117,8 +118,7 @@ def _consume_all(settings, engine, expected: int):
 def test_hostile_declarations_through_the_real_consumer(
     mqtt_settings, engine, wco_samples, tmp_path, canary, listener
 ):
-    all_cases = declaration_cases(wco_samples, canary=canary, listener_url=listener.url)
-    cases = [case for case in all_cases if not case.bug_on(engine.dialect.name)]
+    cases = declaration_cases(wco_samples, canary=canary, listener_url=listener.url)
     assert len(cases) >= 600
     valid = valid_events(wco_samples, len(cases) // VALID_EVERY + 5)
     settings = replace(mqtt_settings, batch_size=250)
@@ -252,34 +252,36 @@ def test_an_oversized_message_is_refused_before_it_is_parsed(monkeypatch, wco_sa
         assert "over the limit of 2097152" in problem.reason, case.name
 
 
-# ---------------------------------------------------------------------------- known bugs
+# ----------------------------------------------------------------- bugs found, one by one
+
+# Families of the corpus whose cases once stopped the consumer or ended as internal errors.
+REGRESSION_FAMILIES = {"lone-surrogate", "control-character", "huge-version", "bad-reference"}
 
 
-def _known_cases():
+def _regression_cases():
     return [
         pytest.param(case, id=case.name)
         for case in declaration_cases(
             WCO_SAMPLES, canary=Path("/nonexistent/canary"), listener_url="http://127.0.0.1:9/x"
         )
-        if case.known_bug
+        if case.family in REGRESSION_FAMILIES or case.name.startswith("unknown-licence/reference")
     ]
 
 
-@pytest.mark.parametrize("case", _known_cases())
-def test_a_known_bad_case_is_quarantined_without_stopping_the_consumer(
-    request, mqtt_settings, engine, case
+@pytest.mark.parametrize("case", _regression_cases())
+def test_a_message_the_ledger_cannot_hold_meets_its_fate_between_valid_ones(
+    mqtt_settings, engine, case
 ):
-    """One known-bad message between two valid releases: it must meet its fate (quarantined
-    with its reason, or refused), the neighbours must be applied, and the consumer must neither
-    raise nor leave anything unacked. A strict xfail on the databases its bug shows on."""
-    if case.bug_on(engine.dialect.name):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=case.known_bug))
+    """One such message between two valid releases: it meets its fate (quarantined with its
+    reason, or refused, or ignored), the neighbours are applied in the same batch, and the
+    consumer neither raises nor leaves anything unacked, on SQLite and on PostgreSQL."""
     valid = valid_events(WCO_SAMPLES, 2, start=9000)
     store_licences(engine, hostile_licences())
     _open_session(mqtt_settings, engine)
     publish_events(mqtt_settings, [valid[0][1], case.data, valid[1][1]])
     report = consume(mqtt_settings, engine, idle_seconds=1.0, max_seconds=20)
     assert report.messages == 3
+    assert report.batches == 1  # not sent one message at a time after a failed batch
     assert consume(mqtt_settings, engine, idle_seconds=0.5, max_seconds=10).messages == 0
     with engine.connect() as conn:
         quarantined = {
@@ -302,6 +304,24 @@ def test_a_known_bad_case_is_quarantined_without_stopping_the_consumer(
     for row in quarantined.values():
         assert "could not apply" not in row.reason  # a reason, not an internal error
     assert set(moved) == _valid_ids(valid)
+
+
+def test_a_refusal_keeps_a_long_reference_whole(mqtt_settings, engine):
+    """A reference of 256 characters (the most the reader takes) is refused as an unknown
+    licence, and the refusal holds it exactly as the declaration wrote it."""
+    (case,) = [
+        case
+        for case in declaration_cases(WCO_SAMPLES, canary=Path("/x"), listener_url="x")
+        if case.name == "unknown-licence/reference-of-256"
+    ]
+    store_licences(engine, hostile_licences())
+    _open_session(mqtt_settings, engine)
+    publish_events(mqtt_settings, [case.data])
+    assert consume(mqtt_settings, engine, idle_seconds=1.0, max_seconds=20).refused == 1
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(refusal.c.document_ref, refusal.c.licence_number)).all())
+    reference = "GB-" + "0" * 253
+    assert stored == {(reference, reference)}
 
 
 def test_the_declaration_fuzz_target_runs_clean(tmp_path):

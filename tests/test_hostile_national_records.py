@@ -7,7 +7,10 @@ duplicated line numbers, absurd sizes, wrong shapes...) sit in one file per form
 neighbours: each must be kept in the rejects store with its reason, and every neighbour must go
 in. File cases (XXE to a file and a URL, bombs, DTDs, invalid encodings, malformed or truncated
 files...) go through ingest_inbox: each is set aside in inbox/failed/ with its reason, and
-nothing of it reaches the ledger. Known bugs are strict xfails."""
+nothing of it reaches the ledger. Bugs once found (text a certificate cannot carry, numbers past
+the ledger's columns, NUL in what the rejects store keeps, a pattern that backtracked for
+minutes, a quote never closed, members written twice) are cases like any other, and some have
+tests of their own below."""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bridge.ingest import ingest_file, ingest_inbox
-from bridge.mapping import UnreadableFile
+from bridge.ingest import ingest_file, ingest_inbox, load_mappings
+from bridge.mapping import mapping_for, translate
 from bridge.store.rejects import list_rejects
 from bridge.store.schema import licence as licence_table
 from bridge.store.schema import reject
@@ -35,6 +38,7 @@ from tests.hostile.corpus import (
     national_case_file,
     national_file_cases,
     national_record_cases,
+    unclosed_quote_file,
     valid_national_records,
 )
 
@@ -78,11 +82,7 @@ def _numbers(engine) -> set[str]:
 
 @pytest.mark.parametrize("format_", FORMATS)
 def test_hostile_records_are_rejected_and_their_neighbours_go_in(engine, tmp_path, format_):
-    cases = [
-        case
-        for case in national_record_cases()
-        if case.format == format_ and not case.bug_on(engine.dialect.name)
-    ]
+    cases = [case for case in national_record_cases() if case.format == format_]
     assert len(cases) >= 50
     valid = valid_national_records(format_, VALID_PER_FILE, format_)
     path = tmp_path / FILE_NAMES[format_].format(tag="hostile")
@@ -110,7 +110,7 @@ def test_hostile_records_are_rejected_and_their_neighbours_go_in(engine, tmp_pat
 
 
 def test_unreadable_files_are_set_aside_with_their_reason(engine, tmp_path, canary, listener):
-    cases = [case for case in national_file_cases(canary, listener.url) if not case.known_bug]
+    cases = national_file_cases(canary, listener.url)
     assert len(cases) >= 40
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -147,42 +147,18 @@ def test_unreadable_files_are_set_aside_with_their_reason(engine, tmp_path, cana
     assert listener.connections == 0
 
 
-# ---------------------------------------------------------------------------- known bugs
+# ----------------------------------------------------------------- bugs found, one by one
 
 
-def _known_records():
-    return [pytest.param(case, id=case.name) for case in national_record_cases() if case.known_bug]
-
-
-@pytest.mark.parametrize("case", _known_records())
-def test_a_known_bad_record_is_rejected_and_its_neighbours_go_in(request, engine, tmp_path, case):
-    """A strict xfail on the databases the case's bug shows on."""
-    if case.bug_on(engine.dialect.name):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=case.known_bug))
-    valid = valid_national_records(case.format, 3, f"{case.format}-known")
-    path = tmp_path / FILE_NAMES[case.format].format(tag="known")
-    path.write_bytes(national_case_file(case.format, [case], valid))
-    report = ingest_file(engine, path)
-    assert (report.new, report.rejected) == (len(valid), 1)
-    with engine.connect() as conn:
-        assert _record_problem(case, list_rejects(conn)) is None
-
-
-@pytest.mark.xfail(
-    strict=True, reason="validation accepts text a certificate (XML 1.0) cannot carry"
-)
 def test_text_a_certificate_cannot_carry_is_rejected_at_ingest(engine, tmp_path):
-    """Pinned separately for the fuzzer's known finding `not-xml-text` (fuzz/national_mapper.py):
-    a control character in a record passes validation, and the licence can never be certified."""
+    """The fuzzer's finding `not-xml-text` (fuzz/national_mapper.py): a control character in a
+    record passed validation, and the licence could never be certified."""
     (case,) = [c for c in national_record_cases() if c.name == "json/control-character/escape"]
     _expect_rejected(engine, tmp_path, case)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="validation accepts a general authorisation the certificate refuses"
-)
 def test_a_general_authorisation_the_certificate_refuses_is_rejected_at_ingest(engine, tmp_path):
-    """Pinned separately for the fuzzer's known finding `schema:GeneralAuthorisation:pattern`."""
+    """The fuzzer's finding `schema:GeneralAuthorisation:pattern`."""
     (case,) = [c for c in national_record_cases() if c.name == "csv/general-authorisation/AGG16,"]
     _expect_rejected(engine, tmp_path, case)
 
@@ -192,54 +168,65 @@ def _expect_rejected(engine, tmp_path: Path, case: NationalCase) -> None:
     path.write_bytes(national_case_file(case.format, [case], []))
     report = ingest_file(engine, path)
     assert report.rejected == 1 and report.new == 0, report.describe()
+    with engine.connect() as conn:
+        assert _record_problem(case, list_rejects(conn)) is None
 
 
-def _known_files():
-    return [
-        pytest.param(
-            case, id=case.name, marks=pytest.mark.xfail(strict=True, reason=case.known_bug)
-        )
-        for case in national_file_cases(Path("/nonexistent/canary"), "http://127.0.0.1:9/x")
-        if case.known_bug
-    ]
-
-
-@pytest.mark.parametrize("case", _known_files())
-def test_a_known_bad_file_is_refused_or_fully_accounted_for(engine, tmp_path, case):
-    """Either the file is refused as a whole (UnreadableFile), or every licence in it is either
-    in the ledger or named by a reject: nothing silently vanishes."""
-    path = tmp_path / FILE_NAMES[case.format].format(tag="known")
-    path.write_bytes(case.data)
-    try:
-        report = ingest_file(engine, path)
-    except UnreadableFile as error:
-        assert case.reason in str(error)
-        return
-    named = {reject.number for reject in report.rejects}
-    ingested = _numbers(engine)
-    expected = _licence_numbers_in(case)
-    assert expected, "the file holds no licence at all"
-    missing = sorted(number for number in expected if number not in named | ingested)
-    assert not missing, f"neither ingested nor rejected: {missing}"
-
-
-def _licence_numbers_in(case: NationalCase) -> set[str]:
-    text = case.data.decode("latin-1")
-    found = set()
-    for word in text.replace(";", " ").replace("<", " ").replace(">", " ").split():
-        if word.startswith(("OK-", "EVIL-")):
-            found.add(word.strip('"'))
-    return found
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="catastrophic backtracking in bridge/codes.py normalise_cle: the pattern"
-    r" (\.?([a-z]|[0-9]+))+ takes exponential time on a long run of digits that does not match",
+@pytest.mark.parametrize(
+    "name", ["csv/unknown-code/status-with-nul", "json/lone-surrogate/description"]
 )
+def test_the_rejects_store_keeps_text_no_column_holds_exactly(engine, tmp_path, name):
+    """NUL (PostgreSQL text refuses it) and a lone surrogate from a JSON escape (UTF-8 cannot
+    encode it) once made saving the reject fail, and with it the whole file. The reject now
+    shows them escaped and gives back the record exactly as it was read."""
+    (case,) = [c for c in national_record_cases() if c.name == name]
+    path = tmp_path / FILE_NAMES[case.format].format(tag="unstorable")
+    path.write_bytes(national_case_file(case.format, [case], []))
+    records = list(translate(mapping_for(path.name, load_mappings()), path.read_bytes(), path.name))
+    (read,) = [record.text for record in records]
+    assert "\x00" in read or "\ud800" in read
+    ingest_file(engine, path)
+    with engine.connect() as conn:
+        (stored,) = list_rejects(conn)
+        (shown,) = conn.execute(select(reject.c.record)).scalars()
+    assert stored.record == read
+    assert "\x00" not in shown and "\ud800" not in shown
+    assert "\\u0000" in shown or "\\ud800" in shown
+
+
+def test_an_unclosed_quote_rejects_its_row_and_the_rows_after_it_go_in(engine, tmp_path):
+    """A quote opened and never closed once swallowed every later row into one field: the
+    licences after it were neither ingested nor rejected. Now the row is rejected, naming its
+    line and field, and every other licence goes in."""
+    path = tmp_path / FILE_NAMES["csv"].format(tag="quote")
+    path.write_bytes(unclosed_quote_file(5, broken=(1, 3)))
+    report = ingest_file(engine, path)
+    assert (report.new, report.rejected) == (3, 2), report.describe()
+    assert _numbers(engine) == {"OK-QUOTE-0", "OK-QUOTE-2", "OK-QUOTE-4"}
+    with engine.connect() as conn:
+        rejects = list_rejects(conn)
+    found = {
+        (problem.source, problem.code)
+        for stored in rejects
+        for problem in stored.problems
+        if problem.code == "unclosed-quote"
+    }
+    assert found == {
+        (f"{path.name} line 3", "unclosed-quote"),
+        (f"{path.name} line 5", "unclosed-quote"),
+    }
+    assert all(
+        "'Warenbezeichnung'" in p.reason
+        for r in rejects
+        for p in r.problems
+        if p.code == "unclosed-quote"
+    )
+
+
 def test_a_long_control_list_entry_is_rejected_in_bounded_time(tmp_path):
-    """A control list entry of 5 characters, 40 digits and one stray letter: the record must be
-    rejected within seconds (run in a subprocess, since a regular expression holds the GIL)."""
+    """A control list entry of 5 characters, 40 digits and one stray letter (normalise_cle's
+    pattern once backtracked on it for minutes): the record must be rejected within seconds
+    (run in a subprocess, since a regular expression holds the GIL)."""
     cle = "1C350" + "4" * 40 + "\u00e9"
     path = tmp_path / FILE_NAMES["csv"].format(tag="redos")
     rows = csv_record("EVIL-REDOS-1", "redos")

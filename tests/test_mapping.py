@@ -271,6 +271,11 @@ def test_an_empty_required_value_is_missing_and_a_missing_required_column_refuse
             b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>',
             "DTD",
         ),
+        # Another document, or the export in another namespace, is no empty export.
+        ("eu_elicensing_tool.yaml", b"<LicenceExport/>", "in namespace \\(none\\), not urn:eu"),
+        ("eu_elicensing_tool.yaml", b"<html><body/></html>", "the root element is html, not"),
+        ("gb_ecju_api.yaml", b'{"licences": [], "licences": []}', "'licences' appears more than"),
+        ("de_bafa_legacy.yaml", b'Genehmigungsnummer;"Status\r\nA;B\r\n', "header row is never"),
     ],
 )
 def test_a_file_that_cannot_be_read_at_all_raises_unreadable_file(mapping_file, data, reason):
@@ -543,3 +548,52 @@ def test_any_json_values_give_records_or_problems_never_exceptions(head, goods):
     (record,) = translate(_mapping("gb_ecju_api.yaml"), json.dumps(document).encode(), "f.json")
     assert (record.licence is None) == bool(record.problems)
     assert json.loads(record.text) == {**head, "goods": goods}
+
+
+def test_a_json_member_written_twice_rejects_its_record_and_shows_both_values():
+    """json.loads keeps the last of two members silently; which one the export meant cannot be
+    told, so the record is rejected and its stored text keeps both."""
+    record = _json_lines('{"cle": "3B001f1", "text": "Masks", "qty": 5, "qty": 500, "value": 1}')
+    (problem,) = [p for p in record.problems if p.code == "duplicate-member"]
+    assert (problem.path, problem.source) == ("lines[0].qty", "nl.json $.data.items[0]")
+    assert "first 5, then 500" in problem.reason
+    assert record.licence is None
+    assert '"qty": 5' in record.text and '"qty": 500' in record.text
+
+
+def test_numbers_too_large_for_any_field_are_problems_not_exceptions():
+    """A day of twenty digits once raised OverflowError out of the date converter, and a whole
+    number of 5,000 digits int()'s own ValueError: either failed the whole file."""
+    (record,) = _csv(
+        "Nr;Firma;EORI;Ab;AL;Ware;Menge;Einheit\n"
+        "A-1;Muster GmbH;DE1234567;99999999999999999999.01.2026;1C010;Fasern;10,5;\n"
+    )
+    (problem,) = [p for p in record.problems if p.path == "valid_from"]
+    assert "a number in it is far too large" in problem.reason
+    mapping = CSV_MAPPING.replace(
+        "  control_list_entry: AL", "  line_number: Pos\n  control_list_entry: AL"
+    )
+    (record,) = _csv(
+        "Nr;Firma;EORI;Ab;Pos;AL;Ware;Menge\n"
+        f"A-1;Muster GmbH;DE1234567;01.01.2026;{'9' * 5000};1C010;Fasern;1\n",
+        mapping,
+    )
+    (problem,) = [p for p in record.problems if p.path == "lines[0].line_number"]
+    assert "has 5000 digits" in problem.reason and len(problem.reason) < 400
+
+
+def test_a_quote_never_closed_rejects_its_row_and_the_next_rows_are_read():
+    records = _csv(
+        "Nr;Firma;EORI;Ab;AL;Ware;Menge;Einheit\n"
+        'A-1;Muster GmbH;DE1234567;01.01.2026;1C010;"Fasern;10,5;\n'
+        "A-2;Muster GmbH;DE1234567;01.01.2026;1C010;Fasern;10,5;\n"
+        'A-3;Muster GmbH;DE1234567;01.01.2026;1C010;"Fasern"x;10,5;\n'
+    )
+    by_number = {record.number: record for record in records}
+    assert set(by_number) == {"A-1", "A-2", "A-3"}
+    (problem,) = [p for p in by_number["A-1"].problems if p.code == "unclosed-quote"]
+    assert problem.source == "t.csv line 2" and "field 6 ('Ware')" in problem.reason
+    assert by_number["A-2"].accepted
+    # A stray quote within one line is read leniently, as before: "Fasern"x is Fasernx.
+    assert by_number["A-3"].accepted
+    assert by_number["A-3"].licence.lines[0].description == "Fasernx"

@@ -160,3 +160,43 @@ def test_line_numbers_are_whole_numbers_up_to_five_digits():
     assert _found(_licence(lines=(_line(line_number=100000),))) == {
         ("lines[0].line_number", "line-number")
     }
+
+
+def test_text_a_certificate_cannot_carry_is_reported_with_its_field():
+    """NUL, ESC and lone surrogates pass every length check but no XML 1.0 document (the
+    certificate) can carry them: such a licence could never reach customs."""
+    broken = _licence(
+        holder_name="Müller\x00 GmbH",
+        lines=(
+            _line(description="Kamera\x1b"),
+            _line(line_number=2, consignee=Party("Bharat", "IN", "Road \ud800 1")),
+        ),
+    )
+    found = _found(broken)
+    assert {
+        ("holder_name", "not-xml-text"),
+        ("lines[0].description", "not-xml-text"),
+        ("lines[1].consignee.address", "not-xml-text"),
+    } <= found
+    assert licence_problems(_licence(holder_name="Müller\tGmbH\n"), SOURCE) == []
+
+
+def test_a_licence_number_with_a_tab_or_line_break_inside_is_refused():
+    for number in ("EA-2025\t4711", "EA-2025\n4711", "EA-2025\r4711"):
+        assert ("number", "reference") in _found(_licence(number=number))
+    assert ("number", "reference") in _found(_licence(number=" EA-2025-004711"))
+
+
+def test_a_general_authorisation_must_have_the_certificate_s_shape():
+    for general in ("AGG16,", "AGG 16", "0", "-DK002", "dk002"):
+        found = _found(_licence(type=LicenceType.NATIONAL_GENERAL, general_authorisation=general))
+        assert ("general_authorisation", "general-authorisation") in found, general
+    for general in ("DK002", "OGEL-CRYP", "AGG/16"):
+        licence = _licence(type=LicenceType.NATIONAL_GENERAL, general_authorisation=general)
+        assert "general_authorisation" not in {path for path, _ in _found(licence)}, general
+
+
+def test_a_version_must_fit_the_ledger():
+    assert ("version", "invalid") in _found(_licence(version=2**31))
+    assert ("version", "invalid") in _found(_licence(version=10**20))
+    assert licence_problems(_licence(version=2**31 - 1), SOURCE) == []

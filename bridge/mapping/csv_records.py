@@ -14,6 +14,9 @@ from typing import Any
 from bridge.errors import Problem
 from bridge.mapping.records import Getter, RawRecord, UnreadableFile, decode
 
+# More unclosed quotes than this, and the file is taken to use another quote character.
+MAX_UNCLOSED_QUOTES = 100
+
 
 class CsvReader:
     """Configured from a mapping's `reader` section (kind: csv)."""
@@ -44,27 +47,76 @@ class CsvReader:
     def read(self, data: bytes, file_name: str) -> _CsvBatch:
         text = decode(data, self.encoding, file_name)
         physical = io.StringIO(text, newline="").readlines()
-        reader = csv.reader(physical, delimiter=self.delimiter, quotechar=self.quote)
-        rows: list[tuple[list[str], int, int]] = []  # values, first line index, end line index
-        try:
-            while True:
-                start = reader.line_num
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    break
-                if any(value.strip() for value in values):
-                    rows.append((values, start, reader.line_num))
-        except csv.Error as error:
-            raise UnreadableFile(f"{file_name} line {reader.line_num}: {error}") from None
+        rows, unclosed = self._rows(physical, file_name)
         if self.header is True:
             if not rows:
                 raise UnreadableFile(f"{file_name} has no header row")
+            if 0 in unclosed:
+                raise UnreadableFile(
+                    f"{file_name} line {rows[0][1] + 1}: a quote in the header row is never closed"
+                )
             columns = tuple(value.strip() for value in rows[0][0])
             rows = rows[1:]
+            unclosed = {index - 1 for index in unclosed}
         else:
             columns = self.header or ()
-        return _CsvBatch(self, file_name, physical, columns, rows)
+        return _CsvBatch(self, file_name, physical, columns, rows, unclosed)
+
+    def _rows(
+        self, physical: list[str], file_name: str
+    ) -> tuple[list[tuple[list[str], int, int]], set[int]]:
+        """The non-blank rows as (values, first line index, end line index), and the positions
+        of the rows whose opening quote is never properly closed.
+
+        The file is read strictly: a quoted field that runs to the end of the file, or whose
+        closing quote is followed by anything but the delimiter, is a quote opened by mistake,
+        and a lenient reader would take every line up to the next stray quote (or to the end)
+        into that one field. Such a row is cut at the end of its first line and reading starts
+        again on the next one. A malformed quote within one line is read leniently, as before."""
+        rows: list[tuple[list[str], int, int]] = []
+        unclosed: set[int] = set()
+        begin = 0
+        while begin < len(physical):
+            lines = iter(physical)
+            lines.__setstate__(begin)  # at once; islice would step through the lines before
+            reader = csv.reader(
+                lines,
+                delimiter=self.delimiter,
+                quotechar=self.quote,
+                strict=True,
+            )
+            start = begin
+            try:
+                while True:
+                    start = begin + reader.line_num
+                    try:
+                        values = next(reader)
+                    except StopIteration:
+                        break
+                    if any(value.strip() for value in values):
+                        rows.append((values, start, begin + reader.line_num))
+                break
+            except csv.Error as error:
+                message = str(error)
+                if "expected after" not in message and "unexpected end of data" not in message:
+                    where = begin + reader.line_num
+                    raise UnreadableFile(f"{file_name} line {where}: {message}") from None
+                spans = begin + reader.line_num - start
+                (values,) = csv.reader(
+                    [physical[start]], delimiter=self.delimiter, quotechar=self.quote
+                )
+                if any(value.strip() for value in values):
+                    if spans > 1 or "unexpected end of data" in message:
+                        if len(unclosed) >= MAX_UNCLOSED_QUOTES:
+                            raise UnreadableFile(
+                                f"{file_name}: more than {MAX_UNCLOSED_QUOTES} quotes are never"
+                                f" closed (the last on line {start + 1}); is {self.quote!r} the"
+                                " quote character of this file?"
+                            ) from None
+                        unclosed.add(len(rows))
+                    rows.append((values, start, start + 1))
+                begin = start + 1
+        return rows, unclosed
 
 
 class _CsvBatch:
@@ -75,8 +127,10 @@ class _CsvBatch:
         physical: list[str],
         columns: Sequence[str],
         rows: list[tuple[list[str], int, int]],
+        unclosed: set[int],
     ) -> None:
         self.reader = reader
+        self.unclosed = unclosed  # rows whose last field opens a quote that is never closed
         self.file_name = file_name
         self.physical = physical
         self.columns = columns
@@ -131,6 +185,19 @@ class _CsvBatch:
         width = len(self.columns)
         for m in members:
             values = rows[m][0]
+            if m in self.unclosed:
+                field = len(values)
+                column = self.columns[field - 1] if 0 < field <= width else None
+                named = f" ({column!r})" if column else ""
+                record.problems.append(
+                    Problem(
+                        f"field {field}{named} opens a quote that is never closed: the row is"
+                        " cut at the end of its line, and the lines after it are read as rows",
+                        "",
+                        self._where(m),
+                        code="unclosed-quote",
+                    )
+                )
             if width and len(values) > width and any(v.strip() for v in values[width:]):
                 record.problems.append(
                     Problem(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bridge.errors import Problem
@@ -66,16 +66,73 @@ def _compile_getter(steps: tuple[str | int, ...]) -> Getter:
 
         def get_nested(node: dict) -> Any:
             found = node.get(outer)
-            return found.get(inner) if found.__class__ is dict else None
+            return found.get(inner) if isinstance(found, dict) else None
 
         return get_nested
     return lambda node: _follow(node, steps)
 
 
+class _Duplicated(dict):
+    """A JSON object that names a member more than once: the first value is kept, and
+    `duplicates` holds (member, every value after the first) for the record's problem."""
+
+    __slots__ = ("duplicates",)
+
+
+def _object_reader(duplicated: list[_Duplicated]):
+    """An object_pairs_hook that builds plain dicts, and notes each object with a member twice
+    in `duplicated` (json.loads alone would silently keep the last value)."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) == len(pairs):
+            return result
+        found = _Duplicated()
+        found.duplicates = []
+        for key, value in pairs:
+            if key in found:
+                found.duplicates.append((key, value))
+            else:
+                found[key] = value
+        duplicated.append(found)
+        return found
+
+    return build
+
+
+def _duplicate_paths(item: Any, wanted: set[int]) -> Iterator[tuple[str, _Duplicated]]:
+    """(path relative to `item`, object) for every object of `wanted` (by id) inside `item`.
+    Iterative, since the parser admits nesting deeper than Python's recursion limit."""
+    stack: list[tuple[str, Any]] = [("", item)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            if id(node) in wanted:
+                yield path, node
+            stack.extend(
+                (f"{path}.{key}" if path else str(key), child) for key, child in node.items()
+            )
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{index}]", child) for index, child in enumerate(node))
+
+
 class _Literal(str):
-    """NaN, Infinity or -Infinity as written in the JSON text (not valid JSON, but seen)."""
+    """NaN, Infinity or -Infinity as written in the JSON text (not valid JSON, but seen), or a
+    number Decimal cannot hold: kept as text for the field that holds it to report."""
 
     __slots__ = ()
+
+
+def _json_number(text: str) -> Decimal | _Literal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent past Decimal's range, such as 1e40044444444444444444
+        return _Literal(text)
+
+
+def _shown_json(value: Any) -> str:
+    text = dump_json(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def dump_json(value: Any) -> str:
@@ -88,9 +145,10 @@ def dump_json(value: Any) -> str:
 
 def _dump(value: Any) -> str:
     if isinstance(value, dict):
-        inner = ", ".join(
-            f"{json.dumps(k, ensure_ascii=False)}: {_dump(v)}" for k, v in value.items()
-        )
+        pairs = list(value.items())
+        if isinstance(value, _Duplicated):  # as read: every value of a member named twice
+            pairs += value.duplicates
+        inner = ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_dump(v)}" for k, v in pairs)
         return "{" + inner + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_dump(item) for item in value) + "]"
@@ -121,9 +179,15 @@ class JsonReader:
 
     def read(self, data: bytes, file_name: str) -> _JsonBatch:
         text = decode(data, self.encoding, file_name)
+        duplicated: list[_Duplicated] = []
         try:
             # NaN and Infinity stay text, so the field that holds one is reported, not the file.
-            document = json.loads(text, parse_float=Decimal, parse_constant=_Literal)
+            document = json.loads(
+                text,
+                parse_float=_json_number,
+                parse_constant=_Literal,
+                object_pairs_hook=_object_reader(duplicated),
+            )
         except json.JSONDecodeError as error:
             raise UnreadableFile(
                 f"{file_name} is not well-formed JSON: {error.msg} at line {error.lineno}"
@@ -131,20 +195,33 @@ class JsonReader:
             ) from None
         except (ValueError, RecursionError) as error:  # e.g. a 5,000-digit integer, deep nesting
             raise UnreadableFile(f"{file_name} cannot be read as JSON: {error}") from None
-        found = _follow(document, self.records_steps) if self.records_steps else document
+        node, path = document, "$"
+        for step in self.records_steps:  # the way to the licences must not be in doubt
+            if isinstance(node, _Duplicated):
+                key = node.duplicates[0][0]
+                raise UnreadableFile(
+                    f"{file_name}: member {key!r} appears more than once in {path}, so which"
+                    " one holds the licences cannot be told"
+                )
+            node = _follow(node, (step,))
+            path += f"[{step}]" if isinstance(step, int) else f".{step}"
+        found = node
         if not isinstance(found, list):
             what = "absent" if found is None else f"a {type(found).__name__}"
             raise UnreadableFile(
                 f"{file_name}: {self.records_path} should be the list of licences but is {what}"
             )
-        return _JsonBatch(self, file_name, found)
+        return _JsonBatch(self, file_name, found, {id(d) for d in duplicated})
 
 
 class _JsonBatch:
-    def __init__(self, reader: JsonReader, file_name: str, found: list[Any]) -> None:
+    def __init__(
+        self, reader: JsonReader, file_name: str, found: list[Any], duplicated: set[int]
+    ) -> None:
         self.reader = reader
         self.file_name = file_name
         self.found = found
+        self.duplicated = duplicated  # ids of the objects that name a member twice
 
     def getter(self, ref: str, many: bool) -> Getter:
         return self.reader.getter(ref, many)
@@ -179,6 +256,20 @@ class _JsonBatch:
                     )
                 )
                 head, lines = {}, []
+            if self.duplicated:
+                for path, node in _duplicate_paths(item, self.duplicated):
+                    for key, value in node.duplicates:
+                        member = f"{path}.{key}" if path else key
+                        problems.append(
+                            Problem(
+                                f"member {key!r} appears more than once in one object (first"
+                                f" {_shown_json(node[key])}, then {_shown_json(value)}): which"
+                                " one is meant cannot be told",
+                                member,
+                                where,
+                                code="duplicate-member",
+                            )
+                        )
             nodes = []
             for j, line in enumerate(lines):
                 if isinstance(line, dict):

@@ -122,7 +122,9 @@ def _with_map(
         word = value if isinstance(value, str) else str(value)
         target = table.get(word.casefold(), _UNKNOWN)
         if target is _UNKNOWN:
-            raise FieldError(f"{word!r} is not a word this mapping knows (known: {known})", "word")
+            raise FieldError(
+                f"{shown(word)!r} is not a word this mapping knows (known: {known})", "word"
+            )
         return target
 
     return mapped
@@ -154,6 +156,7 @@ def _cn(value: Any) -> str:
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_MAX_INTEGER_DIGITS = 100
 
 
 def _integer(value: Any) -> int:
@@ -163,10 +166,18 @@ def _integer(value: Any) -> int:
         # adjusted() first: int() of 1E+999999 would build a million-digit number
         if value.is_finite() and value.adjusted() < 18 and value == value.to_integral_value():
             return int(value)
-        raise FieldError(f"{value} is not a whole number", "not-a-number")
+        raise FieldError(f"{shown(value)} is not a whole number", "not-a-number")
     if _INTEGER.fullmatch(value):
+        # Validation says how large each field may be; int() itself refuses 4,300 digits with
+        # a ValueError of its own, and no field comes anywhere near this.
+        if len(value) > _MAX_INTEGER_DIGITS:
+            raise FieldError(
+                f"{shown(value)!r} has {len(value)} digits; no whole number read here has more"
+                f" than {_MAX_INTEGER_DIGITS}",
+                "not-a-number",
+            )
         return int(value)
-    raise FieldError(f"{value!r} is not a whole number", "not-a-number")
+    raise FieldError(f"{shown(value)!r} is not a whole number", "not-a-number")
 
 
 def _enum_converter(enum: type[StrEnum], what: str) -> Callable[[Any], Any]:
@@ -176,7 +187,7 @@ def _enum_converter(enum: type[StrEnum], what: str) -> Callable[[Any], Any]:
         try:
             return enum(_text(value).lower())
         except ValueError:
-            raise FieldError(f"{value!r} is not a {what} (one of {words})", "word") from None
+            raise FieldError(f"{shown(value)!r} is not a {what} (one of {words})", "word") from None
 
     return convert
 
@@ -204,7 +215,11 @@ def date_converter(formats: tuple[str, ...]) -> Callable[[Any], date]:
                 return parse_one(text, fmt)
             except ValueError as error:
                 reason = str(error)
-        raise FieldError(f"{text!r} is not a date written {expected} ({reason})", "not-a-date")
+            except OverflowError:  # a day, month or year of twenty digits
+                reason = "a number in it is far too large"
+        raise FieldError(
+            f"{shown(text)!r} is not a date written {expected} ({reason})", "not-a-date"
+        )
 
     return convert
 
@@ -229,7 +244,7 @@ def decimal_converter(conventions: Conventions) -> Callable[[Any], Decimal]:
     def convert(value: Any) -> Decimal:
         if isinstance(value, Decimal):
             if not value.is_finite():
-                raise FieldError(f"{value} is not a number", "not-a-number")
+                raise FieldError(f"{shown(value)} is not a number", "not-a-number")
             return value
         if isinstance(value, int):
             return Decimal(value)
@@ -241,13 +256,13 @@ def decimal_converter(conventions: Conventions) -> Callable[[Any], Decimal]:
         elif grouped is not None and grouped.fullmatch(text):
             text = text.replace(group, "")
         else:
-            raise FieldError(f"{value!r} is not a number ({described})", "not-a-number")
+            raise FieldError(f"{shown(value)!r} is not a number ({described})", "not-a-number")
         if mark == ",":
             text = text.replace(",", ".")
         try:
             return Decimal(text)
         except InvalidOperation:  # the patterns above make this unreachable; kept as a guard
-            raise FieldError(f"{value!r} is not a number", "not-a-number") from None
+            raise FieldError(f"{shown(value)!r} is not a number", "not-a-number") from None
 
     return convert
 

@@ -109,6 +109,15 @@ def compile_getter(ref: str, namespaces: dict[str, str], many: bool) -> Getter:
     return evaluate
 
 
+def _first_step(records: str) -> str | None:
+    """The root element an absolute records path such as /elic:Export/elic:Item names, or None
+    when the path is not of that simple form."""
+    if not records.startswith("/") or records.startswith("//"):
+        return None
+    step = records[1:].split("/", 1)[0]
+    return step if _STEP.fullmatch(step) else None
+
+
 class _Paths:
     """Positional paths such as /LicenceExport/Authorisation[2]; sibling positions are counted
     once per parent, so locating every record of a large file stays linear."""
@@ -133,7 +142,7 @@ class _Paths:
         cached = self._paths.get(element) if not indexed else None
         if cached is not None:
             return cached
-        local = etree.QName(element).localname
+        local = _split(element.tag)[1]
         parent = element.getparent()
         if parent is None:
             return "/" + local
@@ -178,7 +187,49 @@ class XmlReader:
             raise UnreadableFile(f"{file_name}: reader.records fails: {error}") from None
         if not isinstance(found, list) or not all(isinstance(e, etree._Element) for e in found):
             raise UnreadableFile(f"{file_name}: reader.records {self.records} selects no elements")
+        if not found:
+            self._check_root(root, file_name)
         return _XmlBatch(self, file_name, found)
+
+    def _check_root(self, root: Any, file_name: str) -> None:
+        """A file in which no licence is found must at least be an export of the kind the
+        mapping reads: another document, or the same one in another namespace, would otherwise
+        pass for an empty export."""
+        namespace, local = _split(root.tag)
+        first = _first_step(self.records)
+        try:
+            expected = _clark(first, self.namespaces) if first else None
+        except ValueError:  # an undeclared prefix: reader.records itself failed above
+            expected = None
+        if expected is not None:
+            if expected == root.tag:
+                return
+            expected_namespace, expected_local = _split(expected)
+            if expected_local == local:
+                raise UnreadableFile(
+                    f"{file_name}: the root element {local} is in namespace"
+                    f" {namespace or '(none)'}, not {expected_namespace or '(none)'}:"
+                    " this is not the export the mapping reads"
+                )
+            raise UnreadableFile(
+                f"{file_name}: the root element is {root.tag}, not the {expected} that"
+                f" reader.records {self.records} starts from"
+            )
+        namespaces = set(self.namespaces.values()) or {None}
+        if namespace not in namespaces:
+            raise UnreadableFile(
+                f"{file_name}: the root element {root.tag} is in no namespace the mapping reads"
+                f" ({', '.join(sorted(n or '(none)' for n in namespaces))})"
+            )
+
+
+def _split(tag: str) -> tuple[str | None, str]:
+    """(namespace, local name) of an lxml tag. Not etree.QName, which refuses a namespace URI
+    with braces in it: the parser accepts one, and a name has none."""
+    if tag.startswith("{"):
+        namespace, local = tag[1:].rsplit("}", 1)
+        return namespace, local
+    return None, tag
 
 
 class _XmlBatch:

@@ -8,17 +8,27 @@ It translates and moves bytes; it decides nothing. Every failure becomes a Deliv
 - permanent: a SOAP Client fault (or any fault marked Transient=false), any other HTTP error,
   an answer that is not the acknowledgement the contract promises.
 
+The answer must arrive whole within `settings.soap_timeout` (counted from the request, not per
+socket read: a server trickling a byte at a time is cut off) and may not exceed
+MAX_ANSWER_BYTES (refused as it arrives, permanent: the same call would get the same answer).
+
 The WSDL is the project's own contract (schemas/), bound to `settings.soap_url`; one zeep client
 is built on first use and reused, since building it costs far more than a call."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import requests
+import urllib3
 from lxml import etree
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from zeep import Client, Transport
 from zeep import Settings as ZeepSettings
 from zeep import exceptions as zeep_errors
@@ -33,6 +43,9 @@ from bridge.xmlsafe import parse_xml
 
 BINDING = f"{{{SERVICE_NAMESPACE}}}CertexBinding"
 _TRANSIENT_HTTP = frozenset({408, 429})
+# An acknowledgement or a fault is well under a kilobyte; this leaves room for any detail.
+MAX_ANSWER_BYTES = 1024 * 1024
+_READ_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,177 @@ class Acknowledgement:
     status: str  # ACCEPTED, or DUPLICATE when this message id was stored before
     receipt_id: str
     received_at: datetime
+
+
+# ------------------------------------------------------------------------ the HTTP transport
+
+
+class _Exchange:
+    """One call's watch: the socket it runs on, shut down when the deadline passes, which ends
+    whatever read is waiting on it."""
+
+    __slots__ = ("expired", "lock", "sock", "status")
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self.status: int | None = None  # the answer's HTTP status, once its headers came
+        self.lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        # The socket itself, not its connection: http.client lets go of the connection's
+        # socket once the answer says Connection: close, and the answer reads on.
+        with self.lock:
+            self.sock = sock
+            if self.expired:
+                _cut(sock)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            _cut(self.sock)
+
+
+def _cut(sock: socket.socket | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+_calls = threading.local()  # the exchange of the call this thread is making
+
+
+def _attach(connection: HTTPConnection) -> None:
+    exchange = getattr(_calls, "exchange", None)
+    if exchange is not None:
+        exchange.attach(connection.sock)
+
+
+class _Watched:
+    """Tells the current call which connection (and socket) it runs on: a new one once it is
+    connected, a reused one when the request starts."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _attach(self)  # type: ignore[arg-type]
+
+    def request(self, *args, **kwargs):
+        _attach(self)  # type: ignore[arg-type]
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, *args, **kwargs):
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+class _BoundedTransport(Transport):
+    """zeep's transport with a deadline on the whole exchange and a cap on the answer's size.
+    It moves bytes and reports how the exchange failed; what to do about it is the client's."""
+
+    def __init__(self, timeout: float, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+        session = requests.Session()
+        adapter = _WatchedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        super().__init__(timeout=timeout, operation_timeout=timeout, session=session)
+        self.max_answer_bytes = max_answer_bytes
+
+    def post(self, address, message, headers):
+        exchange = _Exchange()
+        _calls.exchange = exchange
+        _calls.status = None
+        timer = threading.Timer(self.operation_timeout, exchange.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            response = self.session.post(
+                address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+            )
+            exchange.status = response.status_code
+            try:
+                body = self._read(response, address)
+                response._content = body
+                response._content_consumed = True  # the connection may serve the next call
+            finally:
+                response.close()
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
+            if exchange.expired:
+                raise _no_answer(address, self.operation_timeout) from None
+            raise
+        finally:
+            timer.cancel()
+            _calls.exchange = None
+        _calls.status = exchange.status
+        return response
+
+    def _read(self, response: requests.Response, address: str) -> bytes:
+        declared = response.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and int(declared) > self.max_answer_bytes:
+            raise _too_large(address, f"it announces {declared} bytes")
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = response.raw.read1(_READ_SIZE, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise _no_answer(address, self.operation_timeout) from None
+            except urllib3.exceptions.HTTPError as error:  # a short body, a broken chunk
+                if _calls.exchange is not None and _calls.exchange.expired:
+                    raise _no_answer(address, self.operation_timeout) from None
+                raise DeliveryError(
+                    f"HTTP exchange with {address} broke off: {error}",
+                    transient=True,
+                    code="http-broken",
+                ) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise _too_large(address, f"more than {self.max_answer_bytes} bytes arrived")
+            parts.append(chunk)
+        exchange = _calls.exchange
+        if exchange is not None and exchange.expired:  # cut short: what came is not all of it
+            raise _no_answer(address, self.operation_timeout)
+        return b"".join(parts)
+
+
+def _no_answer(url: str, timeout: float) -> DeliveryError:
+    return DeliveryError(f"no answer from {url} within {timeout} s", transient=True, code="timeout")
+
+
+def _too_large(url: str, how: str) -> DeliveryError:
+    return DeliveryError(
+        f"the answer from {url} is not a valid acknowledgement: it is too large ({how}; at most"
+        f" {MAX_ANSWER_BYTES} bytes are read)",
+        transient=False,
+        code="invalid-response",
+    )
 
 
 class _UsernameTokenWithTimestamp:
@@ -87,7 +271,7 @@ class CustomsClient:
         with self._lock:
             if self._service is None:
                 timeout = self.settings.soap_timeout
-                transport = Transport(timeout=timeout, operation_timeout=timeout)
+                transport = _BoundedTransport(timeout)
                 wsse = None
                 if self.settings.soap_username:
                     wsse = _UsernameTokenWithTimestamp(
@@ -163,19 +347,17 @@ class CustomsClient:
                 _value_1=document,
             )
         except requests.exceptions.Timeout:
-            raise DeliveryError(
-                f"no answer from {url} within {self.settings.soap_timeout} s",
-                transient=True,
-                code="timeout",
-            ) from None
+            raise _no_answer(url, self.settings.soap_timeout) from None
         except requests.exceptions.ConnectionError as error:
+            if _is_read_timeout(error):  # requests wraps a timeout within the body this way
+                raise _no_answer(url, self.settings.soap_timeout) from None
             raise _connection_error(url, error) from None
         except requests.exceptions.RequestException as error:
             raise DeliveryError(
                 f"HTTP exchange with {url} broke off: {error}", transient=True, code="http-broken"
             ) from None
         except zeep_errors.Fault as fault:
-            raise _fault_error(fault) from None
+            raise _fault_error(fault, url, getattr(_calls, "status", None)) from None
         except zeep_errors.TransportError as error:
             status = error.status_code or 0
             if 200 <= status < 300:
@@ -195,7 +377,21 @@ class CustomsClient:
                 transient=False,
                 code="invalid-response",
             ) from None
+        except (IndexError, KeyError, TypeError, AttributeError) as error:
+            # zeep reading an answer of the wrong shape (an empty or missing Body) fails with
+            # builtin errors rather than its own.
+            raise DeliveryError(
+                f"the answer from {url} is not a valid acknowledgement: zeep cannot read it"
+                f" ({type(error).__name__}: {error})",
+                transient=False,
+                code="invalid-response",
+            ) from None
         return _acknowledgement(message_id, reply, url)
+
+
+def _is_read_timeout(error: requests.exceptions.ConnectionError) -> bool:
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, urllib3.exceptions.ReadTimeoutError)
 
 
 def _connection_error(url: str, error: requests.exceptions.ConnectionError) -> DeliveryError:
@@ -213,9 +409,23 @@ def _connection_error(url: str, error: requests.exceptions.ConnectionError) -> D
     )
 
 
-def _fault_error(fault: zeep_errors.Fault) -> DeliveryError:
-    faultcode = (fault.code or "").rsplit(":", 1)[-1]
+def _fault_error(fault: zeep_errors.Fault, url: str, status: int | None) -> DeliveryError:
     detail = fault.detail
+    if detail is not None and not isinstance(detail, etree._Element):
+        # zeep's word for an HTTP error whose body is XML but no SOAP fault (an XHTML error
+        # page): the raw body as detail. The HTTP status is what it says.
+        if status is None or 200 <= status < 300:
+            return DeliveryError(
+                f"the answer from {url} is not a SOAP message (XML, but no envelope or fault)",
+                transient=False,
+                code="invalid-response",
+            )
+        return DeliveryError(
+            f"HTTP {status} from {url} (an XML page, not a SOAP fault)",
+            transient=status >= 500 or status in _TRANSIENT_HTTP,
+            code=f"http-{status}",
+        )
+    faultcode = (fault.code or "").rsplit(":", 1)[-1]
     certex = None
     if detail is not None:
         certex = detail.find(f"{{{MESSAGES_NAMESPACE}}}CertexFault")

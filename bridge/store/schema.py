@@ -200,8 +200,10 @@ refusal = Table(
     Column("mrn", String(35), index=True),
     Column("goods_item", Integer),
     Column("document_code", String(4)),
-    Column("document_ref", String(70)),
-    Column("licence_number", String(70), index=True),
+    # As the declaration wrote them (up to bridge.declaration.MAX_REFERENCE characters): a
+    # reference too long for a licence number is refused, and the refusal keeps it whole.
+    Column("document_ref", Text),
+    Column("licence_number", Text, index=True),
     Column("line_number", Integer),
     Column("code", String(40), nullable=False),
     Column("reason", Text, nullable=False),
@@ -248,6 +250,9 @@ reject = Table(
     Column("source", String(500), nullable=False),  # file and record/line
     Column("format", String(100), nullable=False),
     Column("record", Text, nullable=False),  # the record as read, for the authority to fix
+    # A record that text columns cannot hold (NUL, lone surrogates), exactly, as UTF-8 (a lone
+    # surrogate in its 3-byte form); `record` then shows it with those escaped (store/rejects.py).
+    Column("record_bytes", LargeBinary),
     Column("problems", Text, nullable=False),  # JSON list of Problem.as_dict()
     Column("at", UTC, nullable=False),
 )
