@@ -54,13 +54,18 @@ def new_client(
 class DeclarationSubscriber:
     """Subscribes `settings.mqtt_topic` at QoS 1 with the stable client id
     `settings.mqtt_client_id`, clean_start=False and SessionExpiryInterval
-    `settings.mqtt_session_expiry`, so that what is not acked survives a crash."""
+    `settings.mqtt_session_expiry`, so that what is not acked survives a crash. With
+    `settings.mqtt_shared_group` the subscription is shared ($share/<group>/<topic>): each
+    consumer of the group has its own client id and session, and each event goes to one."""
 
     def __init__(
         self, settings: Settings, *, client_id: str | None = None, topic: str | None = None
     ) -> None:
         self.settings = settings
         self.topic = topic or settings.mqtt_topic
+        # With a shared group the broker gives each event to one of the group's subscribers.
+        group = settings.mqtt_shared_group
+        self.subscription = f"$share/{group}/{self.topic}" if group else self.topic
         self.client_id = client_id or settings.mqtt_client_id
         self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self.subscribed = threading.Event()
@@ -89,11 +94,11 @@ class DeclarationSubscriber:
         log.info("connected (session present: %s)", flags.session_present)
         # The session keeps the subscription, but subscribing again costs nothing and covers
         # a session the broker has expired.
-        client.subscribe(self.topic, qos=1)
+        client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(code.is_failure for code in reason_codes):
-            self.refused = f"broker refused the subscription to {self.topic}: {reason_codes}"
+            self.refused = f"broker refused the subscription to {self.subscription}: {reason_codes}"
             log.error(self.refused)
             return
         self.subscribed.set()
@@ -127,7 +132,9 @@ class DeclarationSubscriber:
         # Acks come a batch at a time: allow two batches in flight so the next one is arriving
         # while the current one is stored.
         properties.ReceiveMaximum = max(1, min(MAX_RECEIVE, 2 * self.settings.batch_size))
-        self.client.connect(
+        # Connected by the network thread, which tries again while the broker is away (say,
+        # restarting) until the timeout below: a consumer started then waits, it does not die.
+        self.client.connect_async(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
             keepalive=30,
@@ -141,7 +148,7 @@ class DeclarationSubscriber:
                 self.close()
                 raise ConnectionError(
                     self.refused
-                    or f"no subscription to {self.topic} on"
+                    or f"no subscription to {self.subscription} on"
                     f" {self.settings.mqtt_host}:{self.settings.mqtt_port} within {timeout}s"
                 )
         return self

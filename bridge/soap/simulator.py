@@ -12,10 +12,11 @@ It plays the customs side in tests and the demo:
   trouble with a Server fault (Transient=true).
 - Faults on demand: HTTP 503, a transient SOAP fault, an answer held back beyond the client's
   timeout (the certificate is stored, the answer comes too late: the resend must be a
-  DUPLICATE), a dropped connection. Planned at start (flags or ELBRIDGE_SIM_FAULTS as JSON) and
-  through `POST /admin/faults` `{"rate": 0.3, "kinds": ["http503", "drop"], "next": 2}`: the
-  next N requests get the kinds in turn, after that each request one at random with
-  probability `rate`.
+  DUPLICATE), a dropped connection; on request also a gateway's HTTP 502 page and a connection
+  dropped after the certificate was stored (the resend must be a DUPLICATE). Planned at start
+  (flags or ELBRIDGE_SIM_FAULTS as JSON) and through `POST /admin/faults`
+  `{"rate": 0.3, "kinds": ["http503", "drop"], "next": 2}`: the next N requests get the kinds
+  in turn, after that each request one at random with probability `rate`.
 - `POST <path>` with an UpdateCertificateStatus (contract 1.1): validated the same way, stored
   once per MessageId (DUPLICATE on a resend); a status update for a certificate version not
   held is answered UNKNOWN_CERTIFICATE (Transient=true).
@@ -75,7 +76,16 @@ from bridge.soap import (
 )
 from bridge.xmlsafe import DEFAULT_MAX_BYTES, parse_project_file, parse_xml, schema_from_file
 
-FAULT_KINDS = ("http503", "transient_fault", "timeout", "drop")
+FAULT_KINDS = ("http503", "transient_fault", "timeout", "drop")  # the default mix
+# Known too, used only when asked for: a reverse proxy's HTML 502 page, and a connection that
+# drops after the certificate was stored (the bridge never hears the answer).
+EXTRA_FAULT_KINDS = ("http502", "drop_after_store")
+KNOWN_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
+_BAD_GATEWAY_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 FAULTS_ENV = "ELBRIDGE_SIM_FAULTS"
 DEFAULT_PATH = "/certex"
 
@@ -135,11 +145,11 @@ class FaultPlan:
         if isinstance(kinds, str):
             kinds = [kind.strip() for kind in kinds.split(",") if kind.strip()]
         if not isinstance(kinds, list | tuple) or not kinds:
-            problems.append(f"kinds must be a non-empty list of {', '.join(FAULT_KINDS)}")
+            problems.append(f"kinds must be a non-empty list of {', '.join(KNOWN_FAULT_KINDS)}")
             kinds = FAULT_KINDS
-        bad = [kind for kind in kinds if kind not in FAULT_KINDS]
+        bad = [kind for kind in kinds if kind not in KNOWN_FAULT_KINDS]
         if bad:
-            problems.append(f"unknown fault kinds {bad}; known: {', '.join(FAULT_KINDS)}")
+            problems.append(f"unknown fault kinds {bad}; known: {', '.join(KNOWN_FAULT_KINDS)}")
         upcoming = data.get("next", 0)
         if isinstance(upcoming, bool) or not isinstance(upcoming, int) or upcoming < 0:
             problems.append("next must be a whole number from 0")
@@ -787,6 +797,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {"Retry-After": "1"},
             )
             return
+        if kind == "http502":
+            self._send(502, _BAD_GATEWAY_PAGE, "text/html")
+            return
         if kind == "transient_fault":
             envelope = fault_envelope(
                 "Server",
@@ -797,6 +810,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, envelope, "text/xml; charset=utf-8")
             return
         status, envelope = server.service.answer(body, self.headers.get("SOAPAction"))
+        if kind == "drop_after_store":
+            # Stored (or refused), but the connection goes before the answer does.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if kind == "timeout":
             # Stored, but the answer comes after the client stopped waiting.
             time.sleep(server.faults.plan.slow_seconds)
@@ -1016,7 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
     parser.add_argument("--faults", help=f"fault plan as JSON (default: ${FAULTS_ENV})")
     parser.add_argument("--fault-rate", type=float)
-    parser.add_argument("--fault-kinds", help=f"comma-separated: {','.join(FAULT_KINDS)}")
+    parser.add_argument("--fault-kinds", help=f"comma-separated: {','.join(KNOWN_FAULT_KINDS)}")
     parser.add_argument("--fault-next", type=int, help="fault the next N requests")
     parser.add_argument("--slow-seconds", type=float, help="how long a 'timeout' answer waits")
     parser.add_argument("--seed", type=int)

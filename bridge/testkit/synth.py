@@ -992,6 +992,10 @@ def plan_declarations(
 # ------------------------------------------------------------------------------ event stream
 
 BAD_KINDS = ("not-json", "bad-envelope", "unsafe-xml", "bad-quantity", "wrong-namespace")
+# Hostile messages beyond the default mix, for streams that ask for them (`bad_kinds`): an
+# external entity to a local file, an entity expansion bomb, an envelope that is not UTF-8, a
+# declaration cut off in the middle.
+HOSTILE_KINDS = ("external-entity", "entity-bomb", "invalid-utf8", "truncated-xml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1041,15 +1045,24 @@ def event_stream(
     goods_items: tuple[int, int] = (7, 9),
     start: datetime = datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
     reorder_window: int = 8,
+    bad_kinds: Sequence[str] = BAD_KINDS,
+    full_share: float = 0.0,
 ) -> Iterator[SynthEvent]:
     """`n_events` declaration events quoting `licences`. Each event is, with the given
     probabilities, a redelivery of an earlier message (same bytes), an amendment or an
-    invalidation of a declaration released earlier, an unreadable message, or else the release
-    of a new declaration; with probability `reorder` an event is held back behind up to
-    `reorder_window` later ones. Deterministic for a given seed; streamed, so millions cost no
+    invalidation of a declaration released earlier, an unreadable message (of one of
+    `bad_kinds`: BAD_KINDS and HOSTILE_KINDS), or else the release of a new declaration; with
+    probability `reorder` an event is held back behind up to `reorder_window` later ones. With
+    `minimal`, each new declaration is still written in full (about 20 KB, several goods items)
+    with probability `full_share`. Deterministic for a given seed; streamed, so millions cost no
     memory."""
+    unknown = [kind for kind in bad_kinds if kind not in BAD_KINDS + HOSTILE_KINDS]
+    if unknown or not bad_kinds:
+        raise ValueError(f"bad_kinds must be some of {BAD_KINDS + HOSTILE_KINDS}, not {unknown}")
     planner = _Planner(licences, seed=seed, goods_items=goods_items)
     rng = random.Random(f"events:{seed}")
+    # Its own draws, so that streams without full declarations stay as they always were.
+    sizes = random.Random(f"sizes:{seed}")
     mrn_rng = random.Random(f"mrn:{seed}")
     open_mrns: list[_Open] = []
     recent: list[SynthEvent] = []
@@ -1060,7 +1073,7 @@ def event_stream(
         draw = rng.random()
         event: SynthEvent | None = None
         if draw < bad:
-            event = _bad_event(rng, planner, mrn_rng, position, at, minimal)
+            event = _bad_event(rng, planner, mrn_rng, position, at, bad_kinds)
         elif draw < bad + duplicates and recent:
             original = rng.choice(recent)
             event = replace(original, position=position, duplicate_of=original.message_id)
@@ -1097,7 +1110,8 @@ def event_stream(
             )
         if event is None:
             serial += 1
-            plan = planner.plan("", minimal=minimal)
+            written_minimal = minimal and not (full_share and sizes.random() < full_share)
+            plan = planner.plan("", minimal=written_minimal)
             plan = replace(plan, mrn=make_mrn(mrn_rng, serial, year=at.year, country=plan.country))
             event = _declaration_event(plan, EventKind.RELEASED, 1, at, position)
             open_mrns.append(_Open(plan, 1, at))
@@ -1147,9 +1161,9 @@ def _bad_event(
     mrn_rng: random.Random,
     position: int,
     at: datetime,
-    minimal: bool,
+    kinds: Sequence[str] = BAD_KINDS,
 ) -> SynthEvent:
-    kind = rng.choice(BAD_KINDS)
+    kind = rng.choice(kinds)
     message_id = f"unreadable-{position}"
     if kind == "not-json":
         envelope = f"<<not a JSON document {position}>>".encode()
@@ -1182,11 +1196,32 @@ def _bad_event(
         close = xml.find(">", start) + 1
         end = xml.find("<", close)
         xml = xml[:close] + "12,5" + xml[end:]
-    else:  # wrong-namespace: a declaration of another major version
+    elif kind == "external-entity":
+        xml = xml.replace(
+            "<md:MetaData",
+            '<!DOCTYPE md:MetaData [<!ENTITY exporter SYSTEM "file:///etc/hostname">]>\n'
+            "<md:MetaData",
+            1,
+        ).replace(f"<ID>{plan.exporter_eori}</ID>", "<ID>&exporter;</ID>", 1)
+    elif kind == "entity-bomb":
+        levels = ['<!ENTITY lol0 "lol">'] + [
+            f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 8)
+        ]
+        xml = xml.replace(
+            "<md:MetaData",
+            f"<!DOCTYPE md:MetaData [{''.join(levels)}]>\n<md:MetaData",
+            1,
+        ).replace(f"<ID>{plan.exporter_eori}</ID>", "<ID>&lol7;</ID>", 1)
+    elif kind == "truncated-xml":
+        xml = xml[: len(xml) * 3 // 5]
+    elif kind == "wrong-namespace":  # a declaration of another major version
         xml = xml.replace(DEC_NS, "urn:wco:datamodel:WCO:DEC-DMS:1")
     envelope = build_envelope(
         message_id=message_id, mrn=mrn, event=EventKind.RELEASED, event_time=at, payload=xml
     )
+    if kind == "invalid-utf8":
+        # A byte that no UTF-8 text holds, where the declaration starts.
+        envelope = envelope.replace(b"<md:MetaData", b"<md:\xffMetaData", 1)
     return SynthEvent(envelope, message_id, mrn, "unreadable", 1, position, bad=kind)
 
 
