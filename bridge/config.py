@@ -31,6 +31,9 @@ class Settings:
     mqtt_password: str | None = None
     mqtt_client_id: str = "elbridge-writeoff"
     mqtt_topic: str = "customs/declarations/events"
+    # Consumers sharing one MQTT v5 shared subscription ($share/<group>/<topic>) split the
+    # events between them, each to one; empty: this consumer takes every event.
+    mqtt_shared_group: str = ""
     mqtt_result_topic: str = "customs/declarations/results"  # one result per event (QoS 1)
     mqtt_session_expiry: int = 7 * 24 * 3600
     batch_size: int = 500

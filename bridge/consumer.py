@@ -38,7 +38,7 @@ from bridge.model import LicenceStatus
 from bridge.mqtt.client import DeclarationSubscriber, Received
 from bridge.mqtt.publisher import Publisher
 from bridge.store.alerts import raise_alert
-from bridge.store.db import make_engine, utcnow
+from bridge.store.db import make_engine, run_transaction, utcnow
 from bridge.store.ledger import (
     BatchResult,
     PendingResult,
@@ -274,13 +274,22 @@ def _store_together(
     published: Sequence[str] = (),
 ) -> tuple[BatchResult, int, int]:
     """(result, messages quarantined now, quarantined ones seen before)."""
-    with engine.begin() as conn:
+
+    def together(conn: Connection):
         now = utcnow()
-        if published:
-            mark_results_published(conn, published, now)
         stored, quarantined = quarantine_batch(conn, unreadable, now) if unreadable else (0, [])
         events = [event for _, event in readable]
         result = apply_declarations(conn, events, now=now, settings=settings)
+        # Last, after the batch's locks (bridge.store.db): marking first would hold rows that
+        # another consumer, answering a redelivery, may be waiting to set pending again while
+        # it holds the licences this batch waits for. A result set pending again here stays so.
+        again = {key for key, _ in (*quarantined, *result.results)}
+        if published:
+            mark_results_published(conn, [k for k in published if k not in again], now)
+        return stored, quarantined, result
+
+    # Another consumer's transaction won a conflict (bridge.store.db): run the batch again.
+    stored, quarantined, result = run_transaction(engine, together)
     if quarantined:
         result = combine([BatchResult(results=tuple(quarantined)), result])
     return result, stored, len(unreadable) - stored
@@ -302,8 +311,14 @@ def _store_one_by_one(
             mark_results_published(conn, published, utcnow())
     for message, event in readable:
         try:
-            with engine.begin() as conn:
-                results.append(apply_declarations(conn, [event], now=utcnow(), settings=settings))
+            results.append(
+                run_transaction(
+                    engine,
+                    lambda conn, event=event: apply_declarations(
+                        conn, [event], now=utcnow(), settings=settings
+                    ),
+                )
+            )
         except Exception as error:
             if _outage(error):
                 raise
@@ -316,8 +331,11 @@ def _store_one_by_one(
             )
             failed.append(Unreadable(message.topic, message.payload, event.message_id, (problem,)))
     quarantined = [*unreadable, *failed]
-    with engine.begin() as conn:
-        stored, answers = quarantine_batch(conn, quarantined, utcnow()) if quarantined else (0, [])
+    stored, answers = (
+        run_transaction(engine, lambda conn: quarantine_batch(conn, quarantined, utcnow()))
+        if quarantined
+        else (0, [])
+    )
     return (
         combine([*results, BatchResult(results=tuple(answers))]),
         stored,
@@ -463,6 +481,21 @@ class ResultRelay:
         self.delay = min(self.delay * 2, MAX_RETRY_DELAY)
 
 
+def _engine_when_available(url: str) -> Engine:
+    """The ledger's engine, once the database answers: a consumer (re)started while the ledger
+    is away waits for it with backoff, as a running one does, instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            return make_engine(url)
+        except Exception as error:
+            if not _outage(error):
+                raise
+            log.warning("ledger unavailable at start (%s); retry in %.1fs", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+
 def _outage(error: BaseException) -> bool:
     """The database is away or busy (retry later), as opposed to a statement that fails."""
     if isinstance(error, OperationalError):
@@ -511,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    engine = make_engine(settings.ledger_url)
+    engine = _engine_when_available(settings.ledger_url)
     try:
         report = consume(
             settings,

@@ -85,7 +85,8 @@ class DeliveryReport:
 
 def certify_pending(engine: Engine, *, now: datetime) -> CertifyReport:
     """Build, validate and queue a certificate for every licence version without one. All rows
-    are written in one transaction, before any sending."""
+    are written in one transaction, before any sending. Two runs at once queue each certificate
+    once; each reports the ones it wrote."""
     with engine.connect() as conn:
         candidates = store.uncertified_versions(conn, CERTIFICATE)
     messages = []
@@ -124,8 +125,10 @@ def certify_pending(engine: Engine, *, now: datetime) -> CertifyReport:
             )
         )
     with engine.begin() as conn:
-        store.add_messages(conn, messages, now=now)
-    return CertifyReport(len(messages) - len(invalid), len(invalid), invalid)
+        # A run at the same time may have queued some of them meanwhile: those are its own.
+        written = store.add_new_messages(conn, messages, now=now)
+    invalid = [row for row in invalid if message_id_for(row[0], row[1]) in written]
+    return CertifyReport(len(written) - len(invalid), len(invalid), invalid)
 
 
 def deliver_pending(

@@ -29,18 +29,21 @@ def postgres_cluster():
     if not postgres_available():
         pytest.fail(
             "PostgreSQL is not installed: run scripts/setup.sh with ELBRIDGE_WITH_POSTGRES=1"
+            " (or set ELBRIDGE_TEST_DATABASES=sqlite to test on SQLite only)"
         )
     with start_cluster() as cluster:
         yield cluster
 
 
 _databases = itertools.count(1)
+DEFAULT_DATABASES = "sqlite,postgresql"
 
 
 def pytest_generate_tests(metafunc):
-    # Ledger tests run on both databases the bridge supports; ELBRIDGE_TEST_DATABASES narrows it.
+    # Ledger tests run on both databases the bridge supports; ELBRIDGE_TEST_DATABASES narrows it
+    # (e.g. =sqlite where PostgreSQL is not installed).
     if "ledger_url" in metafunc.fixturenames:
-        wanted = os.environ.get("ELBRIDGE_TEST_DATABASES", "sqlite").split(",")
+        wanted = os.environ.get("ELBRIDGE_TEST_DATABASES", DEFAULT_DATABASES).split(",")
         wanted = [w.strip() for w in wanted if w.strip()]
         if metafunc.definition.get_closest_marker("sqlite_only"):
             wanted = [w for w in wanted if w == "sqlite"]

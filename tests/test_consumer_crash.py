@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -49,12 +48,10 @@ def _consumer(settings, log: Path, idle_seconds: float) -> subprocess.Popen:
         )
 
 
-def _processed(database: str) -> int:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
-        try:
-            return conn.execute("SELECT count(*) FROM processed_message").fetchone()[0]
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
+def _processed(engine) -> int:
+    """How many messages the ledger recorded, read while a consumer process writes to it."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(processed_message)).scalar_one()
 
 
 def test_sigkill_mid_stream_then_restart_applies_every_event_once(
@@ -72,16 +69,15 @@ def test_sigkill_mid_stream_then_restart_applies_every_event_once(
         for n in range(EVENTS)
     ]
     assert publish_events(mqtt_settings, envelopes) == EVENTS
-    database = engine.url.database
     log = tmp_path / "consumer.log"
 
     victim = _consumer(mqtt_settings, log, idle_seconds=5)
     deadline = time.monotonic() + 60
-    while _processed(database) < 300 and victim.poll() is None and time.monotonic() < deadline:
+    while _processed(engine) < 300 and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.killpg(victim.pid, signal.SIGKILL)  # no goodbye: no ack, no disconnect, no cleanup
     assert victim.wait(10) == -signal.SIGKILL
-    at_kill = _processed(database)
+    at_kill = _processed(engine)
     assert 300 <= at_kill < EVENTS, f"the kill came at {at_kill} of {EVENTS}: {log.read_text()}"
 
     survivor = _consumer(mqtt_settings, log, idle_seconds=1.5)
@@ -118,11 +114,11 @@ def test_sigterm_stops_after_the_current_batch(mqtt_settings, engine, wco_sample
     log = tmp_path / "consumer.log"
     consumer = _consumer(mqtt_settings, log, idle_seconds=5)
     deadline = time.monotonic() + 60
-    while _processed(engine.url.database) < 100 and time.monotonic() < deadline:
+    while _processed(engine) < 100 and time.monotonic() < deadline:
         time.sleep(0.005)
     consumer.send_signal(signal.SIGTERM)
     assert consumer.wait(30) == 0, log.read_text()
-    stopped_at = _processed(engine.url.database)
+    stopped_at = _processed(engine)
     assert "consume: messages=" in log.read_text()
     assert stopped_at < count
 
@@ -158,9 +154,9 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     )
     worker.start()
     deadline = time.monotonic() + 30
-    while _processed(engine.url.database) < 200 and time.monotonic() < deadline:
+    while _processed(engine) < 200 and time.monotonic() < deadline:
         time.sleep(0.005)
-    at_restart = _processed(engine.url.database)
+    at_restart = _processed(engine)
     mosquitto.restart()  # the consumer reconnects to its persisted session
     assert at_restart < count
     worker.join(90)

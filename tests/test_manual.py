@@ -13,8 +13,11 @@ from sqlalchemy import func, insert, select
 from bridge.authority import correct, manual_write_off, reverse_movement
 from bridge.errors import Rejected
 from bridge.manual import ManualKind, ManualRequest, decide_manual
+from bridge.model import LicenceStatus
 from bridge.store.alerts import list_alerts
-from bridge.store.licences import save_licence
+from bridge.store.licence_events import licence_events
+from bridge.store.licences import load_licences, save_licence
+from bridge.store.outbox import outbox_rows
 from bridge.store.reconciliation import reconciliation_rows
 from bridge.store.schema import alert, movement
 from tests.fixtures_soap import (
@@ -322,6 +325,46 @@ def test_a_correction_beyond_the_ceiling_needs_force(engine):
     with engine.begin() as conn:
         forced = correct(conn, NUMBER, 2, Decimal(1), "KGM", force=True, **options)
     assert forced.alerts == ("manual-over-use",) and forced.line.over_used
+
+
+def test_using_the_last_line_up_by_hand_exhausts_the_licence_and_a_reversal_revives_it(engine):
+    seed(engine)
+    customs_write_off(engine, 1, "120")  # line 1 used up by customs; line 2 still open
+    last = write_off(engine, 2, "12.5", "KGM")
+    assert (last.status, last.alerts) == (LicenceStatus.EXHAUSTED, ("exhausted",))
+    assert "is now exhausted" in last.describe()
+    with engine.connect() as conn:
+        assert load_licences(conn, [NUMBER])[NUMBER].status is LicenceStatus.EXHAUSTED
+        (event,) = licence_events(conn, NUMBER)
+        (raised,) = list_alerts(conn, licence_number=NUMBER, kind="exhausted")
+        statuses = [r for r in outbox_rows(conn, NUMBER) if r["kind"] == "status"]
+    assert (event["from_status"], event["to_status"], event["actor"]) == (
+        "valid",
+        "exhausted",
+        "bridge",
+    )
+    assert f"movement {last.movement_id} by {OFFICER}" in event["reason"]
+    assert f"movement {last.movement_id}" in raised["message"]
+    assert len(statuses) == 1 and "exhausted" in statuses[0]["document"]  # customs are told
+
+    with engine.begin() as conn:
+        undone = reverse_movement(
+            conn, last.movement_id, reason="entered twice", actor=OFFICER, now=NOW
+        )
+    assert (undone.status, undone.alerts) == (LicenceStatus.VALID, ())
+    with engine.connect() as conn:
+        assert load_licences(conn, [NUMBER])[NUMBER].status is LicenceStatus.VALID
+        statuses = [r for r in outbox_rows(conn, NUMBER) if r["kind"] == "status"]
+    assert len(statuses) == 2 and "valid" in statuses[1]["document"]
+
+
+def test_a_movement_that_leaves_room_changes_no_status(engine):
+    seed(engine)
+    done = write_off(engine, 2, "12.5", "KGM")  # line 2 used up, line 1 untouched
+    assert done.status is None and done.alerts == ()
+    with engine.connect() as conn:
+        assert load_licences(conn, [NUMBER])[NUMBER].status is LicenceStatus.VALID
+        assert licence_events(conn, NUMBER) == []
 
 
 # ------------------------------------------------------------------ reversals

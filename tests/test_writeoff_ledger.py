@@ -1,4 +1,5 @@
-"""Write-offs in a real SQLite ledger: batches, balances, quarantine, held amendments."""
+"""Write-offs in a real ledger (SQLite and PostgreSQL): batches, balances, quarantine, held
+amendments."""
 
 from __future__ import annotations
 
@@ -184,7 +185,7 @@ def test_a_batch_costs_the_same_few_statements_whatever_its_size(engine, wco_sam
         return len(seen)
 
     small, large = statements_for(2, 0), statements_for(60, 100)
-    assert small == large <= 10
+    assert small == large <= 11  # the locks included (bridge.store.db): one statement
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(usage)).scalar_one() == 62 * 3
     assert _balance(engine, "GBSIEXYK3ZZZPADR-0002").written_off_quantity == 62 * 102

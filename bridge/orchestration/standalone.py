@@ -33,6 +33,7 @@ from bridge.errors import BridgeError
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 LOG_FILE = "standalone.log"
+API_ATTEMPTS = 5
 
 
 class StandaloneError(BridgeError, RuntimeError):
@@ -90,17 +91,24 @@ class AirflowStandalone:
         return self._call("GET", "/api/v2/monitor/health", authorised=False)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        """Call the REST API as the fixed user; a refused token is renewed once."""
-        try:
-            return self._call(method, path, body)
-        except _HttpError as error:
-            if error.status != 401:
-                raise StandaloneError(str(error)) from None
-        self._token = None
-        try:
-            return self._call(method, path, body)
-        except _HttpError as error:
-            raise StandaloneError(str(error)) from None
+        """Call the REST API as the fixed user; a refused token is renewed once.
+
+        Airflow on SQLite answers 500 "Database error" when its metadata database is locked by
+        the scheduler on a busy machine; the failed request was rolled back, so it is tried again
+        a few times with a growing pause before the error is raised."""
+        last = ""
+        for attempt in range(API_ATTEMPTS):
+            try:
+                return self._call(method, path, body)
+            except _HttpError as error:
+                last = str(error)
+                if error.status == 401:
+                    self._token = None
+                elif error.status >= 500:
+                    time.sleep(0.5 * 2**attempt)
+                else:
+                    raise StandaloneError(last) from None
+        raise StandaloneError(f"{last} (tried {API_ATTEMPTS} times)")
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:
         """The DAG as the API shows it, or None while the DAG processor has not parsed it yet."""

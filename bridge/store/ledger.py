@@ -41,6 +41,7 @@ from bridge.envelope import (
 )
 from bridge.errors import Problem, Rejected
 from bridge.store.alerts import raise_alert
+from bridge.store.db import begin_writing, lock_licences
 from bridge.store.licences import load_licences
 from bridge.store.schema import (
     Micro,
@@ -276,10 +277,16 @@ def apply_batch(
 
 def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> LedgerSnapshot:
     """The ledger state `events` touch: processed message ids, declaration states, usage of
-    their MRNs, the licences they quote and those licences' line totals."""
-    seen = _processed_ids(conn, {event.message_id for event in events})
+    their MRNs, the licences they quote and those licences' line totals.
+
+    Read under the writers' locks (bridge.store.db), held until the caller's transaction ends:
+    on SQLite the write lock first; on PostgreSQL the MRNs' declaration rows, then the
+    licences, before anything that depends on them is read. So two consumers, or a consumer
+    and a manual movement, never both decide on the same remaining balance."""
+    begin_writing(conn)
     mrns = {event.mrn for event in events}
-    states = _load_declarations(conn, mrns)
+    states = _load_declarations(conn, mrns, lock=True)
+    seen = _processed_ids(conn, {event.message_id for event in events})
     held = [state.held for state in states.values() if state.held is not None]
     current_usage: dict[Key, Usage] = {}
     for chunk in _chunks(mrns):
@@ -296,6 +303,7 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
     # gives back to them, which may end their exhaustion).
     numbers = referenced_licences([*events, *held])
     numbers.update(u.licence_number for u in current_usage.values())
+    lock_licences(conn, numbers)
     licences = load_licences(conn, numbers) if numbers else {}
     line_numbers = set(licences) | {u.licence_number for u in current_usage.values()}
     totals = {}
@@ -341,10 +349,16 @@ def known_to_customs(conn: Connection, numbers: Iterable[str]) -> set[str]:
     return known
 
 
-def _load_declarations(conn: Connection, mrns: Iterable[str]) -> dict[str, DeclarationState]:
+def _load_declarations(
+    conn: Connection, mrns: Iterable[str], *, lock: bool = False
+) -> dict[str, DeclarationState]:
+    """The declarations' states; with `lock`, their rows locked (in MRN order) on PostgreSQL."""
     states = {}
     for chunk in _chunks(mrns):
-        for row in conn.execute(select(declaration).where(declaration.c.mrn.in_(chunk))):
+        query = select(declaration).where(declaration.c.mrn.in_(chunk))
+        if lock:
+            query = query.order_by(declaration.c.mrn).with_for_update(key_share=True)
+        for row in conn.execute(query):
             held = None
             if row.held_message is not None:
                 # It was read once before it was held; read it again (whatever today's limit).
@@ -567,6 +581,9 @@ def quarantine_batch(
     for each message whose sender's message id could be read (the others cannot be answered);
     a redelivery sends its stored result again."""
     keys = [quarantine_key(m.payload) for m in messages]
+    # SQLite: the write lock before the read. PostgreSQL: two consumers storing the same bytes
+    # at once meet on processed_message's key, and the later one's transaction runs again.
+    begin_writing(conn)
     seen_before = _processed_ids(conn, keys)
     seen = set(seen_before)
     fresh = []
@@ -606,8 +623,8 @@ def quarantine_batch(
 
 def _storable(text: str) -> str:
     # A hint read from an unreadable message may hold a lone surrogate, which no database
-    # stores as text: keep it visible as its escape.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    # stores as text, or NUL, which PostgreSQL does not: keep them visible as escapes.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _quarantined_result(message: Unreadable, now: datetime) -> bytes:

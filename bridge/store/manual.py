@@ -5,23 +5,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert
 
 from bridge.manual import ManualMovement
-from bridge.store.schema import licence, movement
+from bridge.store.db import lock_licences
+from bridge.store.schema import movement
 
 
 def lock_licence(conn: Connection, licence_number: str) -> None:
     """Hold the licence until the caller's transaction ends, so that manual acts on one licence
     (and the customs batches that write to it) take turns and each sees the totals the one
-    before it committed. A write that changes nothing does it on every database: PostgreSQL
-    locks the row; SQLite takes its single write lock, which a SELECT would not (its driver
-    begins the transaction only at the first write)."""
-    conn.execute(
-        update(licence)
-        .where(licence.c.number == licence_number)
-        .values(current_version=licence.c.current_version)
-    )
+    before it committed: the same lock a customs batch takes (bridge.store.db.lock_licences)."""
+    lock_licences(conn, [licence_number])
 
 
 def record_manual_movement(conn: Connection, manual: ManualMovement, *, now: datetime) -> int:

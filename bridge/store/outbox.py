@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store.schema import licence_version, outbox
 
@@ -80,8 +81,34 @@ def uncertified_versions(conn: Connection, kind: str = "certificate") -> list[tu
 
 def add_messages(conn: Connection, messages: Iterable[NewMessage], *, now: datetime) -> int:
     """Queue `messages` (due at once); returns how many were written."""
+    rows = _rows(messages, now)
+    if rows:
+        conn.execute(insert(outbox), rows)
+    return len(rows)
+
+
+def add_new_messages(
+    conn: Connection, messages: Iterable[NewMessage], *, now: datetime
+) -> set[str]:
+    """Queue those of `messages` whose message id the outbox does not hold yet (INSERT ... ON
+    CONFLICT DO NOTHING), so that two runs queuing the same messages at once write each once;
+    returns the message ids written by this call."""
+    rows = _rows(messages, now)
+    if not rows:
+        return set()
+    if conn.dialect.name == "postgresql":
+        statement = postgresql.insert(outbox)
+    elif conn.dialect.name == "sqlite":
+        statement = sqlite.insert(outbox)
+    else:
+        raise NotImplementedError(f"the outbox does not know the {conn.dialect.name} database")
+    statement = statement.on_conflict_do_nothing(index_elements=[outbox.c.message_id])
+    return set(conn.execute(statement.returning(outbox.c.message_id), rows).scalars())
+
+
+def _rows(messages: Iterable[NewMessage], now: datetime) -> list[dict]:
     at = _utc(now)
-    rows = [
+    return [
         {
             "message_id": message.message_id,
             "kind": message.kind,
@@ -96,9 +123,6 @@ def add_messages(conn: Connection, messages: Iterable[NewMessage], *, now: datet
         }
         for message in messages
     ]
-    if rows:
-        conn.execute(insert(outbox), rows)
-    return len(rows)
 
 
 def pending_messages(conn: Connection) -> list[PendingMessage]:
