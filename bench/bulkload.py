@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bridge.model import Licence, licence_to_dict
 from bridge.store.licences import content_hash
+from bridge.store.line_totals import drop_line_total_triggers, install_line_totals
 from bridge.store.schema import metadata
 
 AT = "2026-01-15 06:00:00.000000"
@@ -266,17 +267,22 @@ def _secondary_indexes(tables: Iterable[str]):
 
 
 def load(engine: Engine, tables: dict[str, Iterator[tuple]]) -> dict[str, int]:
-    """Write every table's rows; secondary indexes are dropped first and rebuilt after.
-    Returns rows per table."""
+    """Write every table's rows; secondary indexes are dropped first and rebuilt after, and
+    the triggers that keep line_total are taken off while movements load and put back after,
+    with the totals back-filled (as on a ledger upgraded to them). Returns rows per table."""
     indexes = _secondary_indexes(tables)
     for index in indexes:
         index.drop(engine, checkfirst=True)
+    with engine.begin() as conn:
+        drop_line_total_triggers(conn)
     if engine.dialect.name == "sqlite":
         counts = _load_sqlite(engine, tables)
     else:
         counts = _load_postgresql(engine, tables)
     for index in indexes:
         index.create(engine)
+    with engine.begin() as conn:
+        install_line_totals(conn)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:  # what autovacuum would do shortly after such a load
             conn.exec_driver_sql("ANALYZE")

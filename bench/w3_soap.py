@@ -1,11 +1,11 @@
 """W3 SOAP delivery: certificates delivered to the customs simulator and acknowledged, per second.
 
-Bridge: `bridge.outbox.deliver_pending` with a `bridge.soap.client.CustomsClient` (zeep), the
-certificates queued in the ledger's outbox by `certify_pending`; every row's outcome committed
-right after its call, as in production. Limit: the same SOAP envelopes (built by zeep from the
-same WSDL, with message ids of their own so that the simulator stores them too) posted with
-http.client on one keep-alive connection, one after the other, each answer checked for
-ACCEPTED. Same simulator process, same certificates."""
+Bridge: `bridge.outbox.deliver_pending` with `settings.soap_senders` `CustomsClient`s (zeep; a
+licence's messages in order, several licences in flight), the certificates queued in the
+ledger's outbox by `certify_pending`; outcomes committed in groups, as in production. Limit:
+the same SOAP envelopes (built by zeep from the same WSDL, with message ids of their own so that
+the simulator stores them too) posted with http.client on one keep-alive connection, one after
+the other, each answer checked for ACCEPTED. Same simulator process, same certificates."""
 
 from __future__ import annotations
 
@@ -87,12 +87,15 @@ def run(run: Run, database: str) -> list[Result]:
     url = run.ledger_url(database, "w3")
     engine = run.engine(url)
     settings = run.settings(None, url, soap_url=simulator.url)
-    client = CustomsClient(settings)
+    clients = [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
 
-    # Warm up: the first delivery builds the zeep client from the WSDL.
+    # Warm up: building a zeep client from the WSDL takes tens of ms, done on a client's first
+    # call; the first delivery also opens the ledger's connections.
+    for client in clients:
+        client._proxy()
     _load(engine, licences[:1])
     certify_pending(engine, now=LOADED_AT)
-    deliver_pending(engine, client)
+    deliver_pending(engine, clients)
     _load(engine, licences[1:])
     certified = certify_pending(engine, now=datetime.now(UTC))
     with engine.connect() as conn:
@@ -103,7 +106,7 @@ def run(run: Run, database: str) -> list[Result]:
 
     run.log(f"W3 on {database}: bridge delivers {certified.certified}")
     started = time.perf_counter()
-    report = deliver_pending(engine, client)
+    report = deliver_pending(engine, clients)
     bridge_seconds = time.perf_counter() - started
     if report.delivered != n or report.failed:
         raise AssertionError(f"W3: delivered {report.delivered} of {n}: {report.failures[:3]}")
@@ -130,6 +133,7 @@ def run(run: Run, database: str) -> list[Result]:
             seconds=bridge_seconds + limit_seconds,
             details={
                 "certificates": n,
+                "senders": len(clients),
                 "mean_certificate_bytes": sum(map(len, certificates)) // max(1, n),
                 "mean_envelope_bytes": sum(map(len, envelopes)) // max(1, n),
                 "bridge_seconds": bridge_seconds,

@@ -60,9 +60,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     print(f"certify: {certified}")
     if args.certify_only:
         return 0
-    report = deliver_pending(
-        engine, CustomsClient(settings), retry_within_run_seconds=args.retry_seconds
-    )
+    senders = [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
+    report = deliver_pending(engine, senders, retry_within_run_seconds=args.retry_seconds)
     print(f"deliver: {report}")
     return 1 if report.failed else 0
 

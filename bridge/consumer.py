@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # how often the loop looks at stop, idle and time limits
 MAX_RETRY_DELAY = 30.0
 RESULT_TIMEOUT = 10.0  # seconds a result may wait for its PUBACK before it is sent again
+GC_YOUNG = 20_000  # allocations between collections of the youngest generation, while consuming
 
 
 @dataclass
@@ -112,6 +114,7 @@ def consume(
     last_message = started
     with (
         _stop_on_signals(stop),
+        _collector_for_batches(),
         DeclarationSubscriber(settings) as subscriber,
         Publisher(settings, client_id=f"{settings.mqtt_client_id}-results").start() as publisher,
     ):
@@ -514,6 +517,24 @@ def _message_id_hint(payload: bytes, max_bytes: int) -> str | None:
     if isinstance(document, dict) and isinstance(document.get("message_id"), str):
         return document["message_id"][:200]
     return None
+
+
+@contextlib.contextmanager
+def _collector_for_batches() -> Iterator[None]:
+    """While consuming: what is alive at the start (modules, caches, the caller's own data) is
+    left out of the cyclic collector's passes (gc.freeze), and its youngest generation is
+    collected every GC_YOUNG allocations instead of 700. A batch allocates hundreds of
+    thousands of short-lived objects that reference counting frees; with the defaults the
+    collector walks everything alive again and again (a fifth of the consumer's time on
+    batches of 500 messages of 20 KB). Put back as it was when consumption ends."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], GC_YOUNG), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

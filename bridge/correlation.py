@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
@@ -36,7 +36,7 @@ class Correlation:
 
     def entries_for(self, cn_code: str) -> tuple[str, frozenset[str]] | None:
         """(the longest prefix of `cn_code` the table knows, its CLEs), or None."""
-        code = normalise_cn(cn_code)
+        code = _cn(cn_code)
         for length in range(len(code), 1, -1):
             cles = self.entries.get(code[:length])
             if cles is not None:
@@ -49,7 +49,7 @@ class Correlation:
         list entry, say): the table says nothing then."""
         if not cn_code or not control_list_entry:
             return None
-        cle = normalise_cle(control_list_entry)
+        cle = _cle(control_list_entry)
         found = self.entries_for(cn_code)
         if cle is None or found is None:
             return None
@@ -60,6 +60,11 @@ class Correlation:
             f"CN {cn_code} is indicatively linked to {', '.join(sorted(cles))} (table entry"
             f" {prefix}), not to {cle}; indicative only, nothing refused"
         )
+
+
+# Every write-off asks about its goods' CN code and its line's CLE: normalise each text once.
+_cn = lru_cache(maxsize=4096)(normalise_cn)
+_cle = lru_cache(maxsize=4096)(normalise_cle)
 
 
 def _covers(a: str, b: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -199,7 +199,11 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
 def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationEvent:
     """The envelope and the declaration it carries, checked together: the envelope's MRN must
     be the declaration's Declaration/ID when it has one, a release or amendment is not a
-    cancellation, and the envelope's country agrees with the declaration's."""
+    cancellation, and the envelope's country agrees with the declaration's.
+
+    The event's envelope no longer holds the payload text once it is read: the declaration
+    is there as read, and the message as received in `raw` (a batch holds hundreds of events
+    and needs neither twice)."""
     envelope = parse_envelope(data, max_bytes=max_bytes, source=source)
     source = source or envelope.message_id
     if envelope.payload is None:
@@ -241,7 +245,7 @@ def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationE
         )
     if problems:
         raise Rejected(problems, summary="event refused")
-    return DeclarationEvent(envelope, declaration, data)
+    return DeclarationEvent(replace(envelope, payload=None), declaration, data)
 
 
 def build_envelope(

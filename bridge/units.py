@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ def known_units() -> tuple[str, ...]:
     return tuple(_UNITS)
 
 
+@lru_cache(maxsize=512)  # a handful of codes, asked for every write-off
 def parse_unit(code: str) -> Measure:
     """`KGM#G` -> kilogram, gross. Raises UnitError with the reason for an unknown code."""
     base, sign, qualifier = (code or "").strip().upper().partition("#")

@@ -948,12 +948,14 @@ class _Batch:
         its balance when it is decided; only a later one of the same event can change it."""
         if len(documents) <= 1:
             return tuple(documents)
-        return tuple(
-            replace(document, remaining=self.balance(document.reference, document.line_number))
-            if document.line_number is not None
-            else document
-            for document in documents
-        )
+        settled = []
+        for document in documents:
+            if document.line_number is not None:
+                now = self.balance(document.reference, document.line_number)
+                if now != document.remaining:  # most lines are in an event once: unchanged
+                    document = replace(document, remaining=now)
+            settled.append(document)
+        return tuple(settled)
 
     def balance(self, number: str, line_number: int | None) -> Balance | None:
         """What licence `number` line `line_number` has left now (None: no ceiling, no line)."""

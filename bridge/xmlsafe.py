@@ -64,6 +64,17 @@ def parse_project_file(path) -> etree._ElementTree:
     return etree.parse(str(path), parser)
 
 
+# libxml2 sets up its built-in XSD types the first time a schema is compiled, without a lock:
+# two threads compiling their first schemas at once get "Document is not valid XML Schema",
+# a schema that fails every later validation with "the given type is not a built-in type", or
+# a segfault (the customs simulator's handler threads did, when four senders opened four
+# connections to a fresh simulator). Schemas are compiled one at a time.
+_COMPILING = threading.Lock()
+
+
 def schema_from_file(path) -> etree.XMLSchema:
-    """An XSD loaded from our own schemas/."""
-    return etree.XMLSchema(parse_project_file(path))
+    """An XSD loaded from our own schemas/ and compiled (one compilation at a time in the
+    process; the compiled schema is then used by one thread at a time, its caller's)."""
+    document = parse_project_file(path)
+    with _COMPILING:
+        return etree.XMLSchema(document)

@@ -123,7 +123,8 @@ def licences_to_customs() -> None:
 
         settings = settings_from_airflow()
         with ledger(settings) as engine:
-            report = deliver_pending(engine, CustomsClient(settings))
+            senders = [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
+            report = deliver_pending(engine, senders)
         summary = summarise(report)
         if report.failed:
             # Sending them again unchanged cannot help: they need a person.

@@ -34,6 +34,7 @@ from bridge.mqtt.client import open_session
 from bridge.mqtt.publisher import publish_events
 from bridge.outbox import certify_pending
 from bridge.store.ledger import apply_batch, pending_results
+from bridge.store.line_totals import line_drift
 from bridge.store.outbox import NewMessage, add_new_messages, outbox_rows
 from bridge.store.reconciliation import reconciliation_rows
 from bridge.store.schema import movement, processed_message, refusal, usage
@@ -298,6 +299,9 @@ def test_four_consumers_on_a_shared_subscription_never_overdraw_and_write_off_ea
         assert row.written_off_quantity == expected[key], key
         assert row.remaining_quantity == row.authorised_quantity - expected[key]
         assert row.remaining_quantity >= 0, f"{key} overdrawn: {row.remaining_quantity}"
+    # The totals the database kept under four writers are the sums of the movements.
+    with engine.connect() as conn:
+        assert line_drift(conn) == []
     # Balances only went down, so a refused declaration cannot fit in what is left now: none
     # was refused on totals another consumer had not committed.
     for p in refused:

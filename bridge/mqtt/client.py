@@ -74,6 +74,10 @@ class DeclarationSubscriber:
         self.refused: str | None = None
         self.connection = 0
         self._lock = threading.Lock()
+        # The network thread waits here while the inbox holds a whole window (see _on_message).
+        self.window = max(1, min(MAX_RECEIVE, 2 * settings.batch_size))
+        self._room = threading.Condition()
+        self._closing = False
         self.client = new_client(self.client_id, manual_ack=True, settings=settings)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -104,6 +108,16 @@ class DeclarationSubscriber:
         self.subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        # The broker should send no more unacked messages than the Receive Maximum asked for
+        # (`window`), but mosquitto 2.0 sends more once acks come back, up to the whole
+        # session: hold the network thread (so TCP holds the rest in the broker) until the
+        # consumer has taken some, instead of queueing them all in memory. Only while
+        # subscribed: a session's messages may come before the SUBACK that start() waits for.
+        with self._room:
+            while (
+                self.inbox.qsize() >= self.window and self.subscribed.is_set() and not self._closing
+            ):
+                self._room.wait(1.0)
         self.inbox.put(
             Received(
                 message.topic,
@@ -175,6 +189,8 @@ class DeclarationSubscriber:
                 batch.append(self.inbox.get(timeout=remaining))
             except queue.Empty:
                 break
+        with self._room:
+            self._room.notify_all()  # room in the inbox again
         return batch
 
     def ack(self, messages: Sequence[Received]) -> int:
@@ -196,6 +212,9 @@ class DeclarationSubscriber:
         a reset can throw away acks the broker had not read yet. So first a round trip the
         broker answers only after reading everything before it (an UNSUBSCRIBE of a topic
         nobody uses), then DISCONNECT, then the network thread stops."""
+        with self._room:  # the network thread must not stay held: it reads the answers
+            self._closing = True
+            self._room.notify_all()
         try:
             if self.subscribed.is_set():
                 self.barrier.clear()

@@ -27,7 +27,9 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, Text, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateIndex
 
+from bridge.store.line_totals import ensure_line_totals
 from bridge.store.schema import licence, metadata
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str, *, create: bool = True) -> Engine:
-    """An engine for `url` with the ledger's tables created (idempotent)."""
+    """An engine for `url` with the ledger's tables created (idempotent), a ledger of an
+    earlier release upgraded in place (`upgrade_schema`), and the line totals kept by the
+    database installed and back-filled where they are not yet (bridge.store.line_totals)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -62,23 +66,34 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
+        options = {}
+        if parsed.get_driver_name() == "psycopg2":
+            # An UPDATE with many parameter sets goes in pages (psycopg2's execute_batch), not
+            # one round trip per row; INSERTs go as multi-row VALUES either way.
+            options["executemany_mode"] = "values_plus_batch"
         # Stated, not inherited from the server's default: the locking above assumes it.
-        engine = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+        engine = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED", **options)
     if create:
         metadata.create_all(engine)
         upgrade_schema(engine)
+        ensure_line_totals(engine)
     return engine
 
 
 def upgrade_schema(engine: Engine) -> list[str]:
     """Bring a ledger made by an earlier release up to this schema, in place: create_all adds
-    missing tables but not missing columns, so each column this release added (always nullable
-    or with a server default) is added, and on PostgreSQL a bounded text column that this
-    release made unbounded is widened. Idempotent; returns the statements it ran."""
+    missing tables but not missing columns or indexes, so each column this release added
+    (always nullable or with a server default) is added, on PostgreSQL a bounded text column
+    that this release made unbounded is widened, and each index a table lacks is created.
+    Idempotent; returns the statements it ran."""
     ran: list[str] = []
     with engine.begin() as conn:
         found = inspect(conn)
         for table in metadata.sorted_tables:
+            indexes = {index["name"] for index in found.get_indexes(table.name)}
+            for index in sorted(table.indexes, key=lambda i: i.name or ""):
+                if index.name not in indexes:
+                    ran.append(str(CreateIndex(index).compile(dialect=conn.dialect)))
             existing = {c["name"]: c for c in found.get_columns(table.name)}
             for column in table.columns:
                 if column.name not in existing:

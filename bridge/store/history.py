@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select, type_coerce
+from sqlalchemy import Connection, select
 
 from bridge.history import HistoryRow, RecordedMovement, reversal_mark, running_balances
 from bridge.model import Licence
 from bridge.store.alerts import list_alerts
 from bridge.store.licences import load_licences
 from bridge.store.reconciliation import refusals
-from bridge.store.schema import Micro, movement
+from bridge.store.schema import line_total, movement
 
 
 def _utc(at: datetime) -> datetime:
@@ -72,14 +72,15 @@ def reversal_of(conn: Connection, movement_id: int) -> RecordedMovement | None:
 def line_written_off(
     conn: Connection, licence_number: str, line_number: int
 ) -> tuple[Decimal, Decimal]:
-    """(quantity, value) written off on one line so far: the sum of its movements."""
-    quantity, value = conn.execute(
-        select(
-            type_coerce(func.sum(movement.c.quantity), Micro()),
-            type_coerce(func.sum(movement.c.value), Micro()),
-        ).where(movement.c.licence_number == licence_number, movement.c.line_number == line_number)
-    ).one()
-    return (quantity or Decimal(0), value or Decimal(0))
+    """(quantity, value) written off on one line so far: the sum of its movements, as the
+    database keeps it (line_total)."""
+    row = conn.execute(
+        select(line_total.c.quantity, line_total.c.value).where(
+            line_total.c.licence_number == licence_number,
+            line_total.c.line_number == line_number,
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else (Decimal(0), Decimal(0))
 
 
 def licence_history(

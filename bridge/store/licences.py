@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from bridge.model import Licence, licence_from_dict, licence_to_dict
+from bridge.model import Licence, LicenceStatus, licence_from_dict, licence_to_dict
 from bridge.store.schema import licence, licence_line, licence_version
 
 
@@ -127,10 +128,18 @@ def load_licences(conn: Connection, numbers: Iterable[str]) -> dict[str, Licence
     )
     found = {}
     for document, status in rows:
-        data = json.loads(document)
-        data["status"] = status  # status changes (suspend, revoke...) live on the header
-        found[data["number"]] = licence_from_dict(data)
+        stored = _licence_of(document)
+        if stored.status.value != status:  # status changes (suspend...) live on the header
+            stored = replace(stored, status=LicenceStatus(status))
+        found[stored.number] = stored
     return found
+
+
+@lru_cache(maxsize=2048)
+def _licence_of(document: str) -> Licence:
+    """A version document read (the same text is the same licence: a write-off batch asks
+    for the licences it quotes again and again, and reading them costs more than the query)."""
+    return licence_from_dict(json.loads(document))
 
 
 def load_licence_version(conn: Connection, number: str, version: int) -> Licence | None:

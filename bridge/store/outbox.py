@@ -1,7 +1,9 @@
 """The outbox: certificates and status updates waiting for, or done with, delivery to customs.
 
-Rows are written before anything is sent, and each row's status changes in its own transaction
-right after its call, so a crash loses neither a certificate nor the knowledge that it went out.
+Rows are written before anything is sent, and each row's new status is committed soon after its
+call, several calls' outcomes to one transaction (`record_outcomes`): a crash loses no
+certificate, and at most the knowledge that its last calls went out, which sends them again
+under the same message ids, answered DUPLICATE by customs.
 
 Status: pending (to send, at `next_attempt_at` or later), delivered (customs acknowledged),
 failed (customs refused it for good, or it could not be built validly; `last_error` says why)."""
@@ -12,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.store.schema import licence_version, outbox
@@ -171,6 +173,90 @@ def message_document(conn: Connection, row_id: int) -> str:
 
 def _still_pending(row_id: int):
     return and_(outbox.c.id == row_id, outbox.c.status == PENDING)
+
+
+def message_documents(conn: Connection, row_ids: Iterable[int]) -> dict[int, str]:
+    """The documents of these rows, by row id (in pages, to bound the IN lists)."""
+    ordered = sorted(set(row_ids))
+    documents: dict[int, str] = {}
+    for start in range(0, len(ordered), 500):
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.document).where(
+                outbox.c.id.in_(ordered[start : start + 500])
+            )
+        )
+        documents.update((row_id, document) for row_id, document in rows)
+    return documents
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one call did to a pending row: delivered (with customs' acknowledgement), failed
+    (with the reason), or still pending and due again at `next_attempt_at`."""
+
+    row_id: int
+    status: str  # DELIVERED | FAILED | PENDING
+    attempts: int
+    at: datetime
+    reason: str | None = None
+    acknowledgement: str | None = None
+    receipt_id: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+def record_outcomes(conn: Connection, outcomes: Iterable[Outcome]) -> None:
+    """Write several rows' outcomes in the caller's transaction, one statement per kind of
+    outcome; a row no longer pending (another run recorded it first) is left as it is."""
+    delivered, failed, rescheduled = [], [], []
+    for o in outcomes:
+        at = _utc(o.at)
+        if o.status == DELIVERED:
+            delivered.append(
+                {
+                    "row_id": o.row_id,
+                    "attempts": o.attempts,
+                    "acknowledgement": o.acknowledgement,
+                    "receipt_id": o.receipt_id,
+                    "last_attempt_at": at,
+                    "delivered_at": at,
+                }
+            )
+        elif o.status == FAILED:
+            failed.append(
+                {
+                    "row_id": o.row_id,
+                    "attempts": o.attempts,
+                    "last_error": o.reason,
+                    "last_attempt_at": at,
+                }
+            )
+        else:
+            assert o.next_attempt_at is not None
+            rescheduled.append(
+                {
+                    "row_id": o.row_id,
+                    "attempts": o.attempts,
+                    "last_error": o.reason,
+                    "last_attempt_at": at,
+                    "next_attempt_at": _utc(o.next_attempt_at),
+                }
+            )
+    for status, changes in ((DELIVERED, delivered), (FAILED, failed), (PENDING, rescheduled)):
+        if not changes:
+            continue
+        # SET: every column named in the changes (bound as new_<column>); status when it moves.
+        values: dict = {name: bindparam(f"new_{name}") for name in changes[0] if name != "row_id"}
+        if status != PENDING:
+            values["status"] = status
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"), outbox.c.status == PENDING)
+            .values(values),
+            [
+                {("row_id" if k == "row_id" else f"new_{k}"): v for k, v in change.items()}
+                for change in changes
+            ],
+        )
 
 
 def mark_delivered(

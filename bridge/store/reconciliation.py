@@ -10,7 +10,7 @@ from bridge.reconcile import ReconciliationRow
 from bridge.store.schema import (
     licence,
     licence_line,
-    movement,
+    line_total,
     outbox,
     processed_message,
     refusal,
@@ -21,20 +21,12 @@ def reconciliation_rows(
     conn: Connection, licence_number: str | None = None
 ) -> list[ReconciliationRow]:
     """Every current licence line with its authorised and written-off totals, in licence and
-    line order; totals are sums of movements, so the audit trail and the balance cannot drift.
+    line order; totals are sums of movements, which the database keeps per line in the
+    transaction of each movement (line_total, bridge.store.line_totals), so the audit trail
+    and the balance cannot drift and a line costs one row whatever its history.
     `certificate` tells whether customs have the licence's current version (delivered), are
     still to get it (pending), refused it (failed), or it was never certified (none)."""
-    totals = (
-        select(
-            movement.c.licence_number,
-            movement.c.line_number,
-            func.sum(movement.c.quantity).label("quantity"),
-            func.sum(movement.c.value).label("value"),
-            func.count().label("movements"),
-        )
-        .group_by(movement.c.licence_number, movement.c.line_number)
-        .subquery()
-    )
+    totals = line_total
     query = (
         select(
             licence_line.c.number,

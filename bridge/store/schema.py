@@ -2,8 +2,11 @@
 
 Quantities and amounts are stored as exact integers of millionths (`Micro`), so sums are exact
 on every database and Decimal never passes through a float. Balances are derived from
-`movement` rows (the audit trail); `usage` only records, per declaration key, what is written
-off now so that redeliveries, amendments and invalidations know what to adjust."""
+`movement` rows (the audit trail): `line_total` holds each line's sums, kept by the database
+itself in the same transaction as every movement (bridge.store.line_totals), so that reading a
+balance costs one row whatever the line's history; `usage` only records, per declaration key,
+what is written off now so that redeliveries, amendments and invalidations know what to
+adjust."""
 
 from __future__ import annotations
 
@@ -118,6 +121,10 @@ outbox = Table(
     Column("created_at", UTC, nullable=False),
     Column("delivered_at", UTC),
     Index("ix_outbox_licence_version", "licence_number", "licence_version"),
+    # Answers "did customs acknowledge a certificate of these licences" (every write-off batch
+    # asks) and "where is the current version's certificate" (reconciliation) from the index
+    # alone, without reading the rows, whose documents are large.
+    Index("ix_outbox_certificate_state", "licence_number", "kind", "licence_version", "status"),
 )
 
 processed_message = Table(
@@ -192,6 +199,22 @@ movement = Table(
     Index("ix_movement_line", "licence_number", "line_number"),
     Index("ix_movement_mrn", "mrn"),
 )
+
+# Per licence line, the sums of its movements: what `SELECT sum(quantity), sum(value), count(*)
+# FROM movement GROUP BY licence_number, line_number` gives, maintained by triggers on movement
+# (bridge.store.line_totals) in the transaction that writes the movement. Never written by
+# the bridge's code; a line without movements has no row.
+line_total = Table(
+    "line_total",
+    metadata,
+    Column("licence_number", String(70), primary_key=True),
+    Column("line_number", Integer, primary_key=True),
+    Column("quantity", Micro, nullable=False),  # signed sum, in the line's unit
+    Column("value", Micro, nullable=False),  # signed sum, in the line's currency
+    Column("movements", Integer, nullable=False),
+)
+# Created after movement: its triggers are on movement.
+line_total.add_is_dependent_on(movement)
 
 refusal = Table(
     "refusal",
