@@ -1,10 +1,11 @@
 """Moving declaration events through a real mosquitto for the benchmarks: a backlog published
 into a consumer's persistent session before the clock starts, the bare consumer that is the
-limit, and the bridge's own consumer draining the same backlog."""
+limit, the bridge's own consumer draining the same backlog, and the results it answers with."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -141,3 +142,60 @@ def bridge_rate(
         "seconds": seconds,
         "publish_seconds": published,
     }, report
+
+
+class ResultCounter:
+    """Subscribes to the result topic and counts the events answered: each message id once,
+    whatever its outcome and however often it is answered."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.answered: set[str] = set()
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe(settings.mqtt_result_topic, qos=1)
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        if not self.subscribed.wait(15):
+            raise ConnectionError("the result counter got no subscription")
+
+    @property
+    def count(self) -> int:
+        return len(self.answered)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.answered.add(json.loads(message.payload).get("in_reply_to"))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def group_rate(
+    settings: Settings,
+    envelopes: Sequence[bytes],
+    consumers: Sequence[tuple[subprocess.Popen, Any]],
+    *,
+    timeout: float,
+) -> dict:
+    """Messages per second `consumers` (processes already connected, on one shared
+    subscription to `settings.mqtt_topic`) take the events at, from the first publish until
+    every event has been answered on the result topic."""
+    counter = ResultCounter(settings)
+    try:
+        started = time.perf_counter()
+        published = publish_backlog(settings, envelopes, settings.mqtt_topic)
+        deadline = time.monotonic() + timeout
+        while counter.count < len(envelopes):
+            exited = [child.returncode for child, _ in consumers if child.poll() is not None]
+            if exited or time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{counter.count} of {len(envelopes)} events answered"
+                    + (f"; consumers exited with {exited}" if exited else "")
+                )
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+    finally:
+        counter.close()
+    return {"rate": len(envelopes) / seconds, "seconds": seconds, "publish_seconds": published}

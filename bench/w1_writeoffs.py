@@ -4,12 +4,22 @@ Limit: a bare paho consumer (MQTT v5, persistent session, QoS 1, manual ack afte
 JSON and parsing the declaration with lxml) draining a backlog of the events. Bridge:
 `bridge.consumer.consume` (every rule, one durable transaction per batch, acks after commit,
 a result message published for every event) draining the same backlog into a ledger that holds
-the licences the events quote. Both are timed from connecting to the last message."""
+the licences the events quote. Both are timed from connecting to the last message.
+
+Also, at ~20 KB: the bridge scaled out, CONSUMERS `python -m bridge.consumer` processes on
+one MQTT v5 shared subscription (ELBRIDGE_MQTT_SHARED_GROUP), the way a deployment uses the
+machine's other cores; timed from the first publish until every event is answered. Its ratio
+is against the same single bare consumer."""
 
 from __future__ import annotations
 
-from bench.common import Result, Run, ratio, store_known_licences
-from bench.mqttload import bridge_rate, limit_rate
+import sys
+import time
+from dataclasses import replace
+
+from bench.common import Result, Run, ratio, settings_env, store_known_licences
+from bench.mqttload import bridge_rate, group_rate, limit_rate
+from bridge.mqtt.client import open_session
 from bridge.testkit import synth
 
 SIZES = {
@@ -20,6 +30,7 @@ SIZES = {
 TARGET = 0.7
 PER_DATABASE = True
 MIX = {"amendments": 0.05, "invalidations": 0.02}  # the rest are releases
+CONSUMERS = 2  # processes in the scaled-out variant: one per core of the benchmark machine
 
 
 def run(run: Run, database: str) -> list[Result]:
@@ -76,4 +87,70 @@ def run(run: Run, database: str) -> list[Result]:
                 },
             )
         )
+        if not minimal:
+            results.append(_scaled_out(run, database, broker, licences, envelopes, limit, timeout))
     return results
+
+
+def _scaled_out(
+    run: Run,
+    database: str,
+    broker,
+    licences: list,
+    envelopes: list[bytes],
+    limit: dict,
+    timeout: float,
+) -> Result:
+    """The same events through CONSUMERS consumer processes sharing one subscription, into a
+    ledger of their own (the same licences)."""
+    url = run.ledger_url(database, "w1s")
+    store_known_licences(run.engine(url), licences)
+    settings = run.settings(broker, url, mqtt_shared_group="w1")
+    children = []
+    for n in range(CONSUMERS):
+        own = replace(settings, mqtt_client_id=f"{settings.mqtt_client_id}-{n}")
+        open_session(own)
+        log = run.folder(f"w1-consumer-{n}") / "out.log"
+        env = settings_env(own) | {"ELBRIDGE_MQTT_SHARED_GROUP": own.mqtt_shared_group}
+        children.append(
+            (run.process([sys.executable, "-m", "bridge.consumer"], env=env, log=log), log)
+        )
+    _wait_connected(children)
+    run.log(f"W1 ~20 KB on {database}: {CONSUMERS} consumers on a shared subscription")
+    group = group_rate(settings, envelopes, children, timeout=timeout)
+    share = ratio(group["rate"], limit["rate"])
+    return Result(
+        workload=f"W1 write-offs ~20 KB, {CONSUMERS} consumers",
+        database=database,
+        bridge=group["rate"],
+        bridge_unit="msg/s",
+        limit=limit["rate"],
+        limit_unit="msg/s",
+        ratio=share,
+        target=f"ratio >= {TARGET}",
+        met=share is not None and share >= TARGET,
+        seconds=group["seconds"],
+        note=f"{CONSUMERS} processes, MQTT v5 shared subscription; limit: 1 bare consumer",
+        details={
+            "events": len(envelopes),
+            "consumers": CONSUMERS,
+            "batch_size": settings.batch_size,
+            "batch_wait_ms": settings.batch_wait_ms,
+            "bridge_seconds": group["seconds"],
+            "publish_seconds": group["publish_seconds"],
+            "limit_seconds": limit["seconds"],
+        },
+    )
+
+
+def _wait_connected(children: list, timeout: float = 60.0) -> None:
+    """Until every consumer process has logged its connection (so its share of the group's
+    subscription exists before anything is published)."""
+    deadline = time.monotonic() + timeout
+    while not all("connected" in log.read_text(errors="replace") for _, log in children):
+        for child, log in children:
+            if child.poll() is not None:
+                raise RuntimeError(f"a W1 consumer exited: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the W1 consumers did not connect")
+        time.sleep(0.05)

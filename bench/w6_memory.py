@@ -8,15 +8,13 @@ caches and pools have filled). The "limit" column shows that quarter-way figure.
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 
 import paho.mqtt.client as mqtt
 
 from bench.common import Result, Run, rss_mb, settings_env, stop_group, store_known_licences
-from bridge.config import Settings
+from bench.mqttload import ResultCounter
 from bridge.mqtt.client import open_session
 from bridge.testkit import synth
 
@@ -26,28 +24,6 @@ GROWTH = 1.10
 SAMPLES = 40
 IN_FLIGHT = 4000  # published but not yet answered, at most
 PER_DATABASE = True
-
-
-class Counter:
-    def __init__(self, settings: Settings) -> None:
-        self.count = 0
-        self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe(settings.mqtt_result_topic, qos=1)
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
-        self.client.loop_start()
-        if not self.subscribed.wait(15):
-            raise ConnectionError("the result counter got no subscription")
-
-    def _on_message(self, client, userdata, message) -> None:
-        if json.loads(message.payload).get("outcome") != "held":
-            self.count += 1
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def run(run: Run, database: str) -> list[Result]:
@@ -60,7 +36,7 @@ def run(run: Run, database: str) -> list[Result]:
     engine.dispose()
     settings = run.settings(broker, url)
     open_session(settings)
-    counter = Counter(settings)
+    counter = ResultCounter(settings)
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     publisher.max_inflight_messages_set(0)
     publisher.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
