@@ -144,13 +144,14 @@ def bridge_rate(
     }, report
 
 
-class ResultCounter:
-    """Subscribes to the result topic and counts the events answered: each message id once,
-    whatever its outcome and however often it is answered."""
+class ResultWatcher:
+    """Subscribes to the result topic and notes when the first answer to each event arrives
+    (by the message id it answers), whatever its outcome and however often it is answered."""
 
     def __init__(self, settings: Settings) -> None:
-        self.answered: set[str] = set()
+        self.arrived: dict[str, float] = {}
         self.subscribed = threading.Event()
+        self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_connect = lambda c, *a: c.subscribe(settings.mqtt_result_topic, qos=1)
         self.client.on_subscribe = lambda *a: self.subscribed.set()
@@ -158,14 +159,29 @@ class ResultCounter:
         self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
         self.client.loop_start()
         if not self.subscribed.wait(15):
-            raise ConnectionError("the result counter got no subscription")
+            raise ConnectionError("the result watcher got no subscription")
 
     @property
     def count(self) -> int:
-        return len(self.answered)
+        """Events answered so far."""
+        return len(self.arrived)
 
     def _on_message(self, client, userdata, message) -> None:
-        self.answered.add(json.loads(message.payload).get("in_reply_to"))
+        now = time.perf_counter()
+        answered = json.loads(message.payload).get("in_reply_to")
+        with self.lock:
+            self.arrived.setdefault(answered, now)
+
+    def wait_for(self, ids: Sequence[str], timeout: float) -> int:
+        """Until each of `ids` is answered or `timeout` passes: how many are not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                missing = sum(1 for i in ids if i not in self.arrived)
+            if not missing:
+                return 0
+            time.sleep(0.05)
+        return missing
 
     def close(self) -> None:
         self.client.disconnect()
@@ -182,7 +198,7 @@ def group_rate(
     """Messages per second `consumers` (processes already connected, on one shared
     subscription to `settings.mqtt_topic`) take the events at, from the first publish until
     every event has been answered on the result topic."""
-    counter = ResultCounter(settings)
+    counter = ResultWatcher(settings)
     try:
         started = time.perf_counter()
         published = publish_backlog(settings, envelopes, settings.mqtt_topic)

@@ -14,9 +14,7 @@ to report: there the DAG's run boundaries and each task's start add to the laten
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +29,7 @@ from bench.common import (
     stop_group,
     store_known_licences,
 )
+from bench.mqttload import ResultWatcher
 from bridge.config import Settings
 from bridge.mqtt.client import open_session
 from bridge.testkit import synth
@@ -42,43 +41,6 @@ PER_DATABASE = True
 WARM_UP = 50
 DAG_ID = "declarations_to_writeoffs"
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "declarations_to_writeoffs.py"
-
-
-class Watcher:
-    """Subscribes to the result topic and notes when the answer to each event arrives."""
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.arrived: dict[str, float] = {}
-        self.subscribed = threading.Event()
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
-        self.client.loop_start()
-        if not self.subscribed.wait(15):
-            raise ConnectionError("the result watcher got no subscription")
-
-    def _on_message(self, client, userdata, message) -> None:
-        now = time.perf_counter()
-        answered = json.loads(message.payload).get("in_reply_to")
-        with self.lock:
-            self.arrived.setdefault(answered, now)
-
-    def wait_for(self, ids: Sequence[str], timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                missing = sum(1 for i in ids if i not in self.arrived)
-            if not missing:
-                return 0
-            time.sleep(0.05)
-        return missing
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class PacedPublisher:
@@ -131,7 +93,7 @@ def _measure(run, settings, events, warm_up, *, command, env, log_name) -> dict:
 def _latencies(settings, events, warm_up, start: Callable[[], Callable[[], object]]) -> dict:
     """Publish-to-result latencies of `events` at RATE, once the consumer `start()` launched
     (returning how to stop it) answers the warm-up events."""
-    watcher = Watcher(settings, settings.mqtt_result_topic)
+    watcher = ResultWatcher(settings)
     publisher = PacedPublisher(settings, settings.mqtt_topic)
     stop = start()
     try:

@@ -7,8 +7,10 @@ processed messages), bulk-loaded through the driver (bench/bulkload.py). The rat
 what the ledger's size costs; target >= 0.8.
 
 Reconciliation: `bridge.store.reconciliation.reconciliation_rows` over every line of the
-pre-filled ledger, against the bare grouped SQL it stands on, fetched through the driver with
-no conversion (the limit). Target: 30 s for 1,000,000 lines (scaled to the lines loaded)."""
+pre-filled ledger (which reads each line's running total, `line_total`), against the bare SQL
+that sums every movement per line, fetched through the driver with no conversion (the limit:
+the same answer computed from the audit trail alone). Target: 30 s for 1,000,000 lines (scaled
+to the lines loaded)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from bench.common import Result, Run, rss_mb, settings_env, stop_group, store_known_licences
-from bench.mqttload import ResultCounter
+from bench.mqttload import ResultWatcher
 from bridge.mqtt.client import open_session
 from bridge.testkit import synth
 
@@ -36,7 +36,7 @@ def run(run: Run, database: str) -> list[Result]:
     engine.dispose()
     settings = run.settings(broker, url)
     open_session(settings)
-    counter = ResultCounter(settings)
+    counter = ResultWatcher(settings)
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     publisher.max_inflight_messages_set(0)
     publisher.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)

@@ -18,8 +18,11 @@ is built on first use and reused, since building it costs far more than a call."
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -65,11 +68,12 @@ class _Exchange:
     """One call's watch: the socket it runs on, shut down when the deadline passes, which ends
     whatever read is waiting on it."""
 
-    __slots__ = ("expired", "lock", "sock", "status")
+    __slots__ = ("done", "expired", "lock", "sock", "status")
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
         self.expired = False
+        self.done = False  # the call ended: its deadline no longer matters
         self.status: int | None = None  # the answer's HTTP status, once its headers came
         self.lock = threading.Lock()
 
@@ -93,6 +97,40 @@ def _cut(sock: socket.socket | None) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+class _Watchdog:
+    """One thread that expires the exchanges whose deadline has passed, for every call of the
+    process: starting a timer thread per call cost more than the call's own Python work once
+    several senders ran at once (each Thread.start waits for the new thread to run)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Exchange]] = []  # a heap by deadline
+        self._count = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exchange: _Exchange, seconds: float) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._count), exchange))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="soap-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                while self._due and (self._due[0][0] <= now or self._due[0][2].done):
+                    _deadline, _n, exchange = heapq.heappop(self._due)
+                    if not exchange.done:
+                        exchange.expire()
+                wait = self._due[0][0] - now if self._due else None
+                self._changed.wait(wait)
+
+
+_watchdog = _Watchdog()
 _calls = threading.local()  # the exchange of the call this thread is making
 
 
@@ -161,9 +199,7 @@ class _BoundedTransport(Transport):
         exchange = _Exchange()
         _calls.exchange = exchange
         _calls.status = None
-        timer = threading.Timer(self.operation_timeout, exchange.expire)
-        timer.daemon = True
-        timer.start()
+        _watchdog.watch(exchange, self.operation_timeout)
         try:
             response = self.session.post(
                 address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
@@ -180,7 +216,7 @@ class _BoundedTransport(Transport):
                 raise _no_answer(address, self.operation_timeout) from None
             raise
         finally:
-            timer.cancel()
+            exchange.done = True
             _calls.exchange = None
         _calls.status = exchange.status
         return response

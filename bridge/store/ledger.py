@@ -319,20 +319,19 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
 
 def known_to_customs(conn: Connection, numbers: Iterable[str]) -> set[str]:
     """Which of these licences customs acknowledged a certificate of (any version)."""
-    kind, status = DELIVERED_CERTIFICATE
+    kind, delivered = DELIVERED_CERTIFICATE
     known: set[str] = set()
     for chunk in _chunks(numbers):
-        known.update(
-            conn.execute(
-                select(outbox.c.licence_number)
-                .distinct()
-                .where(
-                    outbox.c.licence_number.in_(chunk),
-                    outbox.c.kind == kind,
-                    outbox.c.status == status,
-                )
-            ).scalars()
+        # The status is compared here, not in SQL: with it in the WHERE clause and hundreds of
+        # numbers in the IN list, SQLite's planner (without statistics) walks ix_outbox_status
+        # over every delivered row of the ledger (33 ms a batch at 250,000 licences, against
+        # 0.4 ms through ix_outbox_certificate_state, which this query is answered from).
+        rows = conn.execute(
+            select(outbox.c.licence_number, outbox.c.status)
+            .distinct()
+            .where(outbox.c.licence_number.in_(chunk), outbox.c.kind == kind)
         )
+        known.update(number for number, status in rows if status == delivered)
     return known
 
 

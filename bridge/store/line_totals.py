@@ -31,51 +31,32 @@ TRIGGERS = (
 )
 _CHUNK = 500  # licence numbers per IN list
 
+# The bodies of the SQLite triggers: add the NEW row to its line, take the OLD row off its line
+# (dropping a total that no movement is left in).
+_SQLITE_ADD_NEW = """
+  INSERT INTO line_total (licence_number, line_number, quantity, value, movements)
+  VALUES (NEW.licence_number, NEW.line_number, NEW.quantity, NEW.value, 1)
+  ON CONFLICT (licence_number, line_number) DO UPDATE SET
+    quantity = quantity + excluded.quantity,
+    value = value + excluded.value,
+    movements = movements + 1;"""
+_SQLITE_TAKE_OLD = """
+  UPDATE line_total SET
+    quantity = quantity - OLD.quantity,
+    value = value - OLD.value,
+    movements = movements - 1
+  WHERE licence_number = OLD.licence_number AND line_number = OLD.line_number;
+  DELETE FROM line_total
+  WHERE licence_number = OLD.licence_number AND line_number = OLD.line_number
+    AND movements = 0;"""
 _SQLITE_TRIGGERS = (
-    """
-CREATE TRIGGER IF NOT EXISTS movement_line_total_insert AFTER INSERT ON movement
-BEGIN
-  INSERT INTO line_total (licence_number, line_number, quantity, value, movements)
-  VALUES (NEW.licence_number, NEW.line_number, NEW.quantity, NEW.value, 1)
-  ON CONFLICT (licence_number, line_number) DO UPDATE SET
-    quantity = quantity + excluded.quantity,
-    value = value + excluded.value,
-    movements = movements + 1;
-END
-""",
-    """
-CREATE TRIGGER IF NOT EXISTS movement_line_total_update
-AFTER UPDATE OF licence_number, line_number, quantity, value ON movement
-BEGIN
-  UPDATE line_total SET
-    quantity = quantity - OLD.quantity,
-    value = value - OLD.value,
-    movements = movements - 1
-  WHERE licence_number = OLD.licence_number AND line_number = OLD.line_number;
-  DELETE FROM line_total
-  WHERE licence_number = OLD.licence_number AND line_number = OLD.line_number
-    AND movements = 0;
-  INSERT INTO line_total (licence_number, line_number, quantity, value, movements)
-  VALUES (NEW.licence_number, NEW.line_number, NEW.quantity, NEW.value, 1)
-  ON CONFLICT (licence_number, line_number) DO UPDATE SET
-    quantity = quantity + excluded.quantity,
-    value = value + excluded.value,
-    movements = movements + 1;
-END
-""",
-    """
-CREATE TRIGGER IF NOT EXISTS movement_line_total_delete AFTER DELETE ON movement
-BEGIN
-  UPDATE line_total SET
-    quantity = quantity - OLD.quantity,
-    value = value - OLD.value,
-    movements = movements - 1
-  WHERE licence_number = OLD.licence_number AND line_number = OLD.line_number;
-  DELETE FROM line_total
-  WHERE licence_number = OLD.licence_number AND line_number = OLD.line_number
-    AND movements = 0;
-END
-""",
+    "CREATE TRIGGER IF NOT EXISTS movement_line_total_insert AFTER INSERT ON movement"
+    f" BEGIN{_SQLITE_ADD_NEW}\nEND",
+    "CREATE TRIGGER IF NOT EXISTS movement_line_total_update"
+    " AFTER UPDATE OF licence_number, line_number, quantity, value ON movement"
+    f" BEGIN{_SQLITE_TAKE_OLD}{_SQLITE_ADD_NEW}\nEND",
+    "CREATE TRIGGER IF NOT EXISTS movement_line_total_delete AFTER DELETE ON movement"
+    f" BEGIN{_SQLITE_TAKE_OLD}\nEND",
 )
 
 # Transition tables: `added` (the statement's new rows), `removed` (its old rows).
