@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from lxml import etree
 from sqlalchemy import func, select
 
 from bridge.authority import list_alerts, list_refusals, manual_write_off
@@ -32,13 +31,11 @@ from bridge.soap.query_client import QueryClient, check_before_release
 from bridge.soap.query_service import start_query_service
 from bridge.store.licences import load_licences, save_licence
 from bridge.store.schema import movement
-from bridge.xmlsafe import parse_xml
 from tests.fixtures_mqtt import RELEASED_AT, store_licences
 from tests.test_results import (
     CN,
     EXPORTER,
     LICENCE,
-    NS,
     ResultTopic,
     balance,
     event,
@@ -49,6 +46,7 @@ from tests.test_results import (
     refusal_codes,
     run,
 )
+from tests.test_results import declaration as results_declaration
 
 DELIVERED_AT = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # certificates reach customs before release
 
@@ -80,24 +78,16 @@ def declaration(
     cn: str = CN,
 ) -> str:
     """The real TT_EX010a declaration with its dual-use document and goods item as asked."""
-    root = parse_xml((wco_samples / "TT_EX010a.xml").read_bytes())
-    (document,) = root.xpath("//d:AdditionalDocument[d:ID='GBSIEE2E350001-0001']", namespaces=NS)
-    document.find("d:CategoryCode", NS).text = code[0]
-    document.find("d:TypeCode", NS).text = code[1:]
-    document.find("d:ID", NS).text = reference
-    write_off = document.find("d:WriteOff", NS)
-    for child in list(write_off):
-        write_off.remove(child)
-    if quantity is not None:
-        element = etree.SubElement(write_off, f"{{{NS['d']}}}QuantityQuantity", unitCode=unit)
-        element.text = quantity
-    (cn_element,) = root.xpath(
-        "//d:Commodity/d:Classification[d:IdentificationTypeCode='TSP']/d:ID", namespaces=NS
+    return results_declaration(
+        wco_samples,
+        quantity=quantity,
+        unit=unit,
+        code=code,
+        reference=reference,
+        destination=destination,
+        exporter=exporter,
+        cn=cn,
     )
-    cn_element.text = cn
-    root.find(".//d:GoodsShipment/d:Destination/d:CountryCode", NS).text = destination
-    root.find(".//d:Exporter/d:ID", NS).text = exporter
-    return etree.tostring(root, encoding="unicode")
 
 
 def movements(engine) -> int:

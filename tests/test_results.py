@@ -95,8 +95,10 @@ def declaration(
     reference: str = LICENCE,
     destination: str = "PK",
     exporter: str = EXPORTER,
+    cn: str | None = None,
 ) -> str:
-    """TT_EX010a with its licence document changed as asked."""
+    """TT_EX010a with its licence document (and, given `cn`, its goods' CN code) changed as
+    asked."""
     root = parse_xml((wco_samples / "TT_EX010a.xml").read_bytes())
     (document,) = root.xpath("//d:AdditionalDocument[d:ID='GBSIEE2E350001-0001']", namespaces=NS)
     document.find("d:CategoryCode", NS).text = code[0]
@@ -111,6 +113,11 @@ def declaration(
     if amount is not None:
         element = etree.SubElement(write_off, f"{{{NS['d']}}}AmountAmount", currencyID=currency)
         element.text = amount
+    if cn is not None:
+        (cn_element,) = root.xpath(
+            "//d:Commodity/d:Classification[d:IdentificationTypeCode='TSP']/d:ID", namespaces=NS
+        )
+        cn_element.text = cn
     root.find(".//d:GoodsShipment/d:Destination/d:CountryCode", NS).text = destination
     root.find(".//d:Exporter/d:ID", NS).text = exporter
     return etree.tostring(root, encoding="unicode")
