@@ -179,22 +179,6 @@ def stop_group(child: subprocess.Popen, timeout: float = 20.0) -> int | None:
     return child.returncode
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ELBRIDGE_* variables that give a child process these settings."""
-    names = (
-        "home",
-        "database_url",
-        "mqtt_host",
-        "mqtt_port",
-        "mqtt_client_id",
-        "mqtt_topic",
-        "mqtt_result_topic",
-        "batch_size",
-        "batch_wait_ms",
-    )
-    return {f"ELBRIDGE_{n.upper()}": str(getattr(settings, n)) for n in names}
-
-
 def rss_mb(pid: int) -> float:
     """Resident set size of a process, from /proc, in MB (MiB)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

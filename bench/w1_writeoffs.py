@@ -17,8 +17,9 @@ import sys
 import time
 from dataclasses import replace
 
-from bench.common import Result, Run, ratio, settings_env, store_known_licences
+from bench.common import Result, Run, ratio, store_known_licences
 from bench.mqttload import bridge_rate, group_rate, limit_rate
+from bridge.config import settings_env
 from bridge.mqtt.client import open_session
 from bridge.testkit import synth
 
@@ -98,7 +99,7 @@ def _scaled_out(
         own = replace(settings, mqtt_client_id=f"{settings.mqtt_client_id}-{n}")
         open_session(own)
         log = run.folder(f"w1-consumer-{n}") / "out.log"
-        env = settings_env(own) | {"ELBRIDGE_MQTT_SHARED_GROUP": own.mqtt_shared_group}
+        env = settings_env(own)
         children.append(
             (run.process([sys.executable, "-m", "bridge.consumer"], env=env, log=log), log)
         )

@@ -25,12 +25,11 @@ from bench.common import (
     Result,
     Run,
     percentile,
-    settings_env,
     stop_group,
     store_known_licences,
 )
 from bench.mqttload import ResultWatcher
-from bridge.config import Settings
+from bridge.config import Settings, settings_env
 from bridge.mqtt.client import open_session
 from bridge.testkit import synth
 

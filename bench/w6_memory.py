@@ -13,8 +13,9 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from bench.common import Result, Run, rss_mb, settings_env, stop_group, store_known_licences
+from bench.common import Result, Run, rss_mb, stop_group, store_known_licences
 from bench.mqttload import ResultWatcher
+from bridge.config import settings_env
 from bridge.mqtt.client import open_session
 from bridge.testkit import synth
 

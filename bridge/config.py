@@ -8,6 +8,7 @@ Defaults run everything on this machine: a SQLite ledger and folders under `home
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,32 @@ def _coerce(name: str, kind: Any, raw: str) -> Any:
     except ValueError:
         raise ConfigError(f"ELBRIDGE_{name.upper()}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+# What a consumer process needs to know to take the same stream into the same ledger.
+CONSUMER_SETTINGS = (
+    "home",
+    "database_url",
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_client_id",
+    "mqtt_topic",
+    "mqtt_shared_group",
+    "mqtt_result_topic",
+    "batch_size",
+    "batch_wait_ms",
+)
+
+
+def settings_env(settings: Settings, names: Iterable[str] = CONSUMER_SETTINGS) -> dict[str, str]:
+    """The ELBRIDGE_<FIELD> variables that give a child process these settings (what
+    `load_settings` reads back), for the fields named; a field without a value is left out."""
+    env = {}
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"ELBRIDGE_{name.upper()}"] = str(value)
+    return env
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bridge.config import Settings
+from bridge.config import Settings, settings_env
 from bridge.licence_status import change_status
 from bridge.model import Licence, LicenceStatus
 from bridge.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
@@ -573,27 +573,13 @@ class ChaosRun:
         if self.database == "postgresql":  # so the probe can tell its session from others
             url = make_url(url).update_query_dict({"application_name": CONSUMER_APPLICATION})
             url = url.render_as_string(hide_password=False)
-        return {
-            "ELBRIDGE_HOME": str(s.home),
-            "ELBRIDGE_DATABASE_URL": url,
-            "ELBRIDGE_MQTT_HOST": s.mqtt_host,
-            "ELBRIDGE_MQTT_PORT": str(s.mqtt_port),
-            "ELBRIDGE_MQTT_CLIENT_ID": s.mqtt_client_id,
-            "ELBRIDGE_MQTT_TOPIC": s.mqtt_topic,
-            "ELBRIDGE_MQTT_RESULT_TOPIC": s.mqtt_result_topic,
-            "ELBRIDGE_BATCH_SIZE": str(s.batch_size),
-            "ELBRIDGE_BATCH_WAIT_MS": str(s.batch_wait_ms),
-        }
+        return settings_env(replace(s, database_url=url))
 
     def _sync_env(self) -> dict[str, str]:
         s = self.settings
-        return {
-            "ELBRIDGE_HOME": str(s.home),
-            "ELBRIDGE_DATABASE_URL": s.database_url,
-            "ELBRIDGE_SOAP_URL": s.soap_url,
-            "ELBRIDGE_SOAP_TIMEOUT": str(s.soap_timeout),
-            "ELBRIDGE_SOAP_MAX_ATTEMPTS": str(s.soap_max_attempts),
-        }
+        return settings_env(
+            s, ("home", "database_url", "soap_url", "soap_timeout", "soap_max_attempts")
+        )
 
     # -------------------------------------------------------------------------- figures
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bridge.authority import manual_write_off
-from bridge.config import Settings
+from bridge.config import Settings, settings_env
 from bridge.consumer import consume
 from bridge.envelope import build_envelope, mrn_from_lrn, read_event
 from bridge.errors import Rejected
@@ -123,19 +123,7 @@ def _declaration(serial: int, rng: random.Random) -> Planned:
 
 def _consumer(settings: Settings, client_id: str, log: Path) -> subprocess.Popen:
     env = dict(os.environ)
-    env.update(
-        {
-            "ELBRIDGE_HOME": str(settings.home),
-            "ELBRIDGE_DATABASE_URL": settings.database_url,
-            "ELBRIDGE_MQTT_HOST": settings.mqtt_host,
-            "ELBRIDGE_MQTT_PORT": str(settings.mqtt_port),
-            "ELBRIDGE_MQTT_CLIENT_ID": client_id,
-            "ELBRIDGE_MQTT_TOPIC": settings.mqtt_topic,
-            "ELBRIDGE_MQTT_SHARED_GROUP": settings.mqtt_shared_group,
-            "ELBRIDGE_BATCH_SIZE": str(settings.batch_size),
-            "ELBRIDGE_BATCH_WAIT_MS": str(settings.batch_wait_ms),
-        }
-    )
+    env.update(settings_env(replace(settings, mqtt_client_id=client_id)))
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "bridge.consumer", "--idle-seconds", "4"],

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import func, select
 
+from bridge.config import settings_env
 from bridge.consumer import consume
 from bridge.envelope import mrn_from_lrn
 from bridge.mqtt.publisher import envelope_for_declaration_file, publish_events
@@ -25,18 +27,7 @@ EVENTS = 2500
 
 def _consumer(settings, log: Path, idle_seconds: float) -> subprocess.Popen:
     env = dict(os.environ)
-    env.update(
-        {
-            "ELBRIDGE_HOME": str(settings.home),
-            "ELBRIDGE_DATABASE_URL": settings.database_url,
-            "ELBRIDGE_MQTT_HOST": settings.mqtt_host,
-            "ELBRIDGE_MQTT_PORT": str(settings.mqtt_port),
-            "ELBRIDGE_MQTT_CLIENT_ID": settings.mqtt_client_id,
-            "ELBRIDGE_MQTT_TOPIC": settings.mqtt_topic,
-            "ELBRIDGE_BATCH_SIZE": "50",
-            "ELBRIDGE_BATCH_WAIT_MS": "20",
-        }
-    )
+    env.update(settings_env(replace(settings, batch_size=50, batch_wait_ms=20)))
     with log.open("ab") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "bridge.consumer", "--idle-seconds", str(idle_seconds)],
