@@ -2,7 +2,8 @@
 customs write-offs (movements with their usage keys, declarations and processed messages),
 written straight through the database driver (SQLite executemany in one transaction with the
 secondary indexes dropped and rebuilt; PostgreSQL COPY), never through the consumer. The
-shape of every row is the ledger's own (bridge/store/schema.py): quantities in millionths."""
+shape of every row is the ledger's own (bridge/adapters/store/schema.py): quantities in
+millionths."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from itertools import islice
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from bridge.model import Licence, licence_to_dict
-from bridge.store.licences import content_hash
-from bridge.store.line_totals import drop_line_total_triggers, install_line_totals
-from bridge.store.schema import metadata
+from bridge.adapters.store.licences import content_hash
+from bridge.adapters.store.line_totals import drop_line_total_triggers, install_line_totals
+from bridge.adapters.store.schema import metadata
+from bridge.core.model import Licence, licence_to_dict
 
 AT = "2026-01-15 06:00:00.000000"
 CHUNK = 50_000

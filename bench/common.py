@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from bridge.config import PROJECT_ROOT, Settings
-from bridge.model import Licence, licence_to_dict
-from bridge.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
-from bridge.store.db import make_engine
-from bridge.store.licences import content_hash
-from bridge.store.schema import licence, licence_line, licence_version, outbox
+from bridge.adapters.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
+from bridge.adapters.store.db import make_engine
+from bridge.adapters.store.licences import content_hash
+from bridge.adapters.store.schema import licence, licence_line, licence_version, outbox
+from bridge.core.model import Licence, licence_to_dict
+from bridge.core.paths import PROJECT_ROOT
+from bridge.services.config import Settings
 
 SIZES = ("tiny", "small", "full")
 DATABASES = ("sqlite", "postgresql")
@@ -100,7 +101,7 @@ class Run:
         return path
 
     def broker(self) -> Broker:
-        """A mosquitto of its own (bridge.mqtt.broker's configuration), whose persistence
+        """A mosquitto of its own (bridge.adapters.mqtt.broker's configuration), whose persistence
         snapshot is taken once an hour instead of every 5 s: a backlog of hundreds of MB
         written every 5 s would measure the disk, not the consumers. Stopped at the end."""
         workdir = self.folder("mosquitto")
@@ -118,7 +119,7 @@ class Run:
         if database == "sqlite":
             return f"sqlite:///{self.folder(name) / 'ledger.db'}"
         if self._cluster is None:
-            from bridge.pgcluster import start_cluster
+            from bridge.adapters.pgcluster import start_cluster
 
             self.log("starting a throwaway PostgreSQL cluster")
             self._cluster = start_cluster()

@@ -17,10 +17,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import Engine
 
-from bridge.config import Settings
-from bridge.consumer import ConsumeReport, consume
-from bridge.mqtt.client import open_session
-from bridge.mqtt.publisher import Publisher
+from bridge.adapters.mqtt.client import open_session
+from bridge.adapters.mqtt.publisher import Publisher
+from bridge.services.config import Settings
+from bridge.services.consumer import ConsumeReport, consume
 
 # The bare consumer parses as hardened a parser as the bridge's: no entities, no network.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
@@ -128,7 +128,7 @@ def limit_rate(settings: Settings, envelopes: Sequence[bytes], *, timeout: float
 def bridge_rate(
     settings: Settings, engine: Engine, envelopes: Sequence[bytes], *, timeout: float
 ) -> tuple[dict, ConsumeReport]:
-    """Messages per second the bridge's consumer (`bridge.consumer.consume`: every rule,
+    """Messages per second the bridge's consumer (`bridge.services.consumer.consume`: every rule,
     durable commits, results published) drains the same backlog at."""
     open_session(settings)
     published = publish_backlog(settings, envelopes, settings.mqtt_topic)

@@ -2,11 +2,12 @@
 
 Limit: a bare paho consumer (MQTT v5, persistent session, QoS 1, manual ack after reading the
 JSON and parsing the declaration with lxml) draining a backlog of the events. Bridge:
-`bridge.consumer.consume` (every rule, one durable transaction per batch, acks after commit,
+`bridge.services.consumer.consume` (every rule, one durable transaction per batch, acks after
+commit,
 a result message published for every event) draining the same backlog into a ledger that holds
 the licences the events quote. Both are timed from connecting to the last message.
 
-Also, at ~20 KB: the bridge scaled out, CONSUMERS `python -m bridge.consumer` processes on
+Also, at ~20 KB: the bridge scaled out, CONSUMERS `python -m bridge.services.consumer` processes on
 one MQTT v5 shared subscription (ELBRIDGE_MQTT_SHARED_GROUP), the way a deployment uses the
 machine's other cores; timed from the first publish until every event is answered. Its ratio
 is against the same single bare consumer."""
@@ -19,8 +20,8 @@ from dataclasses import replace
 
 from bench.common import Result, Run, ratio, store_known_licences
 from bench.mqttload import bridge_rate, group_rate, limit_rate
-from bridge.config import settings_env
-from bridge.mqtt.client import open_session
+from bridge.adapters.mqtt.client import open_session
+from bridge.services.config import settings_env
 from bridge.testkit import synth
 
 SIZES = {
@@ -101,7 +102,7 @@ def _scaled_out(
         log = run.folder(f"w1-consumer-{n}") / "out.log"
         env = settings_env(own)
         children.append(
-            (run.process([sys.executable, "-m", "bridge.consumer"], env=env, log=log), log)
+            (run.process([sys.executable, "-m", "bridge.services.consumer"], env=env, log=log), log)
         )
     _wait_connected(children)
     run.log(f"W1 ~20 KB on {database}: {CONSUMERS} consumers on a shared subscription")

@@ -1,5 +1,5 @@
 """W2 certificates: national licence records through the real pipeline's pure part: the mapping
-engine (mappings/*.yaml) with validation, the certificate XML (bridge.certificate) and its XSD
+engine (mappings/*.yaml) with validation, the certificate XML (bridge.core.certificate) and its XSD
 validation, in one process, licences per second.
 
 Limit: lxml parsing and validating the same certificates against the same XSD, and nothing
@@ -13,12 +13,12 @@ import time
 from lxml import etree
 
 from bench.common import Result, Run, ratio
-from bridge.certificate import SCHEMA_FILE, build_certificate, certificate_problems
-from bridge.config import SCHEMAS_DIR
-from bridge.ingest import load_mappings
-from bridge.mapping import mapping_for, translate
+from bridge.core.certificate import SCHEMA_FILE, build_certificate, certificate_problems
+from bridge.core.mapping import mapping_for, translate
+from bridge.core.paths import SCHEMAS_DIR
+from bridge.core.xmlsafe import schema_from_file
+from bridge.services.ingest import load_mappings
 from bridge.testkit import synth
-from bridge.xmlsafe import schema_from_file
 
 SIZES = {"tiny": 1000, "small": 20000, "full": 100000}
 TARGET = 10_000

@@ -1,6 +1,7 @@
 """W3 SOAP delivery: certificates delivered to the customs simulator and acknowledged, per second.
 
-Bridge: `bridge.outbox.deliver_pending` with `settings.soap_senders` `CustomsClient`s (zeep; a
+Bridge: `bridge.services.outbox.deliver_pending` with `settings.soap_senders` `CustomsClient`s
+(zeep; a
 licence's messages in order, several licences in flight), the certificates queued in the
 ledger's outbox by `certify_pending`; outcomes committed in groups, as in production. Limit:
 the same SOAP envelopes (built by zeep from the same WSDL, with message ids of their own so that
@@ -20,14 +21,14 @@ from lxml import etree
 from sqlalchemy import insert
 
 from bench.common import LOADED_AT, Result, Run, _header, _lines, _version, ratio
-from bridge.config import SCHEMAS_DIR
-from bridge.outbox import certify_pending, deliver_pending
-from bridge.soap import SUBMIT_CERTIFICATE_ACTION, WSDL_FILE
-from bridge.soap.client import BINDING, CustomsClient
-from bridge.soap.simulator import start_simulator
-from bridge.store.schema import licence, licence_line, licence_version, outbox
+from bridge.adapters.soap import SUBMIT_CERTIFICATE_ACTION, WSDL_FILE
+from bridge.adapters.soap.client import BINDING, CustomsClient
+from bridge.adapters.soap.simulator import start_simulator
+from bridge.adapters.store.schema import licence, licence_line, licence_version, outbox
+from bridge.core.paths import SCHEMAS_DIR
+from bridge.core.xmlsafe import parse_xml
+from bridge.services.outbox import certify_pending, deliver_pending
 from bridge.testkit import synth
-from bridge.xmlsafe import parse_xml
 
 SIZES = {"tiny": 40, "small": 1000, "full": 5000}
 TARGET = 1.0

@@ -1,6 +1,7 @@
 """W4 latency: publish-to-committed at a fixed offered load (500 messages a second).
 
-The standalone consumer (`python -m bridge.consumer`, its own process, settings from ELBRIDGE_*
+The standalone consumer (`python -m bridge.services.consumer`, its own process, settings from
+ELBRIDGE_*
 variables) takes declaration events published at a steady rate; a watcher in the benchmark
 process receives the result message the consumer publishes for each event right after the
 commit that holds it, so publish-to-result is publish-to-committed plus one local MQTT hop (an
@@ -29,8 +30,8 @@ from bench.common import (
     store_known_licences,
 )
 from bench.mqttload import ResultWatcher
-from bridge.config import Settings, settings_env
-from bridge.mqtt.client import open_session
+from bridge.adapters.mqtt.client import open_session
+from bridge.services.config import Settings, settings_env
 from bridge.testkit import synth
 
 SIZES = {"tiny": 2, "small": 15, "full": 60}  # seconds at the offered load
@@ -170,7 +171,7 @@ def run(run: Run, database: str) -> list[Result]:
             settings,
             events,
             warm_up,
-            command=[sys.executable, "-m", "bridge.consumer"],
+            command=[sys.executable, "-m", "bridge.services.consumer"],
             env=settings_env(settings),
             log_name="w4-consumer",
         )
@@ -209,7 +210,7 @@ def _under_airflow(run, database, broker, licences, events, warm_up, echo) -> Re
     run drains the session until the topic is quiet or a minute has passed, then the next run
     starts) in a real `airflow standalone` (LocalExecutor, SQLite metadata database), that DAG
     alone in its DAG folder. The settings reach its tasks as ELBRIDGE_* variables."""
-    from bridge.orchestration.standalone import start_airflow
+    from bridge.entrypoints.airflow_standalone import start_airflow
 
     url = run.ledger_url(database, "w4a")
     engine = run.engine(url)

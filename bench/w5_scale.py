@@ -6,7 +6,7 @@ many licence lines and a history of movements (with their usage keys, declaratio
 processed messages), bulk-loaded through the driver (bench/bulkload.py). The ratio (b)/(a) says
 what the ledger's size costs; target >= 0.8.
 
-Reconciliation: `bridge.store.reconciliation.reconciliation_rows` over every line of the
+Reconciliation: `bridge.adapters.store.reconciliation.reconciliation_rows` over every line of the
 pre-filled ledger (which reads each line's running total, `line_total`), against the bare SQL
 that sums every movement per line, fetched through the driver with no conversion (the limit:
 the same answer computed from the audit trail alone). Target: 30 s for 1,000,000 lines (scaled
@@ -19,7 +19,7 @@ import time
 from bench import bulkload
 from bench.common import Result, Run, ratio, store_known_licences
 from bench.mqttload import bridge_rate
-from bridge.store.reconciliation import reconciliation_rows
+from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.testkit import synth
 
 SIZES = {

@@ -1,6 +1,7 @@
 """W6 memory: the consumer's resident set across many messages.
 
-The standalone consumer (`python -m bridge.consumer`, its own process) takes a long stream of
+The standalone consumer (`python -m bridge.services.consumer`, its own process) takes a long stream
+of
 declaration events (generated while it runs, published with at most a few thousand waiting in
 the broker); its RSS is read from /proc every so many answered messages. Target: under 200 MB
 and flat, i.e. at the end no more than 10% above what it was a quarter of the way in (once
@@ -15,8 +16,8 @@ import paho.mqtt.client as mqtt
 
 from bench.common import Result, Run, rss_mb, stop_group, store_known_licences
 from bench.mqttload import ResultWatcher
-from bridge.config import settings_env
-from bridge.mqtt.client import open_session
+from bridge.adapters.mqtt.client import open_session
+from bridge.services.config import settings_env
 from bridge.testkit import synth
 
 SIZES = {"tiny": 1000, "small": 30000, "full": 1_000_000}
@@ -43,7 +44,7 @@ def run(run: Run, database: str) -> list[Result]:
     publisher.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
     publisher.loop_start()
     child = run.process(
-        [sys.executable, "-m", "bridge.consumer"],
+        [sys.executable, "-m", "bridge.services.consumer"],
         env=settings_env(settings),
         log=run.folder("w6-consumer") / "out.log",
     )

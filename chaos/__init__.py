@@ -6,13 +6,15 @@
 known set of unreadable or hostile messages) through the real bridge on a real mosquitto, a real
 customs SOAP simulator and a real SQLite or PostgreSQL ledger, while it
 
-- SIGKILLs the consumer (`python -m bridge.consumer`) at random moments and inside its batch
+- SIGKILLs the consumer (`python -m bridge.services.consumer`) at random moments and inside its
+batch
   transactions, and starts it again (chaos.faults.ConsumerSupervisor);
 - restarts mosquitto, whose persistence keeps the sessions and their queued QoS 1 messages;
 - makes the customs simulator fail 30% of calls (HTTP 503 and 502, transient SOAP faults,
   answers after the client's timeout, connections dropped before and after storing) while the
   certificates of the licences, some issued during the run, go out through the outbox
-  (`python -m bridge.cli sync`, run again and again as a scheduler would, some runs SIGKILLed);
+  (`python -m bridge.entrypoints.cli sync`, run again and again as a scheduler would, some runs
+  SIGKILLed);
 - makes the ledger unavailable for a while (SQLite: another process holds its write lock past
   the bridge's busy timeout; PostgreSQL: the database refuses connections and its sessions are
   terminated), killing the consumer once more in the middle of it.

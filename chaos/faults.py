@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bridge.config import PROJECT_ROOT
+from bridge.core.paths import PROJECT_ROOT
 
 CONSUMER_APPLICATION = "elbridge-chaos-consumer"  # how the consumer shows in pg_stat_activity
 
@@ -71,7 +71,7 @@ class Exit:
 
 
 class ConsumerSupervisor:
-    """`python -m bridge.consumer` as a supervisor would run it: started again whenever it
+    """`python -m bridge.services.consumer` as a supervisor would run it: started again whenever it
     ends. The suite kills it; any other end is a crash, recorded with its log."""
 
     def __init__(self, env: dict[str, str], log: Path, clock: Callable[[], float]) -> None:
@@ -84,7 +84,7 @@ class ConsumerSupervisor:
         self.started_at = 0.0
 
     def start(self) -> None:
-        self.child = spawn([sys.executable, "-m", "bridge.consumer"], self.env, self.log)
+        self.child = spawn([sys.executable, "-m", "bridge.services.consumer"], self.env, self.log)
         self.starts += 1
         self.started_at = self.clock()
 
@@ -124,7 +124,8 @@ class ConsumerSupervisor:
 
 
 class SyncScheduler(threading.Thread):
-    """Certificate delivery as a scheduler runs it: `python -m bridge.cli sync` (certify new
+    """Certificate delivery as a scheduler runs it: `python -m bridge.entrypoints.cli sync`
+    (certify new
     licence versions, deliver the outbox) again and again, one run at a time, until stopped. A
     run that fails (the ledger away, say) is simply followed by the next, as a scheduler's
     retry would; the suite SIGKILLs some runs in the middle of their sending."""
@@ -141,7 +142,7 @@ class SyncScheduler(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
-        command = [sys.executable, "-m", "bridge.cli", "sync", "--retry-seconds", "5"]
+        command = [sys.executable, "-m", "bridge.entrypoints.cli", "sync", "--retry-seconds", "5"]
         while not self.halt.is_set():
             with self.lock:
                 self.child = spawn(command, self.env, self.log)

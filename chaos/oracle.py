@@ -14,7 +14,8 @@ licences' authorised quantities, and adds them up with its own few rules:
 - a licence line's written-off total is the sum of what the standing declarations write off
   against it; its balance is its authorised quantity (value) minus that total.
 
-It shares no code with the ledger's rules (bridge.writeoff) or its store (bridge.store): the
+It shares no code with the ledger's rules (bridge.core.writeoff) or its store
+(bridge.adapters.store): the
 suite compares two independent computations, so a bug in the rules cannot hide itself."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bridge.model import Licence
+from bridge.core.model import Licence
 from bridge.testkit.synth import PlannedWriteOff, SynthEvent
 
 ZERO = Decimal(0)

@@ -21,14 +21,14 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bridge.config import Settings, settings_env
-from bridge.licence_status import change_status
-from bridge.model import Licence, LicenceStatus
-from bridge.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
-from bridge.mqtt.client import open_session
-from bridge.soap.simulator import KNOWN_FAULT_KINDS, SimulatorProcess, start_simulator
-from bridge.store.db import make_engine, utcnow
-from bridge.store.licences import save_licence
+from bridge.adapters.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
+from bridge.adapters.mqtt.client import open_session
+from bridge.adapters.soap.simulator import KNOWN_FAULT_KINDS, SimulatorProcess, start_simulator
+from bridge.adapters.store.db import make_engine, utcnow
+from bridge.adapters.store.licences import save_licence
+from bridge.core.model import Licence, LicenceStatus
+from bridge.services.config import Settings, settings_env
+from bridge.services.licence_status import change_status
 from bridge.testkit import synth
 from chaos import checks
 from chaos.faults import (
@@ -132,7 +132,7 @@ class ChaosRun:
     def _ledger_url(self) -> str:
         if self.database == "sqlite":
             return f"sqlite:///{self._folder('ledger') / 'ledger.db'}"
-        from bridge.pgcluster import start_cluster
+        from bridge.adapters.pgcluster import start_cluster
 
         self.say("starting a throwaway PostgreSQL cluster")
         cluster = start_cluster()

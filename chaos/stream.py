@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.config import Settings
-from bridge.mqtt.client import new_client, unique_client_id
+from bridge.adapters.mqtt.client import new_client, unique_client_id
+from bridge.services.config import Settings
 from bridge.testkit.synth import SynthEvent
 from chaos.oracle import Oracle
 

@@ -43,8 +43,8 @@ def daily_reconciliation() -> None:
     @task
     def expire_due_licences() -> dict[str, Any]:
         """Mark expired every licence whose validity ended before the run's date."""
-        from bridge.licence_status import expire_due
-        from bridge.orchestration.airflow_wiring import ledger, settings_from_airflow
+        from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow
+        from bridge.services.licence_status import expire_due
 
         run = get_current_context()["dag_run"]
         today = (run.logical_date or run.run_after).astimezone(UTC).date()
@@ -57,13 +57,13 @@ def daily_reconciliation() -> None:
     @task
     def write_reconciliation() -> dict[str, Any]:
         """Write the CSV and JSON reports and return their summary."""
-        from bridge.orchestration.airflow_wiring import (
+        from bridge.adapters.store.reconciliation import reconciliation_rows
+        from bridge.core.reconcile import render, summary
+        from bridge.entrypoints.airflow_wiring import (
             ledger,
             settings_from_airflow,
             write_report,
         )
-        from bridge.reconcile import render, summary
-        from bridge.store.reconciliation import reconciliation_rows
 
         run = get_current_context()["dag_run"]
         day = (run.logical_date or run.run_after).astimezone(UTC).date().isoformat()

@@ -46,8 +46,8 @@ def declarations_to_writeoffs() -> None:
     @task
     def drain_declaration_events() -> Any:
         """Consume what the session holds and what arrives until the topic is quiet."""
-        from bridge.consumer import consume
-        from bridge.orchestration.airflow_wiring import ledger, settings_from_airflow, summarise
+        from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow, summarise
+        from bridge.services.consumer import consume
 
         settings = settings_from_airflow()
         with ledger(settings) as engine:

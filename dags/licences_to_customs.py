@@ -61,13 +61,13 @@ def licences_to_customs() -> None:
     @task
     def ingest_national_files() -> dict[str, Any]:
         """Ingest the inbox; rejected records are counted here and kept in the ledger."""
-        from bridge.ingest import ingest_inbox
-        from bridge.orchestration.airflow_wiring import (
+        from bridge.entrypoints.airflow_wiring import (
             ledger,
             settings_from_airflow,
             summarise,
             totals,
         )
+        from bridge.services.ingest import ingest_inbox
 
         settings = settings_from_airflow()
         with ledger(settings) as engine:
@@ -98,9 +98,9 @@ def licences_to_customs() -> None:
         when a certificate breaks the contract (it is kept as failed, with its reasons)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from bridge.orchestration.airflow_wiring import ledger, settings_from_airflow, summarise
-        from bridge.outbox import certify_pending
-        from bridge.store.db import utcnow
+        from bridge.adapters.store.db import utcnow
+        from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow, summarise
+        from bridge.services.outbox import certify_pending
 
         with ledger(settings_from_airflow()) as engine:
             report = certify_pending(engine, now=utcnow())
@@ -117,9 +117,9 @@ def licences_to_customs() -> None:
         """Deliver the outbox; fail, without retrying, when certificates failed for good."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from bridge.orchestration.airflow_wiring import ledger, settings_from_airflow, summarise
-        from bridge.outbox import deliver_pending
-        from bridge.soap.client import CustomsClient
+        from bridge.adapters.soap.client import CustomsClient
+        from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow, summarise
+        from bridge.services.outbox import deliver_pending
 
         settings = settings_from_airflow()
         with ledger(settings) as engine:

@@ -1,10 +1,11 @@
 """Coverage-guided fuzz targets (atheris) for the bridge's readers of outside bytes.
 
 - `fuzz.declaration_reader`: MQTT declaration events and WCO DEC-DMS payloads
-  (bridge.envelope.parse_envelope / read_event, bridge.declaration.read_declaration), and the
+  (bridge.core.envelope.parse_envelope / read_event, bridge.core.declaration.read_declaration), and
+  the
   write-off rules on whatever reads.
 - `fuzz.national_mapper`: national licence files through the three mappings of mappings/*.yaml
-  (bridge.mapping.translate), and the certificate of every record that is accepted.
+  (bridge.core.mapping.translate), and the certificate of every record that is accepted.
 
 Run them with `bash scripts/fuzz.sh [seconds per target]`; docs/reliability.md ("Fuzzing")
 says what counts as a finding and records the last long run. Seed corpora are written at run

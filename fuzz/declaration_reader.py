@@ -1,10 +1,10 @@
 """Fuzz target: the declaration event reader, bytes in.
 
-Each input is read three ways: as an MQTT message (bridge.envelope.read_event, which runs
+Each input is read three ways: as an MQTT message (bridge.core.envelope.read_event, which runs
 parse_envelope and then the WCO reader on the payload), as a bare WCO DEC-DMS declaration
-(bridge.declaration.read_declaration), and, when it is UTF-8, as the payload of a well-formed
+(bridge.core.declaration.read_declaration), and, when it is UTF-8, as the payload of a well-formed
 `released` envelope (so the checks between envelope and declaration run on it too). Whatever
-reads is then handed to the write-off rules (bridge.writeoff.decide) against a ledger holding
+reads is then handed to the write-off rules (bridge.core.writeoff.decide) against a ledger holding
 the licences the samples quote, and the result is checked: no line of a licence with a ceiling
 is written off beyond it.
 
@@ -31,11 +31,11 @@ from decimal import Decimal
 import atheris
 
 with atheris.instrument_imports(include=["bridge"]):
-    from bridge.declaration import read_declaration
-    from bridge.envelope import build_envelope, mrn_from_lrn, read_event
-    from bridge.errors import BridgeError, Rejected
-    from bridge.model import Licence, LicenceLine, LicenceType
-    from bridge.writeoff import LedgerSnapshot, decide
+    from bridge.core.declaration import read_declaration
+    from bridge.core.envelope import build_envelope, mrn_from_lrn, read_event
+    from bridge.core.errors import BridgeError, Rejected
+    from bridge.core.model import Licence, LicenceLine, LicenceType
+    from bridge.core.writeoff import LedgerSnapshot, decide
 
 from fuzz import Known, declaration_samples, run, signature
 

@@ -2,9 +2,9 @@
 
 Each input is read as a national file by each of the three mappings in mappings/ (the legacy
 German CSV, the UK JSON API export, the EU e-licensing tool's XML; `--mapping NAME` narrows it
-to one) through bridge.mapping.translate, and every record is walked as ingest does: its
+to one) through bridge.core.mapping.translate, and every record is walked as ingest does: its
 problems, its text as read (for the rejects store). A record that is accepted must also give a
-certificate the contract accepts (bridge.certificate.build_certificate + certificate_problems):
+certificate the contract accepts (bridge.core.certificate.build_certificate + certificate_problems):
 the validation promises that much.
 
 Records with problems are the expected outcome. The one documented error is the file-level
@@ -29,9 +29,9 @@ from collections.abc import Iterator, Sequence
 import atheris
 
 with atheris.instrument_imports(include=["bridge"]):
-    from bridge.certificate import build_certificate, certificate_problems
-    from bridge.errors import Problem, Rejected
-    from bridge.mapping import Mapping, UnreadableFile, parse_mapping, translate
+    from bridge.core.certificate import build_certificate, certificate_problems
+    from bridge.core.errors import Problem, Rejected
+    from bridge.core.mapping import Mapping, UnreadableFile, parse_mapping, translate
 
 from fuzz import PROJECT, Known, run, signature
 

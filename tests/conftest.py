@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.pgcluster import postgres_available, start_cluster
-from bridge.store.db import make_engine
+from bridge.adapters.pgcluster import postgres_available, start_cluster
+from bridge.adapters.store.db import make_engine
 
 pytest_plugins = [
     "tests.fixtures_mqtt",

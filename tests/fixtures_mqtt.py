@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import Settings
-from bridge.model import Licence, LicenceLine, LicenceType
-from bridge.mqtt.broker import Broker, start_broker
-from bridge.store.licences import SaveOutcome, save_licence
-from bridge.store.outbox import DELIVERED, NewMessage, add_messages
+from bridge.adapters.mqtt.broker import Broker, start_broker
+from bridge.adapters.store.licences import SaveOutcome, save_licence
+from bridge.adapters.store.outbox import DELIVERED, NewMessage, add_messages
+from bridge.core.model import Licence, LicenceLine, LicenceType
+from bridge.services.config import Settings
 
 # When the sample declarations are released in these tests.
 RELEASED_AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Fixtures for the soap side: the real customs single window simulator (a subprocess serving
 SOAP over HTTP on a free 127.0.0.1 port, stopped by process group at teardown), a URL where
-nothing listens, and realistic licences built directly with bridge.model."""
+nothing listens, and realistic licences built directly with bridge.core.model."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
-from bridge.soap.simulator import SimulatorProcess, start_simulator
+from bridge.adapters.soap.simulator import SimulatorProcess, start_simulator
+from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
 
 
 @pytest.fixture

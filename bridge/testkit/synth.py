@@ -12,7 +12,7 @@ licences, the same declaration bytes and the same event stream, on every machine
   several goods items, each with dual-use documents whose write-offs quote the licences given
   and ordinary documents beside them; or, `minimal=True`, about 1 KB with one write-off.
 - `event_stream(licences, n, seed=...)`: declaration events (envelopes as
-  `bridge.envelope.build_envelope` writes them) with duplicates, reordering, amendments,
+  `bridge.core.envelope.build_envelope` writes them) with duplicates, reordering, amendments,
   invalidations and unreadable messages at the rates asked, each carrying its ground truth: what
   it was meant to be and what it writes off. `GroundTruth` adds a stream up into what the ledger
   must hold after it, whatever order the events arrive in.
@@ -34,9 +34,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from xml.sax.saxutils import escape, quoteattr
 
-from bridge.declaration import DEC_NS, METADATA_NS
-from bridge.envelope import EventKind, build_envelope
-from bridge.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
+from bridge.core.declaration import DEC_NS, METADATA_NS
+from bridge.core.envelope import EventKind, build_envelope
+from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
 
 # ------------------------------------------------------------------------------ reference data
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from lxml import etree
 
-from bridge.model import Licence, LicenceLine, LicenceType
+from bridge.core.model import Licence, LicenceLine, LicenceType
 
 DEC_NS = "urn:wco:datamodel:WCO:DEC-DMS:2"
 METADATA_NS = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"

@@ -1,0 +1,506 @@
+"""The bridge's client for the customs certificate service (zeep over requests).
+
+It translates and moves bytes; it decides nothing. Every failure becomes a DeliveryError whose
+`transient` flag says whether sending the same message again later may help:
+
+- transient: connection refused, no answer within the timeout, connection dropped, HTTP 5xx
+  (and 408, 429), a SOAP fault marked Transient=true (or a Server fault without the mark);
+- permanent: a SOAP Client fault (or any fault marked Transient=false), any other HTTP error,
+  an answer that is not the acknowledgement the contract promises.
+
+The answer must arrive whole within `settings.soap_timeout` (counted from the request, not per
+socket read: a server trickling a byte at a time is cut off) and may not exceed
+MAX_ANSWER_BYTES (refused as it arrives, permanent: the same call would get the same answer).
+
+The WSDL is the project's own contract (schemas/), bound to `settings.soap_url`; one zeep client
+is built on first use and reused, since building it costs far more than a call."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import requests
+import urllib3
+from lxml import etree
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from zeep import Client, Transport
+from zeep import Settings as ZeepSettings
+from zeep import exceptions as zeep_errors
+from zeep.wsse import utils as wsse_utils
+from zeep.wsse.username import UsernameToken
+
+from bridge.adapters.soap import MESSAGES_NAMESPACE, SERVICE_NAMESPACE, WSDL_FILE
+from bridge.core.certificate import MAX_CERTIFICATE_BYTES, MAX_STATUS_BYTES
+from bridge.core.errors import DeliveryError, XmlRefused
+from bridge.core.paths import SCHEMAS_DIR
+from bridge.core.xmlsafe import parse_xml
+from bridge.services.config import Settings
+
+BINDING = f"{{{SERVICE_NAMESPACE}}}CertexBinding"
+_TRANSIENT_HTTP = frozenset({408, 429})
+# An acknowledgement or a fault is well under a kilobyte; this leaves room for any detail.
+MAX_ANSWER_BYTES = 1024 * 1024
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Customs' answer to a delivered certificate."""
+
+    message_id: str
+    status: str  # ACCEPTED, or DUPLICATE when this message id was stored before
+    receipt_id: str
+    received_at: datetime
+
+
+# ------------------------------------------------------------------------ the HTTP transport
+
+
+class _Exchange:
+    """One call's watch: the socket it runs on, shut down when the deadline passes, which ends
+    whatever read is waiting on it."""
+
+    __slots__ = ("done", "expired", "lock", "sock", "status")
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self.done = False  # the call ended: its deadline no longer matters
+        self.status: int | None = None  # the answer's HTTP status, once its headers came
+        self.lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        # The socket itself, not its connection: http.client lets go of the connection's
+        # socket once the answer says Connection: close, and the answer reads on.
+        with self.lock:
+            self.sock = sock
+            if self.expired:
+                _cut(sock)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            _cut(self.sock)
+
+
+def _cut(sock: socket.socket | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread that expires the exchanges whose deadline has passed, for every call of the
+    process: starting a timer thread per call cost more than the call's own Python work once
+    several senders ran at once (each Thread.start waits for the new thread to run)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Exchange]] = []  # a heap by deadline
+        self._count = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exchange: _Exchange, seconds: float) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._count), exchange))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="soap-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                while self._due and (self._due[0][0] <= now or self._due[0][2].done):
+                    _deadline, _n, exchange = heapq.heappop(self._due)
+                    if not exchange.done:
+                        exchange.expire()
+                wait = self._due[0][0] - now if self._due else None
+                self._changed.wait(wait)
+
+
+_watchdog = _Watchdog()
+_calls = threading.local()  # the exchange of the call this thread is making
+
+
+def _attach(connection: HTTPConnection) -> None:
+    exchange = getattr(_calls, "exchange", None)
+    if exchange is not None:
+        exchange.attach(connection.sock)
+
+
+class _Watched:
+    """Tells the current call which connection (and socket) it runs on: a new one once it is
+    connected, a reused one when the request starts."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _attach(self)  # type: ignore[arg-type]
+
+    def request(self, *args, **kwargs):
+        _attach(self)  # type: ignore[arg-type]
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, *args, **kwargs):
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+class _BoundedTransport(Transport):
+    """zeep's transport with a deadline on the whole exchange and a cap on the answer's size.
+    It moves bytes and reports how the exchange failed; what to do about it is the client's."""
+
+    def __init__(self, timeout: float, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+        session = requests.Session()
+        adapter = _WatchedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        super().__init__(timeout=timeout, operation_timeout=timeout, session=session)
+        self.max_answer_bytes = max_answer_bytes
+
+    def post(self, address, message, headers):
+        exchange = _Exchange()
+        _calls.exchange = exchange
+        _calls.status = None
+        _watchdog.watch(exchange, self.operation_timeout)
+        try:
+            response = self.session.post(
+                address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+            )
+            exchange.status = response.status_code
+            try:
+                body = self._read(response, address)
+                response._content = body
+                response._content_consumed = True  # the connection may serve the next call
+            finally:
+                response.close()
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
+            if exchange.expired:
+                raise _no_answer(address, self.operation_timeout) from None
+            raise
+        finally:
+            exchange.done = True
+            _calls.exchange = None
+        _calls.status = exchange.status
+        return response
+
+    def _read(self, response: requests.Response, address: str) -> bytes:
+        declared = response.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and int(declared) > self.max_answer_bytes:
+            raise _too_large(address, f"it announces {declared} bytes")
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = response.raw.read1(_READ_SIZE, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                raise _no_answer(address, self.operation_timeout) from None
+            except urllib3.exceptions.HTTPError as error:  # a short body, a broken chunk
+                if _calls.exchange is not None and _calls.exchange.expired:
+                    raise _no_answer(address, self.operation_timeout) from None
+                raise DeliveryError(
+                    f"HTTP exchange with {address} broke off: {error}",
+                    transient=True,
+                    code="http-broken",
+                ) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise _too_large(address, f"more than {self.max_answer_bytes} bytes arrived")
+            parts.append(chunk)
+        exchange = _calls.exchange
+        if exchange is not None and exchange.expired:  # cut short: what came is not all of it
+            raise _no_answer(address, self.operation_timeout)
+        return b"".join(parts)
+
+
+def _no_answer(url: str, timeout: float) -> DeliveryError:
+    return DeliveryError(f"no answer from {url} within {timeout} s", transient=True, code="timeout")
+
+
+def _too_large(url: str, how: str) -> DeliveryError:
+    return DeliveryError(
+        f"the answer from {url} is not a valid acknowledgement: it is too large ({how}; at most"
+        f" {MAX_ANSWER_BYTES} bytes are read)",
+        transient=False,
+        code="invalid-response",
+    )
+
+
+class _UsernameTokenWithTimestamp:
+    """WS-Security header: a UsernameToken (password digest, nonce, created) and a wsu:Timestamp
+    (Created, Expires), both fresh for every message. One object, since zeep verifies answers
+    only through a single wsse plugin."""
+
+    def __init__(
+        self, username: str, password: str, lifetime: timedelta = timedelta(minutes=5)
+    ) -> None:
+        self.token = UsernameToken(username, password, use_digest=True, zulu_timestamp=True)
+        self.lifetime = lifetime
+
+    def apply(self, envelope: etree._Element, headers: dict) -> tuple[etree._Element, dict]:
+        envelope, headers = self.token.apply(envelope, headers)
+        security = wsse_utils.get_security_header(envelope)
+        created = datetime.now(UTC).replace(microsecond=0)
+        timestamp = wsse_utils.WSU.Timestamp(
+            wsse_utils.WSU.Created(created.isoformat().replace("+00:00", "Z")),
+            wsse_utils.WSU.Expires((created + self.lifetime).isoformat().replace("+00:00", "Z")),
+        )
+        timestamp.set(wsse_utils.ID_ATTR, wsse_utils.get_unique_id())
+        security.append(timestamp)
+        return envelope, headers
+
+    def verify(self, envelope: etree._Element) -> etree._Element:
+        return envelope
+
+
+class CustomsClient:
+    """Submits certificates and their status updates to the customs single window at
+    `settings.soap_url`. One client per thread: the zeep client and its HTTP session are
+    reused between calls, not shared."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service = None
+        self._lock = threading.Lock()
+
+    def _proxy(self):
+        # Built on first use, never at import: loading the WSDL and schemas takes tens of ms.
+        with self._lock:
+            if self._service is None:
+                timeout = self.settings.soap_timeout
+                transport = _BoundedTransport(timeout)
+                wsse = None
+                if self.settings.soap_username:
+                    wsse = _UsernameTokenWithTimestamp(
+                        self.settings.soap_username, self.settings.soap_password or ""
+                    )
+                client = Client(
+                    str(SCHEMAS_DIR / WSDL_FILE),
+                    transport=transport,
+                    wsse=wsse,
+                    settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
+                )
+                self._service = client.create_service(BINDING, self.settings.soap_url)
+            return self._service
+
+    def submit_certificate(
+        self, message_id: str, certificate_xml: bytes, sent_at: datetime
+    ) -> Acknowledgement:
+        """Deliver one certificate under `message_id` (the idempotency key) and return customs'
+        acknowledgement. The certificate travels as the element built, unchanged.
+
+        Raises DeliveryError, transient or permanent (see the module docstring)."""
+        return self._send(
+            "SubmitCertificate",
+            message_id,
+            certificate_xml,
+            sent_at,
+            what="the certificate",
+            max_bytes=MAX_CERTIFICATE_BYTES,
+            invalid_code="invalid-certificate",
+        )
+
+    def update_certificate_status(
+        self, message_id: str, status_xml: bytes, sent_at: datetime
+    ) -> Acknowledgement:
+        """Deliver one CertificateStatus update (contract 1.1) under `message_id` and return
+        customs' acknowledgement; the document travels as built. Raises DeliveryError like
+        `submit_certificate` (UNKNOWN_CERTIFICATE, while customs do not hold the version yet,
+        is transient)."""
+        return self._send(
+            "UpdateCertificateStatus",
+            message_id,
+            status_xml,
+            sent_at,
+            what="the status update",
+            max_bytes=MAX_STATUS_BYTES,
+            invalid_code="invalid-status-update",
+        )
+
+    def _send(
+        self,
+        operation: str,
+        message_id: str,
+        document_xml: bytes,
+        sent_at: datetime,
+        *,
+        what: str,
+        max_bytes: int,
+        invalid_code: str,
+    ) -> Acknowledgement:
+        if sent_at.tzinfo is None:
+            raise ValueError("sent_at must carry its time zone")
+        url = self.settings.soap_url
+        try:
+            document = parse_xml(document_xml, max_bytes=max_bytes, what=what)
+        except XmlRefused as refused:
+            raise DeliveryError(str(refused), transient=False, code=invalid_code) from None
+        service = self._proxy()
+        try:
+            reply = getattr(service, operation)(
+                MessageId=message_id,
+                SentAt=sent_at.astimezone(UTC),
+                Sender=self.settings.sender_id,
+                _value_1=document,
+            )
+        except requests.exceptions.Timeout:
+            raise _no_answer(url, self.settings.soap_timeout) from None
+        except requests.exceptions.ConnectionError as error:
+            if _is_read_timeout(error):  # requests wraps a timeout within the body this way
+                raise _no_answer(url, self.settings.soap_timeout) from None
+            raise _connection_error(url, error) from None
+        except requests.exceptions.RequestException as error:
+            raise DeliveryError(
+                f"HTTP exchange with {url} broke off: {error}", transient=True, code="http-broken"
+            ) from None
+        except zeep_errors.Fault as fault:
+            raise _fault_error(fault, url, getattr(_calls, "status", None)) from None
+        except zeep_errors.TransportError as error:
+            status = error.status_code or 0
+            if 200 <= status < 300:
+                raise DeliveryError(
+                    f"the answer from {url} (HTTP {status}) is not a SOAP message",
+                    transient=False,
+                    code="invalid-response",
+                ) from None
+            raise DeliveryError(
+                f"HTTP {status} from {url}",
+                transient=status >= 500 or status in _TRANSIENT_HTTP,
+                code=f"http-{status}",
+            ) from None
+        except (zeep_errors.Error, etree.LxmlError) as error:
+            raise DeliveryError(
+                f"the answer from {url} is not a valid acknowledgement: {error}",
+                transient=False,
+                code="invalid-response",
+            ) from None
+        except (IndexError, KeyError, TypeError, AttributeError) as error:
+            # zeep reading an answer of the wrong shape (an empty or missing Body) fails with
+            # builtin errors rather than its own.
+            raise DeliveryError(
+                f"the answer from {url} is not a valid acknowledgement: zeep cannot read it"
+                f" ({type(error).__name__}: {error})",
+                transient=False,
+                code="invalid-response",
+            ) from None
+        return _acknowledgement(message_id, reply, url)
+
+
+def _is_read_timeout(error: requests.exceptions.ConnectionError) -> bool:
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, urllib3.exceptions.ReadTimeoutError)
+
+
+def _connection_error(url: str, error: requests.exceptions.ConnectionError) -> DeliveryError:
+    text = str(error)
+    if "refused" in text.lower() or "NewConnectionError" in text:
+        return DeliveryError(
+            f"connection to {url} refused (nothing listening?)",
+            transient=True,
+            code="connection-refused",
+        )
+    return DeliveryError(
+        f"connection to {url} dropped before an answer arrived: {text[:200]}",
+        transient=True,
+        code="connection-dropped",
+    )
+
+
+def _fault_error(fault: zeep_errors.Fault, url: str, status: int | None) -> DeliveryError:
+    detail = fault.detail
+    if detail is not None and not isinstance(detail, etree._Element):
+        # zeep's word for an HTTP error whose body is XML but no SOAP fault (an XHTML error
+        # page): the raw body as detail. The HTTP status is what it says.
+        if status is None or 200 <= status < 300:
+            return DeliveryError(
+                f"the answer from {url} is not a SOAP message (XML, but no envelope or fault)",
+                transient=False,
+                code="invalid-response",
+            )
+        return DeliveryError(
+            f"HTTP {status} from {url} (an XML page, not a SOAP fault)",
+            transient=status >= 500 or status in _TRANSIENT_HTTP,
+            code=f"http-{status}",
+        )
+    faultcode = (fault.code or "").rsplit(":", 1)[-1]
+    certex = None
+    if detail is not None:
+        certex = detail.find(f"{{{MESSAGES_NAMESPACE}}}CertexFault")
+    if certex is not None:
+        code = certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Code") or "UNKNOWN"
+        reason = certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Reason") or fault.message or ""
+        flag = (certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Transient") or "").strip()
+        transient = flag in ("true", "1") if flag else faultcode == "Server"
+        return DeliveryError(
+            f"customs answered {faultcode} fault {code}: {reason}",
+            transient=transient,
+            code=f"fault-{code.lower()}",
+        )
+    # A fault without our detail: the sender's mistake (Client) or the server's trouble.
+    return DeliveryError(
+        f"customs answered {faultcode or 'a'} fault: {fault.message}",
+        transient=faultcode == "Server",
+        code=f"fault-{faultcode.lower() or 'unknown'}",
+    )
+
+
+def _acknowledgement(message_id: str, reply, url: str) -> Acknowledgement:
+    def refuse(why: str) -> DeliveryError:
+        return DeliveryError(
+            f"the answer from {url} is not a valid acknowledgement: {why}",
+            transient=False,
+            code="invalid-response",
+        )
+
+    if reply is None:
+        raise refuse("it is empty")
+    answered = getattr(reply, "MessageId", None)
+    if answered != message_id:
+        raise refuse(f"it acknowledges message {answered!r}, not {message_id!r}")
+    status = getattr(reply, "Status", None)
+    if status not in ("ACCEPTED", "DUPLICATE"):
+        raise refuse(f"unknown status {status!r}")
+    received_at = getattr(reply, "ReceivedAt", None)
+    if not isinstance(received_at, datetime) or received_at.tzinfo is None:
+        raise refuse(f"ReceivedAt {received_at!r} is not a date and time with its zone")
+    return Acknowledgement(message_id, status, reply.ReceiptId, received_at.astimezone(UTC))

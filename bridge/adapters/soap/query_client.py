@@ -1,0 +1,261 @@
+"""A client for the bridge's query service (schemas/certex-query-1.0.wsdl), as a customs
+system uses it: zeep over requests, one client per service URL, built on first use and reused.
+
+`check_before_release` asks CheckAvailability for every dual-use licence document a
+declaration writes off against: what the customs simulator does before it releases goods."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import requests
+from zeep import Client, Transport
+from zeep import Settings as ZeepSettings
+from zeep import exceptions as zeep_errors
+
+from bridge.adapters.soap import MESSAGES_NAMESPACE
+from bridge.adapters.soap.query_service import QUERY_SERVICE_NAMESPACE, QUERY_WSDL_FILE
+from bridge.core.availability import (
+    AvailabilityRequest,
+    SupportingDocument,
+    SupportingLine,
+    availability_requests,
+)
+from bridge.core.declaration import Declaration, read_declaration
+from bridge.core.envelope import Reason
+from bridge.core.errors import BridgeError
+from bridge.core.paths import SCHEMAS_DIR
+from bridge.core.writeoff import national_document_codes as national_document_codes_table
+
+BINDING = f"{{{QUERY_SERVICE_NAMESPACE}}}CertexQueryBinding"
+
+
+class QueryFailed(BridgeError):
+    """The query service could not answer; `transient`: asking again later may help."""
+
+    def __init__(self, reason: str, *, transient: bool, code: str = "query-failed") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityAnswer:
+    """CheckAvailability's answer; `goods_item` and `document_code` say which declaration
+    document it is about when it comes from `check_before_release`."""
+
+    reference: str
+    available: bool
+    code: str | None
+    reason: str
+    refusals: tuple[Reason, ...] = ()
+    warnings: tuple[Reason, ...] = ()
+    line_item_number: int | None = None
+    remaining_quantity: Decimal | None = None
+    unit: str | None = None
+    remaining_amount: Decimal | None = None
+    currency: str | None = None
+    goods_item: int | None = None
+    document_code: str | None = None
+
+
+class QueryClient:
+    """Calls the query service at `url` (its SOAP endpoint). The zeep client and its HTTP
+    session are built on first use and reused; one per thread."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._service = None
+        self._lock = threading.Lock()
+
+    def _proxy(self):
+        with self._lock:
+            if self._service is None:
+                transport = Transport(timeout=self.timeout, operation_timeout=self.timeout)
+                client = Client(
+                    str(SCHEMAS_DIR / QUERY_WSDL_FILE),
+                    transport=transport,
+                    settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
+                )
+                self._service = client.create_service(BINDING, self.url)
+            return self._service
+
+    def _call(self, operation: str, **values):
+        try:
+            return getattr(self._proxy(), operation)(**values)
+        except requests.exceptions.Timeout:
+            raise QueryFailed(
+                f"no answer from {self.url} within {self.timeout} s", transient=True, code="timeout"
+            ) from None
+        except requests.exceptions.RequestException as error:
+            raise QueryFailed(
+                f"no exchange with {self.url}: {str(error)[:200]}",
+                transient=True,
+                code="connection-failed",
+            ) from None
+        except zeep_errors.Fault as fault:
+            raise _fault(fault) from None
+        except zeep_errors.TransportError as error:
+            status = error.status_code or 0
+            raise QueryFailed(
+                f"HTTP {status} from {self.url}", transient=status >= 500, code=f"http-{status}"
+            ) from None
+        except zeep_errors.Error as error:
+            raise QueryFailed(
+                f"the answer from {self.url} breaks the contract: {error}",
+                transient=False,
+                code="invalid-response",
+            ) from None
+
+    def check_availability(self, request: AvailabilityRequest) -> AvailabilityAnswer:
+        """Whether the write-off `request` describes would be accepted now, with the line's
+        remaining balance and every reason when not. Raises QueryFailed."""
+        values = {
+            "Reference": request.reference,
+            "DocumentCode": request.document_code,
+            "LineItemNumber": request.line_item_number,
+            "CNCode": request.cn_code,
+            "ControlListEntry": request.control_list_entry,
+            "OnDate": request.on_date,
+            "ExporterEORI": request.exporter_eori,
+            "Destination": request.destination,
+            "CustomsCountry": request.country,
+        }
+        if request.quantity is not None:
+            values["Quantity"] = {"_value_1": request.quantity, "unitCode": request.unit}
+        if request.amount is not None:
+            values["Amount"] = {"_value_1": request.amount, "currencyID": request.currency}
+        reply = self._call(
+            "CheckAvailability", **{k: v for k, v in values.items() if v is not None}
+        )
+        quantity = reply.RemainingQuantity
+        amount = reply.RemainingAmount
+        return AvailabilityAnswer(
+            reference=reply.Reference,
+            available=bool(reply.Available),
+            code=reply.Code,
+            reason=reply.Reason or "",
+            refusals=tuple(Reason(r.Code, r.Reason) for r in reply.Refusal or ()),
+            warnings=tuple(Reason(w.Code, w.Reason) for w in reply.Warning or ()),
+            line_item_number=reply.LineItemNumber,
+            remaining_quantity=None if quantity is None else quantity._value_1,
+            unit=None if quantity is None else quantity.unitCode,
+            remaining_amount=None if amount is None else amount._value_1,
+            currency=None if amount is None else amount.currencyID,
+        )
+
+    def list_supporting_documents(
+        self, holder_eori: str, on: date | None = None
+    ) -> list[SupportingDocument]:
+        """The licences the holder may use on `on` (default: the service's today), with every
+        line's balance. Raises QueryFailed."""
+        values = {"HolderEORI": holder_eori}
+        if on is not None:
+            values["OnDate"] = on
+        reply = self._call("ListSupportingDocuments", **values)
+        return [_document(element) for element in reply.SupportingDocument or ()]
+
+
+def _fault(fault: zeep_errors.Fault) -> QueryFailed:
+    detail = fault.detail
+    certex = None if detail is None else detail.find(f"{{{MESSAGES_NAMESPACE}}}CertexFault")
+    if certex is None:
+        return QueryFailed(f"the query service answered a fault: {fault.message}", transient=False)
+    code = certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Code") or "UNKNOWN"
+    reason = certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Reason") or ""
+    transient = (certex.findtext(f"{{{MESSAGES_NAMESPACE}}}Transient") or "") in ("true", "1")
+    return QueryFailed(
+        f"the query service answered {code}: {reason}",
+        transient=transient,
+        code=f"fault-{code.lower()}",
+    )
+
+
+def _measure(element) -> tuple[Decimal | None, str | None]:
+    if element is None:
+        return None, None
+    return element._value_1, getattr(element, "unitCode", None) or getattr(
+        element, "currencyID", None
+    )
+
+
+def _document(element) -> SupportingDocument:
+    lines = []
+    for line in element.Line:
+        authorised_q, unit = _measure(line.AuthorisedQuantity)
+        written_q, _ = _measure(line.WrittenOffQuantity)
+        remaining_q, _ = _measure(line.RemainingQuantity)
+        recorded_q, recorded_unit = _measure(line.RecordedQuantity)
+        authorised_v, currency = _measure(line.AuthorisedAmount)
+        written_v, _ = _measure(line.WrittenOffAmount)
+        remaining_v, _ = _measure(line.RemainingAmount)
+        recorded_v, recorded_currency = _measure(line.RecordedAmount)
+        lines.append(
+            SupportingLine(
+                line_number=line.LineItemNumber,
+                control_list_entry=line.ControlListEntry,
+                cn_code=line.CNCode,
+                unit=unit or recorded_unit,
+                authorised_quantity=authorised_q,
+                written_off_quantity=written_q if written_q is not None else recorded_q or 0,
+                remaining_quantity=remaining_q,
+                currency=currency or recorded_currency,
+                authorised_value=authorised_v,
+                written_off_value=written_v if written_v is not None else recorded_v or 0,
+                remaining_value=remaining_v,
+            )
+        )
+    return SupportingDocument(
+        document_code=element.DocumentCode,
+        reference=element.Reference,
+        version=int(element.Version),
+        status=element.Status,
+        valid_from=element.Validity.From,
+        valid_to=element.Validity.To,
+        general_authorisation=element.GeneralAuthorisation,
+        lines=tuple(lines),
+    )
+
+
+_clients: dict[str, QueryClient] = {}
+_clients_lock = threading.Lock()
+
+
+def query_client(url: str) -> QueryClient:
+    """The one client for `url` in this process (building a zeep client costs far more than a
+    call)."""
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = QueryClient(url)
+        return client
+
+
+def check_before_release(
+    query_url: str,
+    declaration: Declaration | bytes,
+    *,
+    on: date | None = None,
+    national_document_codes: str = "",
+) -> list[AvailabilityAnswer]:
+    """CheckAvailability for every dual-use licence document `declaration` (a Declaration, or
+    the WCO DEC-DMS XML) writes off against, on `on` (default: today, UTC), in document order:
+    customs release the goods only when every answer is available. National document codes
+    count as licences as the deployment declares them (`national_document_codes`, written as
+    ELBRIDGE_NATIONAL_DOCUMENT_CODES; the built-in ones always). Raises QueryFailed when the
+    service cannot answer, Rejected for a declaration that cannot be read."""
+    if isinstance(declaration, bytes):
+        declaration = read_declaration(declaration, source="declaration before release")
+    day = on or datetime.now(UTC).date()
+    client = query_client(query_url)
+    national = national_document_codes_table(national_document_codes)
+    answers = []
+    for goods_item, request in availability_requests(declaration, day, national):
+        answer = client.check_availability(request)
+        answers.append(replace(answer, goods_item=goods_item, document_code=request.document_code))
+    return answers

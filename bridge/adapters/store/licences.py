@@ -1,0 +1,151 @@
+"""Licences and their versions in the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from enum import StrEnum
+from functools import lru_cache
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from bridge.adapters.store.schema import licence, licence_line, licence_version
+from bridge.core.model import Licence, LicenceStatus, licence_from_dict, licence_to_dict
+
+
+class SaveOutcome(StrEnum):
+    NEW = "new"  # first version of this licence
+    NEW_VERSION = "new_version"  # the licence changed: a new version for customs
+    UNCHANGED = "unchanged"  # the same content again: nothing to do
+    STALE = "stale"  # an older version than the ledger holds: ignored
+
+
+def content_hash(licence_obj: Licence) -> str:
+    """A hash of what the licence says, ignoring its version number."""
+    document = licence_to_dict(licence_obj)
+    document.pop("version")
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def save_licence(
+    conn: Connection, incoming: Licence, *, source: str, now: datetime, explicit_version: bool
+) -> tuple[SaveOutcome, Licence]:
+    """Store `incoming` as the licence's current version when it says something new.
+
+    With `explicit_version` the record's own version number is kept (an older one is STALE);
+    otherwise a changed licence gets the next version number. Returns the outcome and the
+    licence as stored (with its version)."""
+    digest = content_hash(incoming)
+    current = conn.execute(
+        select(licence.c.current_version).where(licence.c.number == incoming.number)
+    ).scalar_one_or_none()
+    if current is None:
+        stored = incoming if explicit_version else replace(incoming, version=1)
+        _write(conn, stored, digest, source, now, first=True)
+        return SaveOutcome.NEW, stored
+    current_hash = conn.execute(
+        select(licence_version.c.content_hash).where(
+            licence_version.c.number == incoming.number, licence_version.c.version == current
+        )
+    ).scalar_one()
+    if explicit_version and incoming.version < current:
+        return SaveOutcome.STALE, incoming
+    if current_hash == digest:
+        return SaveOutcome.UNCHANGED, replace(incoming, version=current)
+    version = incoming.version if explicit_version and incoming.version > current else current + 1
+    stored = replace(incoming, version=version)
+    _write(conn, stored, digest, source, now, first=False)
+    return SaveOutcome.NEW_VERSION, stored
+
+
+def _write(
+    conn: Connection, stored: Licence, digest: str, source: str, now: datetime, *, first: bool
+) -> None:
+    header = {
+        "current_version": stored.version,
+        "type": stored.type.value,
+        "status": stored.status.value,
+        "issuing_member_state": stored.issuing_member_state,
+        "issuing_authority": stored.issuing_authority,
+        "holder_name": stored.holder_name,
+        "holder_eori": stored.holder_eori,
+        "valid_from": stored.valid_from,
+        "valid_to": stored.valid_to,
+        "general_authorisation": stored.general_authorisation,
+        "updated_at": now,
+    }
+    if first:
+        conn.execute(insert(licence).values(number=stored.number, **header))
+    else:
+        conn.execute(update(licence).where(licence.c.number == stored.number).values(**header))
+    conn.execute(
+        insert(licence_version).values(
+            number=stored.number,
+            version=stored.version,
+            content_hash=digest,
+            document=json.dumps(licence_to_dict(stored), sort_keys=True),
+            source=source[:500],
+            ingested_at=now,
+        )
+    )
+    conn.execute(delete(licence_line).where(licence_line.c.number == stored.number))
+    conn.execute(
+        insert(licence_line),
+        [
+            {
+                "number": stored.number,
+                "line_number": line.line_number,
+                "control_list_entry": line.control_list_entry,
+                "cn_code": line.cn_code,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit": line.unit,
+                "value": line.value,
+                "currency": line.currency,
+                "destinations": " ".join(line.destinations),
+            }
+            for line in stored.lines
+        ],
+    )
+
+
+def load_licences(conn: Connection, numbers: Iterable[str]) -> dict[str, Licence]:
+    """The current version of each licence asked for that the ledger knows."""
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(licence_version.c.document, licence.c.status)
+        .join(
+            licence,
+            (licence.c.number == licence_version.c.number)
+            & (licence.c.current_version == licence_version.c.version),
+        )
+        .where(licence.c.number.in_(wanted))
+    )
+    found = {}
+    for document, status in rows:
+        stored = _licence_of(document)
+        if stored.status.value != status:  # status changes (suspend...) live on the header
+            stored = replace(stored, status=LicenceStatus(status))
+        found[stored.number] = stored
+    return found
+
+
+@lru_cache(maxsize=2048)
+def _licence_of(document: str) -> Licence:
+    """A version document read (the same text is the same licence: a write-off batch asks
+    for the licences it quotes again and again, and reading them costs more than the query)."""
+    return licence_from_dict(json.loads(document))
+
+
+def load_licence_version(conn: Connection, number: str, version: int) -> Licence | None:
+    document = conn.execute(
+        select(licence_version.c.document).where(
+            licence_version.c.number == number, licence_version.c.version == version
+        )
+    ).scalar_one_or_none()
+    return None if document is None else licence_from_dict(json.loads(document))

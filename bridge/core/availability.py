@@ -1,0 +1,266 @@
+"""What customs may ask the bridge before they release goods (the query service): is this
+write-off available now, and which supporting documents does a holder have. Pure.
+
+The decision is the write-off rules' own dry run (`bridge.core.writeoff.availability`), so an answer
+"available" means the same write-off would be accepted. This module only adds what a query can
+say and a declaration cannot: a control list entry to find the licence line by, and the listing
+of a holder's documents with their balances."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+
+from bridge.core.certificate import document_code_for
+from bridge.core.codes import normalise_cle
+from bridge.core.declaration import Declaration
+from bridge.core.envelope import Reason
+from bridge.core.errors import Rejected
+from bridge.core.model import Licence, LicenceType
+from bridge.core.reconcile import ReconciliationRow
+from bridge.core.writeoff import (
+    NATIONAL_DOCUMENT_CODES,
+    Availability,
+    Totals,
+    availability,
+    licence_document,
+    licence_state_problems,
+)
+
+__all__ = [
+    "Availability",
+    "AvailabilityRequest",
+    "SupportingDocument",
+    "SupportingLine",
+    "availability_requests",
+    "check_availability",
+    "line_totals_from",
+    "supporting_documents",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityRequest:
+    """CheckAvailability as customs ask it: the document, optionally the line (by number, or
+    by CN code and/or control list entry), the write-off they intend (quantity with unit and/or
+    amount with currency), the release date, exporter, destination and document code."""
+
+    reference: str
+    line_item_number: int | None = None
+    cn_code: str | None = None
+    control_list_entry: str | None = None
+    quantity: Decimal | None = None
+    unit: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    on_date: date | None = None
+    exporter_eori: str | None = None
+    destination: str | None = None
+    document_code: str | None = None
+    country: str | None = None  # the customs country whose national document codes apply
+
+
+def availability_requests(
+    declaration: Declaration,
+    on: date,
+    national: Mapping[str, Mapping[str, object]] | None = None,
+) -> list[tuple[int, AvailabilityRequest]]:
+    """(goods item number, request) for every dual-use licence document the declaration writes
+    off against, in document order: what customs ask before they release it on `on`."""
+    table = NATIONAL_DOCUMENT_CODES if national is None else national
+    requests = []
+    for item, document in declaration.write_offs():
+        is_licence, _ = licence_document(document.document_code, declaration.country, table)
+        if not is_licence:
+            continue
+        requests.append(
+            (
+                item.sequence,
+                AvailabilityRequest(
+                    reference=document.reference,
+                    line_item_number=document.line_item_number,
+                    cn_code=item.cn_code,
+                    quantity=document.quantity,
+                    unit=document.unit,
+                    amount=document.amount,
+                    currency=document.currency,
+                    on_date=on,
+                    exporter_eori=declaration.exporter_eori,
+                    destination=item.destination,
+                    document_code=document.document_code,
+                    country=declaration.country,
+                ),
+            )
+        )
+    return requests
+
+
+def line_totals_from(rows: Iterable[ReconciliationRow]) -> dict[int, Totals]:
+    """What is written off so far per line number, from reconciliation rows of one licence."""
+    return {row.line_number: (row.written_off_quantity, row.written_off_value) for row in rows}
+
+
+def check_availability(
+    licence: Licence | None,
+    line_totals: Mapping[int, Totals],
+    request: AvailabilityRequest,
+    on: date,
+    *,
+    known_to_customs: bool = True,
+    national: Mapping[str, Mapping[str, LicenceType | None]] | None = None,
+) -> Availability:
+    """Whether the write-off `request` describes could happen on `request.on_date` (else `on`),
+    with the line's remaining balance and, when not, every refusal (code and reason) the
+    write-off rules would give. A control list entry given without a line number picks the
+    line; given with one, it must be that line's. `national`: the deployment's national
+    document codes, as the write-offs read them (default: the built-in table)."""
+    day = request.on_date or on
+    line_number = request.line_item_number
+    asked_cle = None
+    if request.control_list_entry is not None:
+        asked_cle = normalise_cle(request.control_list_entry) or request.control_list_entry
+    if licence is not None and asked_cle is not None and line_number is None:
+        by_cle = [x for x in licence.lines if normalise_cle(x.control_list_entry) == asked_cle]
+        if len(by_cle) == 1:
+            line_number = by_cle[0].line_number
+        elif not by_cle:
+            shown = ", ".join(f"{x.line_number} {x.control_list_entry}" for x in licence.lines)
+            why = (
+                f"control list entry {request.control_list_entry} is on no line of licence"
+                f" {licence.number} (lines: {shown})"
+            )
+            return Availability(
+                available=False,
+                licence_number=request.reference,
+                code="no-matching-line",
+                reason=why,
+                refusals=(Reason("no-matching-line", why),),
+            )
+        # several lines under one CLE: the CN code (or the line number) has to tell
+    answer = availability(
+        licence,
+        number=request.reference,
+        on=day,
+        line_number=line_number,
+        cn_code=request.cn_code,
+        quantity=request.quantity,
+        unit=request.unit,
+        amount=request.amount,
+        currency=request.currency,
+        exporter=request.exporter_eori,
+        destination=request.destination,
+        document_code=request.document_code,
+        country=request.country,
+        line_totals=line_totals,
+        known_to_customs=known_to_customs,
+        national=national,
+    )
+    line = (
+        None if licence is None or answer.line_number is None else licence.line(answer.line_number)
+    )
+    if (
+        line is not None
+        and asked_cle is not None
+        and normalise_cle(line.control_list_entry) != asked_cle
+    ):
+        why = (
+            f"licence {licence.number} line {line.line_number} is control list entry"
+            f" {line.control_list_entry}, not {request.control_list_entry}"
+        )
+        refusals = (*answer.refusals, Reason("no-matching-line", why))
+        return replace(
+            answer,
+            available=False,
+            code=refusals[0].code,
+            reason="; ".join(r.reason for r in refusals),
+            refusals=refusals,
+        )
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class SupportingLine:
+    """One line of a supporting document with what it authorises, what is written off and what
+    remains; None where the line counts no quantity (or no value)."""
+
+    line_number: int
+    control_list_entry: str
+    cn_code: str | None
+    unit: str | None
+    authorised_quantity: Decimal | None
+    written_off_quantity: Decimal
+    remaining_quantity: Decimal | None
+    currency: str | None
+    authorised_value: Decimal | None
+    written_off_value: Decimal
+    remaining_value: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class SupportingDocument:
+    """A licence customs may accept from its holder on a date (ListSupportingDocuments)."""
+
+    document_code: str
+    reference: str
+    version: int
+    status: str
+    valid_from: date
+    valid_to: date | None
+    general_authorisation: str | None
+    lines: tuple[SupportingLine, ...]
+
+
+def supporting_documents(
+    licences: Iterable[Licence],
+    rows: Mapping[str, list[ReconciliationRow]],
+    known_to_customs: Iterable[str],
+    on: date,
+) -> list[SupportingDocument]:
+    """The licences that may be used on `on` (status valid, within validity, known to customs:
+    the same state checks as a write-off), in reference order, with each line's balance from
+    its reconciliation `rows`."""
+    known = set(known_to_customs)
+    found = []
+    for licence in sorted(licences, key=lambda x: x.number):
+        if licence_state_problems(licence, on=on, known_to_customs=licence.number in known):
+            continue
+        try:
+            code = document_code_for(licence)
+        except Rejected:  # a licence without a document code cannot be quoted by customs
+            continue
+        lines = tuple(
+            SupportingLine(
+                line_number=row.line_number,
+                control_list_entry=row.control_list_entry,
+                cn_code=_cn(licence, row.line_number),
+                unit=row.unit,
+                authorised_quantity=row.authorised_quantity,
+                written_off_quantity=row.written_off_quantity,
+                remaining_quantity=row.remaining_quantity,
+                currency=row.currency,
+                authorised_value=row.authorised_value,
+                written_off_value=row.written_off_value,
+                remaining_value=row.remaining_value,
+            )
+            for row in rows.get(licence.number, [])
+        )
+        found.append(
+            SupportingDocument(
+                document_code=code,
+                reference=licence.number,
+                version=licence.version,
+                status=licence.status.value,
+                valid_from=licence.valid_from,
+                valid_to=licence.valid_to,
+                general_authorisation=licence.general_authorisation,
+                lines=lines,
+            )
+        )
+    return found
+
+
+def _cn(licence: Licence, line_number: int) -> str | None:
+    line = licence.line(line_number)
+    return None if line is None else line.cn_code

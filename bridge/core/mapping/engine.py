@@ -1,0 +1,235 @@
+"""The mapping engine: one national file in, one result per licence record out.
+
+For each record the compiled field rules are applied, the canonical licence is assembled and
+validated, and every problem found on the way (reading, converting, validating) is reported
+together. A record with any problem yields no licence; its neighbours are unaffected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bridge.core.errors import MappingError, Problem
+from bridge.core.mapping.language import MODEL_DEFAULTS, PARTIES, FieldRule, Mapping
+from bridge.core.mapping.records import Batch, RawRecord, UnreadableFile
+from bridge.core.mapping.values import MISSING, FieldError, shown
+from bridge.core.model import Licence, LicenceLine, Party
+from bridge.core.validation import licence_problems
+
+# (path, getter, convert, default, required, ref) with the getter bound to one file.
+_Bound = tuple[str, Callable[[Any], Any] | None, Callable[[Any], Any], Any, bool, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MappedRecord:
+    """One licence record of a national file: the canonical licence, or the problems that
+    keep it out (every one found), with where it came from and, on demand, its text as read."""
+
+    source: str
+    licence: Licence | None
+    problems: tuple[Problem, ...]
+    number: str | None
+    read_text: Callable[[], str]
+
+    @property
+    def accepted(self) -> bool:
+        return self.licence is not None
+
+    @property
+    def text(self) -> str:
+        return self.read_text()
+
+
+def mapping_for(
+    file_name: str, mappings: Iterable[Mapping], mapping_name: str | None = None
+) -> Mapping:
+    """The mapping named `mapping_name`, or else the one whose file patterns claim the file.
+
+    A file no mapping claims, or that several claim, raises UnreadableFile saying which
+    mappings were tried; an unknown `mapping_name` raises MappingError."""
+    known = list(mappings)
+    if mapping_name is not None:
+        for mapping in known:
+            if mapping.name == mapping_name:
+                return mapping
+        names = ", ".join(m.name for m in known) or "none"
+        raise MappingError(f"no mapping is named {mapping_name!r} (known: {names})")
+    claiming = [mapping for mapping in known if mapping.claims(file_name)]
+    if len(claiming) == 1:
+        return claiming[0]
+    tried = "; ".join(f"{m.name} ({', '.join(m.files)})" for m in known) or "no mappings at all"
+    if not claiming:
+        raise UnreadableFile(f"no mapping claims the file {file_name!r}; tried: {tried}")
+    names = ", ".join(m.name for m in claiming)
+    raise UnreadableFile(f"several mappings claim the file {file_name!r}: {names}; name one")
+
+
+def _bind(rules: tuple[FieldRule, ...], batch: Batch, file_name: str) -> list[_Bound]:
+    bound: list[_Bound] = []
+    for rule in rules:
+        get = None
+        if rule.ref is not None:
+            get = batch.getter(rule.ref, rule.many)
+            if get is None and rule.required and rule.default is MISSING:
+                where = getattr(batch, "missing_column", None)
+                reason = (
+                    where(rule.ref, rule.path)
+                    if where
+                    else f"{file_name} lacks {rule.ref!r} ({rule.path})"
+                )
+                raise UnreadableFile(reason)
+        bound.append((rule.path, get, rule.convert, rule.default, rule.required, rule.ref))
+    return bound
+
+
+def _read(
+    bound: list[_Bound],
+    node: Any,
+    where: Callable[[], str],
+    prefix: str,
+    problems: list[Problem],
+    failed: set[str],
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, get, convert, default, required, ref in bound:
+        raw = get(node) if get is not None else None
+        try:
+            value = convert(raw)
+        except FieldError as error:
+            path = prefix + name
+            problems.append(Problem(error.reason, path, where(), shown(raw), error.code))
+            failed.add(path)
+            values[name] = None
+            continue
+        if value is MISSING:
+            if default is not MISSING:
+                value = default
+            else:
+                value = None
+                if required:
+                    path = prefix + name
+                    problems.append(
+                        Problem(
+                            f"no value: {ref!r} is absent or empty", path, where(), None, "missing"
+                        )
+                    )
+                    failed.add(path)
+        values[name] = value
+    return values
+
+
+def _party(
+    values: dict[str, Any],
+    role: str,
+    prefix: str,
+    where: Callable[[], str],
+    problems: list[Problem],
+    failed: set[str],
+) -> Party | None:
+    name = values.get(f"{role}.name")
+    country = values.get(f"{role}.country")
+    address = values.get(f"{role}.address")
+    if name is None and country is None and address is None:
+        return None
+    path = f"{prefix}{role}.name"
+    if name is None and path not in failed:
+        problems.append(
+            Problem(f"the {role.replace('_', ' ')} has no name", path, where(), None, "missing")
+        )
+        failed.add(path)
+    return Party(name, country, address)
+
+
+def _covered(path: str, failed: set[str]) -> bool:
+    """A validation problem on a field (or a parent of a field) that could not be read repeats
+    what the mapping already said."""
+    if path in failed:
+        return True
+    return any(f.startswith(path) and f[len(path) : len(path) + 1] in (".", "[") for f in failed)
+
+
+def _located(found: list[Problem], failed: set[str], record: RawRecord) -> Iterator[Problem]:
+    """Validation problems minus those the mapping already reported, each line's problems
+    pointed at the line's own location (a CSV row, a JSON object, an XML element)."""
+    for problem in found:
+        if failed and _covered(problem.path, failed):
+            continue
+        if problem.path.startswith("lines["):
+            index = int(problem.path[6 : problem.path.index("]")])
+            problem = replace(problem, source=record.line_source(index))
+        yield problem
+
+
+def _translate(mapping: Mapping, batch: Batch, head: list[_Bound], line: list[_Bound]):
+    position_numbers = mapping.line_number_from_position
+    has_parties = [role for role in PARTIES if any(b[0].startswith(role + ".") for b in line)]
+    for record in batch.records():
+        problems = list(record.problems)
+        failed: set[str] = set()
+        values = _read(head, record.head, record.head_source, "", problems, failed)
+        lines = []
+        for j, node in enumerate(record.lines):
+            prefix = f"lines[{j}]."
+
+            def where(j: int = j, record: RawRecord = record) -> str:
+                return record.line_source(j)
+
+            row = _read(line, node, where, prefix, problems, failed)
+            number = row.get("line_number")
+            if position_numbers and number is None:
+                number = j + 1
+            parties = {
+                role: _party(row, role, prefix, where, problems, failed) for role in has_parties
+            }
+            lines.append(
+                LicenceLine(
+                    line_number=number,
+                    control_list_entry=row.get("control_list_entry"),
+                    description=row.get("description"),
+                    cn_code=row.get("cn_code"),
+                    quantity=row.get("quantity"),
+                    unit=row.get("unit"),
+                    value=row.get("value"),
+                    currency=row.get("currency"),
+                    destinations=row.get("destinations") or (),
+                    consignee=parties.get("consignee"),
+                    end_user=parties.get("end_user"),
+                )
+            )
+        licence = Licence(
+            number=values.get("number"),
+            type=values.get("type"),
+            issuing_member_state=values.get("issuing_member_state"),
+            issuing_authority=values.get("issuing_authority"),
+            holder_name=values.get("holder_name"),
+            holder_eori=values.get("holder_eori"),
+            valid_from=values.get("valid_from"),
+            valid_to=values.get("valid_to"),
+            lines=tuple(lines),
+            status=values.get("status", MODEL_DEFAULTS["status"]),
+            version=values.get("version", MODEL_DEFAULTS["version"]),
+            general_authorisation=values.get("general_authorisation"),
+        )
+        found = licence_problems(licence, record.source)
+        if found:
+            problems.extend(_located(found, failed, record))
+        number = values.get("number")
+        yield MappedRecord(
+            source=record.source,
+            licence=None if problems else licence,
+            problems=tuple(problems),
+            number=number if isinstance(number, str) else None,
+            read_text=record.text,
+        )
+
+
+def translate(mapping: Mapping, data: bytes, file_name: str) -> Iterator[MappedRecord]:
+    """The licence records of one national file, mapped and validated, in file order.
+
+    The file is parsed before this returns: a file that cannot be read at all raises
+    UnreadableFile here, before any record is produced. Bad records never raise."""
+    batch = mapping.reader.read(data, file_name)
+    head = _bind(mapping.licence_fields, batch, file_name)
+    line = _bind(mapping.line_fields, batch, file_name)
+    return _translate(mapping, batch, head, line)

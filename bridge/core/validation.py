@@ -1,0 +1,334 @@
+"""Every check on a canonical licence, reporting all problems at once.
+
+`licence_problems` never stops at the first problem and never raises for bad content: each
+problem names the field (`lines[1].quantity`, with lines counted from 0 in the licence's
+order), says why, and carries a stable `code` for reports and tests. A field that is None
+because it could not be read is reported as missing here, unless the caller already reported
+why (the mapping engine drops the duplicates)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from bridge.core import codes, units
+from bridge.core.codes import UNION_GENERAL_AUTHORISATIONS
+from bridge.core.errors import Problem
+from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
+
+# Code lists repeat across licences (a few hundred countries, units, CLEs, CN codes): the
+# answers are cached, which keeps validation cheap at tens of thousands of licences a second.
+country_problem = lru_cache(maxsize=1024)(codes.country_problem)
+currency_problem = lru_cache(maxsize=512)(codes.currency_problem)
+unit_problem = lru_cache(maxsize=256)(units.unit_problem)
+cn_problem = lru_cache(maxsize=8192)(codes.cn_problem)
+normalise_cle = lru_cache(maxsize=8192)(codes.normalise_cle)
+cle_problem = codes.cle_problem
+eori_problem = lru_cache(maxsize=8192)(codes.eori_problem)
+
+# Field lengths the ledger and the customs data model hold (data element 12 03: reference an..70).
+MAX_NUMBER = 70
+MAX_NAME = 200
+MAX_CLE = 40
+MAX_GENERAL_AUTHORISATION = 10
+MAX_LINE_NUMBER = 99999  # document line item number n..5
+MAX_ADDRESS = 500
+MAX_VERSION = 2**31 - 1  # the ledger's integer column (PostgreSQL `integer`)
+# Customs data model: quantity n..16,6 (so 10 digits before the point), amount n..16,2. The
+# ledger stores millionths in a 64-bit integer, which caps amounts below 9.2e12: 12 digits.
+QUANTITY_DECIMALS, QUANTITY_INTEGER_DIGITS = 6, 10
+VALUE_DECIMALS, VALUE_INTEGER_DIGITS = 2, 12
+
+
+# What the certificate (XML 1.0, schemas/certex-certificate-1.0.xsd) can carry: no control
+# characters but tab and line breaks, no lone surrogates, no U+FFFE or U+FFFF.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The certificate's ReferenceType: no blank at either end, no tab or line break inside.
+_XSD_BLANK = " \t\n\r"
+_GENERAL_AUTHORISATION = re.compile(r"[A-Z0-9][A-Z0-9.\-/]{1,9}")
+
+
+def not_xml_text(value: str) -> str | None:
+    """Why `value` cannot be text of an XML 1.0 document (the certificate), or None."""
+    found = _NOT_XML_CHAR.search(value)
+    if found is None:
+        return None
+    return (
+        f"holds U+{ord(found.group()):04X} at character {found.start()}, which XML 1.0 (the"
+        " certificate) cannot carry: control characters, NUL, lone surrogates"
+    )
+
+
+class _Found:
+    """Collects problems for one licence from one source."""
+
+    __slots__ = ("problems", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, reason: str, code: str, value: Any = None) -> None:
+        shown = None if value is None else str(value)
+        self.problems.append(Problem(reason, path, self.source, shown, code))
+
+    def text(self, path: str, value: Any, what: str, limit: int) -> None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            self.add(path, f"{what} is missing", "missing")
+        elif not isinstance(value, str):
+            self.add(path, f"{what} must be text", "invalid", value)
+        elif len(value) > limit:
+            self.add(path, f"{what} is {len(value)} characters; at most {limit}", "too-long", value)
+        elif reason := not_xml_text(value):
+            self.add(path, f"{what} {reason}", "not-xml-text", repr(value)[:120])
+
+    def country(self, path: str, value: Any, what: str) -> None:
+        if value is None:
+            self.add(path, f"{what} is missing", "missing")
+            return
+        reason = country_problem(value)
+        if reason:
+            self.add(path, f"{what}: {reason}", "country", value)
+
+
+def _decimals(amount: Decimal) -> int:
+    """Decimal places that carry a non-zero digit (trailing zeros change nothing)."""
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)
+    index = len(digits) - 1
+    while exponent < 0 and index > 0 and digits[index] == 0:
+        exponent += 1
+        index -= 1
+    return max(0, -exponent)
+
+
+def _amount(
+    found: _Found, path: str, amount: Any, what: str, decimals: int, integer_digits: int
+) -> bool:
+    """Check a quantity or value; True when it is a usable positive Decimal."""
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        amount = Decimal(amount)
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        found.add(path, f"{what} must be an exact decimal number", "invalid", amount)
+        return False
+    ok = True
+    if amount <= 0:
+        found.add(path, f"{what} must be more than zero", "not-positive", amount)
+        ok = False
+    if _decimals(amount) > decimals:
+        found.add(path, f"{what} has more than {decimals} decimals", "too-many-decimals", amount)
+        ok = False
+    if amount and amount.adjusted() + 1 > integer_digits:
+        found.add(
+            path,
+            f"{what} has more than {integer_digits} digits before the decimal point",
+            "too-large",
+            amount,
+        )
+        ok = False
+    return ok
+
+
+def _party(found: _Found, path: str, party: Party | None, what: str) -> None:
+    if party is None:
+        return
+    found.text(f"{path}.name", party.name, f"the {what}'s name", MAX_NAME)
+    if party.country is not None:
+        found.country(f"{path}.country", party.country, f"the {what}'s country")
+    if party.address is not None:
+        found.text(f"{path}.address", party.address, f"the {what}'s address", MAX_ADDRESS)
+
+
+def _line(found: _Found, path: str, line: LicenceLine, licence_type: Any) -> None:
+    number = line.line_number
+    if number is None:
+        found.add(f"{path}.line_number", "the line number is missing", "missing")
+    elif (
+        not isinstance(number, int)
+        or isinstance(number, bool)
+        or not 1 <= number <= MAX_LINE_NUMBER
+    ):
+        found.add(
+            f"{path}.line_number",
+            f"a line number is a whole number from 1 to {MAX_LINE_NUMBER}",
+            "line-number",
+            number,
+        )
+
+    cle = line.control_list_entry
+    annex = normalise_cle(cle) if isinstance(cle, str) else None
+    if cle is None or (isinstance(cle, str) and not cle.strip()):
+        found.add(f"{path}.control_list_entry", "the control list entry is missing", "missing")
+    elif annex is None:
+        found.add(f"{path}.control_list_entry", cle_problem(str(cle)) or "", "cle", cle)
+    elif annex != cle:
+        found.add(
+            f"{path}.control_list_entry",
+            f"a control list entry is stored in the Annex I spelling ({annex})",
+            "cle",
+            cle,
+        )
+    elif len(cle) > MAX_CLE:
+        found.add(
+            f"{path}.control_list_entry", f"longer than {MAX_CLE} characters", "too-long", cle
+        )
+
+    found.text(f"{path}.description", line.description, "the description", 10_000)
+    if line.cn_code is not None:
+        reason = cn_problem(line.cn_code)
+        if reason:
+            found.add(f"{path}.cn_code", reason, "cn", line.cn_code)
+
+    if line.quantity is not None:
+        _amount(
+            found,
+            f"{path}.quantity",
+            line.quantity,
+            "the quantity",
+            QUANTITY_DECIMALS,
+            QUANTITY_INTEGER_DIGITS,
+        )
+        if line.unit is None:
+            found.add(f"{path}.unit", "a quantity needs its unit", "unit-missing")
+    if line.unit is not None:
+        reason = unit_problem(line.unit)
+        if reason:
+            found.add(f"{path}.unit", reason, "unit", line.unit)
+
+    if line.value is not None:
+        _amount(
+            found, f"{path}.value", line.value, "the value", VALUE_DECIMALS, VALUE_INTEGER_DIGITS
+        )
+        if line.currency is None:
+            found.add(f"{path}.currency", "a value needs its currency", "currency-missing")
+    if line.currency is not None:
+        reason = currency_problem(line.currency)
+        if reason:
+            found.add(f"{path}.currency", reason, "currency", line.currency)
+
+    for index, country in enumerate(line.destinations or ()):
+        found.country(f"{path}.destinations[{index}]", country, "a destination")
+    _party(found, f"{path}.consignee", line.consignee, "consignee")
+    _party(found, f"{path}.end_user", line.end_user, "end user")
+
+    if (
+        isinstance(licence_type, LicenceType)
+        and licence_type.has_ceiling
+        and line.quantity is None
+        and line.value is None
+    ):
+        found.add(
+            path,
+            f"a line of a{'n' if licence_type is LicenceType.INDIVIDUAL else ''}"
+            f" {licence_type.value} licence needs a quantity or a value ceiling",
+            "no-ceiling",
+        )
+
+
+def licence_problems(licence: Licence, source: str) -> list[Problem]:
+    """Everything wrong with `licence` (read from `source`), all at once; [] when it is valid."""
+    found = _Found(source)
+    number = licence.number
+    found.text("number", number, "the licence number", MAX_NUMBER)
+    if isinstance(number, str) and number.strip():
+        if number != number.strip(_XSD_BLANK):
+            found.add("number", "a licence number has no blank at either end", "reference", number)
+        elif any(blank in number for blank in "\t\n\r"):
+            found.add(
+                "number", "a licence number has no tab or line break inside", "reference", number
+            )
+
+    kind = licence.type
+    if kind is None:
+        found.add("type", "the licence type is missing", "missing")
+    elif not isinstance(kind, LicenceType):
+        found.add("type", "unknown licence type", "invalid", kind)
+    if licence.status is None:
+        found.add("status", "the licence status is missing", "missing")
+    elif not isinstance(licence.status, LicenceStatus):
+        found.add("status", "unknown licence status", "invalid", licence.status)
+    version = licence.version
+    if version is None:
+        found.add("version", "the version is missing", "missing")
+    elif (
+        not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION
+    ):
+        found.add(
+            "version", f"a version is a whole number from 1 to {MAX_VERSION}", "invalid", version
+        )
+
+    found.country("issuing_member_state", licence.issuing_member_state, "the issuing member state")
+    found.text("issuing_authority", licence.issuing_authority, "the issuing authority", MAX_NAME)
+    found.text("holder_name", licence.holder_name, "the holder's name", MAX_NAME)
+    if licence.holder_eori is None:
+        found.add("holder_eori", "the holder's EORI is missing", "missing")
+    else:
+        reason = eori_problem(licence.holder_eori)
+        if reason:
+            found.add("holder_eori", reason, "eori", licence.holder_eori)
+
+    if licence.valid_from is None:
+        found.add("valid_from", "the first day of validity is missing", "missing")
+    elif licence.valid_to is not None and licence.valid_to < licence.valid_from:
+        found.add(
+            "valid_to",
+            f"the licence ends ({licence.valid_to}) before it starts ({licence.valid_from})",
+            "dates-reversed",
+            licence.valid_to,
+        )
+
+    general = licence.general_authorisation
+    if general is not None and len(general) > MAX_GENERAL_AUTHORISATION:
+        found.add(
+            "general_authorisation",
+            f"at most {MAX_GENERAL_AUTHORISATION} characters",
+            "too-long",
+            general,
+        )
+    elif general is not None and not (
+        isinstance(general, str) and _GENERAL_AUTHORISATION.fullmatch(general)
+    ):
+        found.add(
+            "general_authorisation",
+            "a general authorisation is 2 to 10 capital letters, digits, '.', '-' or '/',"
+            " led by a letter or digit (EU001, DK002, OGEL-CRYP)",
+            "general-authorisation",
+            general,
+        )
+    if kind is LicenceType.UNION_GENERAL and general not in UNION_GENERAL_AUTHORISATIONS:
+        found.add(
+            "general_authorisation",
+            "a Union general authorisation must name one of EU001 to EU008",
+            "general-authorisation",
+            general,
+        )
+    elif kind is LicenceType.NATIONAL_GENERAL and general in UNION_GENERAL_AUTHORISATIONS:
+        found.add(
+            "general_authorisation",
+            f"{general} is a Union general authorisation, not a national one",
+            "general-authorisation",
+            general,
+        )
+
+    lines = licence.lines or ()
+    if not lines:
+        found.add("lines", "a licence has at least one line", "no-lines")
+    first_index: dict[Any, int] = {}
+    for index, line in enumerate(lines):
+        path = f"lines[{index}]"
+        _line(found, path, line, kind)
+        number = line.line_number
+        if number is None:
+            continue
+        if number in first_index:
+            found.add(
+                f"{path}.line_number",
+                f"line number {number} is also used by lines[{first_index[number]}]",
+                "duplicate-line",
+                number,
+            )
+        else:
+            first_index[number] = index
+    return found.problems

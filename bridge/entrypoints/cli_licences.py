@@ -1,0 +1,137 @@
+"""`elbridge licence ...` (the licensing authority's lifecycle commands) and `elbridge
+query-service serve` (the query service customs call). Wiring only: arguments to
+bridge.services.licence_status and bridge.adapters.soap.query_service.
+
+cli.py hooks these in and hands over how to open the ledger (and where it is) from the global
+options, so that settings are read one way only:
+
+    add_licence_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
+    add_query_service_commands(commands, ledger_url=lambda args: _settings(args).ledger_url)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from functools import partial
+from typing import Any
+
+OpenLedger = Callable[[argparse.Namespace], Any]  # args -> SQLAlchemy Engine
+LedgerUrl = Callable[[argparse.Namespace], str]
+
+_ACTION_HELP = {
+    "suspend": "suspend a valid licence: nothing may be written off it until reinstated",
+    "reinstate": "lift a suspension: the licence is valid again",
+    "revoke": "revoke a licence for good",
+    "annul": "annul a licence for good (as if never valid)",
+}
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def add_licence_commands(
+    subparsers: argparse._SubParsersAction, *, open_ledger: OpenLedger
+) -> None:
+    """Add `licence suspend|reinstate|revoke|annul NUMBER --reason --actor`, `licence
+    expire-due [--today]` and `licence events NUMBER` to the `elbridge` command set."""
+    licence = subparsers.add_parser(
+        "licence",
+        help="licence lifecycle: suspend, reinstate, revoke, annul, expire (customs are told)",
+        description="Status changes of a licence by the licensing authority, and expiry at the"
+        " end of validity. Each change is audited (who, why, when) and reaches customs as a"
+        " certificate status update over SOAP with the next `elbridge sync`.",
+    )
+    actions = licence.add_subparsers(dest="licence_command", required=True, metavar="ACTION")
+    for action, text in _ACTION_HELP.items():
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("number", help="licence number")
+        parser.add_argument("--reason", required=True, help="why (mandatory, sent to customs)")
+        parser.add_argument("--actor", required=True, help="who (mandatory): the person's identity")
+        parser.set_defaults(
+            func=partial(cmd_licence_action, action=action, open_ledger=open_ledger)
+        )
+    expire = actions.add_parser(
+        "expire-due", help="expire every licence whose validity ended before today"
+    )
+    expire.add_argument("--today", type=_day, help="the day to expire against (default: today)")
+    expire.set_defaults(func=partial(cmd_expire_due, open_ledger=open_ledger))
+    events = actions.add_parser("events", help="a licence's status changes: who, why, when")
+    events.add_argument("number", help="licence number")
+    events.set_defaults(func=partial(cmd_licence_events, open_ledger=open_ledger))
+
+
+def add_query_service_commands(
+    subparsers: argparse._SubParsersAction, *, ledger_url: LedgerUrl
+) -> None:
+    """Add `query-service serve [--host] [--port] [--path]` to the `elbridge` command set."""
+    query = subparsers.add_parser(
+        "query-service",
+        help="the SOAP query service customs call (CheckAvailability, ListSupportingDocuments)",
+    )
+    actions = query.add_subparsers(dest="query_command", required=True, metavar="ACTION")
+    serve = actions.add_parser("serve", help="serve it over HTTP until stopped (?wsdl served)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8089, help="0 picks a free port")
+    serve.add_argument("--path", default="/certex-query", help="where the service listens")
+    serve.set_defaults(func=partial(cmd_query_serve, ledger_url=ledger_url))
+
+
+def cmd_licence_action(args: argparse.Namespace, *, action: str, open_ledger: OpenLedger) -> int:
+    from bridge.core.lifecycle import AuthorityAction
+    from bridge.services.licence_status import apply_authority_action
+
+    engine = open_ledger(args)
+    with engine.begin() as conn:
+        status = apply_authority_action(
+            conn,
+            args.number,
+            AuthorityAction(action),
+            reason=args.reason,
+            actor=args.actor,
+            now=datetime.now(UTC),
+        )
+    print(f"licence {args.number} is {status}; customs get the status update on the next sync")
+    return 0
+
+
+def cmd_expire_due(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
+    from bridge.services.licence_status import expire_due
+
+    now = datetime.now(UTC)
+    engine = open_ledger(args)
+    with engine.begin() as conn:
+        expired = expire_due(conn, args.today or now.date(), now)
+    if expired:
+        print(f"expired {len(expired)} licences: {', '.join(expired)}")
+    else:
+        print("no licence to expire")
+    return 0
+
+
+def cmd_licence_events(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
+    from bridge.adapters.store.licence_events import licence_events
+
+    engine = open_ledger(args)
+    with engine.connect() as conn:
+        events = licence_events(conn, args.number)
+    if not events:
+        print(f"licence {args.number}: no status change recorded")
+    for event in events:
+        print(
+            f"{event['at'].isoformat()}  v{event['version']}  {event['from_status']} ->"
+            f" {event['to_status']}  by {event['actor']}: {event['reason']}"
+        )
+    return 0
+
+
+def cmd_query_serve(args: argparse.Namespace, *, ledger_url: LedgerUrl) -> int:
+    from bridge.adapters.soap.query_service import serve_query_service
+
+    serve_query_service(args.host, args.port, ledger_url(args), path=args.path)
+    return 0

@@ -1,0 +1,119 @@
+"""The one configuration loader. Settings come from ELBRIDGE_* environment variables over
+embedded defaults; Airflow tasks pass Connection values as overrides (see
+bridge/entrypoints/airflow_wiring.py).
+
+Defaults run everything on this machine: a SQLite ledger and folders under `home`, mosquitto on
+127.0.0.1:1883, the customs simulator on 127.0.0.1:8088."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bridge.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path.cwd() / "var")
+    database_url: str = ""  # empty: sqlite file under home
+    # MQTT (declarations in, results out)
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_client_id: str = "elbridge-writeoff"
+    mqtt_topic: str = "customs/declarations/events"
+    # Consumers sharing one MQTT v5 shared subscription ($share/<group>/<topic>) split the
+    # events between them, each to one; empty: this consumer takes every event.
+    mqtt_shared_group: str = ""
+    mqtt_result_topic: str = "customs/declarations/results"  # one result per event (QoS 1)
+    mqtt_session_expiry: int = 7 * 24 * 3600
+    batch_size: int = 500
+    # How long a batch waits for more messages after its first: a busy topic fills batches
+    # without waiting; a quiet one commits each message within this (W4: p99 latency).
+    batch_wait_ms: int = 20
+    max_message_bytes: int = 2 * 1024 * 1024
+    # SOAP (certificates out)
+    soap_url: str = "http://127.0.0.1:8088/certex"
+    soap_username: str | None = None
+    soap_password: str | None = None
+    soap_timeout: float = 10.0
+    soap_max_attempts: int = 8
+    # Certificates in flight at once, each licence's messages still in order (one zeep client
+    # and connection per sender); customs deduplicate by MessageId, so a resend is harmless.
+    soap_senders: int = 4
+    # National document codes a deployment reads as dual-use licences, "9104=individual,..."
+    national_document_codes: str = ""
+    sender_id: str = "ELBRIDGE"
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    @property
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def wsdl_url(self) -> str:
+        return f"{self.soap_url}?wsdl"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+def _coerce(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(raw).expanduser()
+    except ValueError:
+        raise ConfigError(f"ELBRIDGE_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+# What a consumer process needs to know to take the same stream into the same ledger.
+CONSUMER_SETTINGS = (
+    "home",
+    "database_url",
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_client_id",
+    "mqtt_topic",
+    "mqtt_shared_group",
+    "mqtt_result_topic",
+    "batch_size",
+    "batch_wait_ms",
+)
+
+
+def settings_env(settings: Settings, names: Iterable[str] = CONSUMER_SETTINGS) -> dict[str, str]:
+    """The ELBRIDGE_<FIELD> variables that give a child process these settings (what
+    `load_settings` reads back), for the fields named; a field without a value is left out."""
+    env = {}
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"ELBRIDGE_{name.upper()}"] = str(value)
+    return env
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (ELBRIDGE_<FIELD>), then `overrides`."""
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = os.environ.get(f"ELBRIDGE_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _coerce(f.name, f.type, raw)
+    return Settings(**values).with_overrides(**overrides)

@@ -1,0 +1,253 @@
+"""The MQTT event envelope: building, reading, and every way a message can be refused."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
+from bridge.core.envelope import (
+    ENVELOPE,
+    EventKind,
+    build_envelope,
+    mrn_from_lrn,
+    mrn_problem,
+    parse_envelope,
+    read_event,
+)
+from bridge.core.errors import Rejected
+
+MAX = 1024 * 1024
+CET = timezone(timedelta(hours=1))
+
+
+def _envelope(**changes) -> dict:
+    document = {
+        "envelope": ENVELOPE,
+        "message_id": "msg-1",
+        "mrn": "24GBDIRIGZ7QLCPAA8",
+        "event": "invalidated",
+        "event_time": "2026-03-02T10:30:00+01:00",
+        "declaration_version": 1,
+        "payload_format": "wco-dec-dms-2",
+    }
+    document.update(changes)
+    return {k: v for k, v in document.items() if v is not None}
+
+
+def test_build_and_parse_round_trip(wco_samples):
+    payload = (wco_samples / "TT_EX010a.xml").read_text(encoding="utf-8")
+    moment = datetime(2026, 3, 2, 10, 30, tzinfo=CET)
+    data = build_envelope(
+        message_id="msg-42",
+        mrn="24GBDIRIGZ7QLCPAA8",
+        event="amended",
+        event_time=moment,
+        declaration_version=3,
+        payload=payload,
+        country="GB",
+    )
+    envelope = parse_envelope(data, max_bytes=MAX)
+    assert envelope.message_id == "msg-42"
+    assert envelope.event is EventKind.AMENDED
+    assert envelope.event_time == moment and envelope.event_time.utcoffset() == timedelta(hours=1)
+    assert (envelope.declaration_version, envelope.country) == (3, "GB")
+    assert envelope.payload == payload
+    assert json.loads(data)["envelope"] == "elbridge.declaration-event/1"
+
+
+def test_every_envelope_problem_is_reported_at_once():
+    data = json.dumps(
+        _envelope(
+            envelope="something/2",
+            message_id="",
+            mrn="24GB-short",
+            event="cleared",
+            event_time="2026-03-02T10:30:00",
+            declaration_version=0,
+            country="EL",
+            payload_format="xml",
+            payload=42,
+        )
+    ).encode()
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX, source="topic#7")
+    paths = sorted(p.path for p in caught.value.problems)
+    assert paths == sorted(
+        [
+            "envelope",
+            "message_id",
+            "mrn",
+            "event",
+            "event_time",
+            "declaration_version",
+            "country",
+            "payload_format",
+            "payload",
+        ]
+    )
+    reasons = {p.path: p.reason for p in caught.value.problems}
+    assert "zone" in reasons["event_time"]
+    assert "GR" in reasons["country"]
+    assert all(p.source == "topic#7" for p in caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"not json at all", "not a JSON document"),
+        (b"[1, 2]", "not an object"),
+        (b'{"mrn": "a", "mrn": "b"}', "appears twice"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[" * 100000 + b"]" * 100000, "not a JSON document"),
+    ],
+)
+def test_unreadable_messages_say_why(data, reason):
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX)
+    assert reason in str(caught.value)
+
+
+def test_size_is_checked_before_parsing():
+    data = b"{" + b" " * 2000  # not even JSON: the size alone refuses it
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=1000)
+    (problem,) = caught.value.problems
+    assert "over the limit of 1000" in problem.reason
+
+
+def test_booleans_are_not_versions_and_released_needs_a_payload():
+    data = json.dumps(_envelope(event="released", declaration_version=True)).encode()
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX)
+    assert {p.path for p in caught.value.problems} == {"declaration_version", "payload"}
+
+
+def test_invalidation_may_come_without_payload():
+    event = read_event(json.dumps(_envelope()).encode(), max_bytes=MAX)
+    assert event.declaration is None
+    assert (event.kind, event.version, event.mrn) == (EventKind.INVALIDATED, 1, event.mrn)
+    assert event.envelope.event_time.astimezone(UTC).hour == 9
+
+
+def test_envelope_mrn_must_agree_with_declaration_id(wco_samples):
+    cancellation = (wco_samples / "TT_EX010a_Cancellation.xml").read_text()
+    data = json.dumps(_envelope(mrn="24GBAAAAAAAAAAAAA1", payload=cancellation)).encode()
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.code == "mrn-mismatch"
+    assert "24GBDIRIGZ7QLCPAA8" in problem.reason
+
+    agreeing = json.dumps(_envelope(payload=cancellation)).encode()
+    event = read_event(agreeing, max_bytes=MAX)
+    assert event.declaration.is_cancellation
+    assert event.country == "GB"  # from the declaration's metadata
+
+
+def test_a_release_cannot_carry_a_cancellation_nor_another_country(wco_samples):
+    cancellation = (wco_samples / "TT_EX010a_Cancellation.xml").read_text()
+    data = json.dumps(_envelope(event="released", payload=cancellation, country="FR")).encode()
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    assert {p.code for p in caught.value.problems} == {"event-mismatch", "country-mismatch"}
+
+
+def test_declaration_problems_carry_the_message_id_as_source(wco_samples):
+    broken = (wco_samples / "TT_EX010a.xml").read_text().replace(">10.00<", ">10,00<")
+    data = json.dumps(_envelope(event="released", payload=broken, message_id="m-77")).encode()
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.source == "m-77"
+    assert problem.path.endswith("AdditionalDocument[4]/WriteOff/QuantityQuantity")
+
+
+def test_naive_event_time_cannot_be_built():
+    with pytest.raises(ValueError, match="time zone"):
+        build_envelope(
+            message_id="m",
+            mrn="24GBDIRIGZ7QLCPAA8",
+            event="released",
+            event_time=datetime(2026, 1, 1),
+        )
+
+
+def test_derived_mrn_is_deterministic_and_well_formed():
+    first = mrn_from_lrn("TTEX004a_1010WE", year=2026, country="GB")
+    assert first == mrn_from_lrn("TTEX004a_1010WE", year=2026, country="GB")
+    assert first != mrn_from_lrn("TTEX004a_1010WF", year=2026, country="GB")
+    assert first.startswith("26GB") and len(first) == 18
+    assert mrn_problem(first) is None
+    assert mrn_problem("24GBDIRIGZ7QLCPAA8") is None
+    assert mrn_problem("24gbdirigz7qlcpaa8") is not None
+
+
+def test_envelope_for_a_sample_file(wco_samples):
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    data = envelope_for_declaration_file(
+        wco_samples / "TT_EX004a.xml", event="released", event_time=at
+    )
+    event = read_event(data, max_bytes=MAX)
+    expected_mrn = mrn_from_lrn("TTEX004a_1010WE", year=2026, country="GB")
+    assert event.mrn == expected_mrn
+    assert event.message_id == f"{expected_mrn}-released-v1"
+    assert event.declaration.lrn == "TTEX004a_1010WE"
+
+    cancellation = envelope_for_declaration_file(
+        wco_samples / "TT_EX010a_Cancellation.xml", event="invalidated", event_time=at
+    )
+    assert read_event(cancellation, max_bytes=MAX).mrn == "24GBDIRIGZ7QLCPAA8"
+
+    given = envelope_for_declaration_file(
+        wco_samples / "TT_EX010a.xml",
+        event="amended",
+        mrn="24GBDIRIGZ7QLCPAA8",
+        version=2,
+        event_time=at,
+        message_id="custom",
+    )
+    assert json.loads(given)["message_id"] == "custom"
+    assert json.loads(given)["declaration_version"] == 2
+
+
+@pytest.mark.parametrize("message_id", ["m-\x00-1", "m\t1", "m\n1", "m-\x1b", "m-\x7f", "m-\x85"])
+def test_a_message_id_with_a_control_character_is_refused(message_id):
+    """PostgreSQL text holds no NUL, and an id is a key people read and type: no control
+    character at all."""
+    data = json.dumps(_envelope(message_id=message_id)).encode()
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.code) == ("message_id", "bad-envelope")
+    assert "control character" in problem.reason
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**31, 2**63, 10**30])
+def test_a_version_the_ledger_cannot_hold_is_refused(version):
+    data = json.dumps(_envelope(declaration_version=version)).encode()
+    with pytest.raises(Rejected) as caught:
+        parse_envelope(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.path == "declaration_version"
+    assert "from 1 to 2147483647" in problem.reason
+
+
+def test_the_largest_version_the_ledger_holds_is_accepted():
+    data = json.dumps(_envelope(declaration_version=2**31 - 1)).encode()
+    assert parse_envelope(data, max_bytes=MAX).declaration_version == 2**31 - 1
+
+
+def test_a_payload_with_a_lone_surrogate_is_refused_not_crashed_on(wco_samples):
+    """A JSON escape such as \\ud800 is no character: the payload cannot become UTF-8 XML. It
+    once escaped read_event as UnicodeEncodeError and stopped the consumer."""
+    payload = (wco_samples / "TT_EX004a.xml").read_text().replace("Sniper", "Sni\ud800per", 1)
+    document = _envelope(event="released", payload=payload)
+    data = json.dumps(document, ensure_ascii=True).encode("ascii")
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.path == "payload"
+    assert "lone surrogate (U+D800)" in problem.reason
