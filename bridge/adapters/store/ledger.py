@@ -19,7 +19,6 @@ from functools import lru_cache
 
 from sqlalchemy import (
     Connection,
-    Table,
     and_,
     bindparam,
     insert,
@@ -28,6 +27,15 @@ from sqlalchemy import (
 )
 
 from bridge.adapters.store.alerts import raise_alert
+from bridge.adapters.store.bulk import (
+    DECLARATION_COLUMNS,
+    MOVEMENT_COLUMNS,
+    PROCESSED_COLUMNS,
+    REFUSAL_COLUMNS,
+    USAGE_COLUMNS,
+    USAGE_UPDATE_KEYS,
+    insert_many,
+)
 from bridge.adapters.store.db import begin_writing, lock_licences
 from bridge.adapters.store.licences import load_licences
 from bridge.adapters.store.line_totals import totals_of_licences
@@ -65,79 +73,10 @@ from bridge.core.writeoff import (
 from bridge.services.config import Settings
 
 ACTOR = "customs-declaration"
-MOVEMENT_COLUMNS = (
-    "licence_number",
-    "line_number",
-    "kind",
-    "quantity",
-    "value",
-    "declared_quantity",
-    "declared_unit",
-    "mrn",
-    "goods_item",
-    "document_code",
-    "document_ref",
-    "message_id",
-    "actor",
-    "reason",
-    "at",
-)
-REFUSAL_COLUMNS = (
-    "mrn",
-    "goods_item",
-    "document_code",
-    "document_ref",
-    "licence_number",
-    "line_number",
-    "code",
-    "reason",
-    "message_id",
-    "at",
-)
-USAGE_COLUMNS = (
-    "mrn",
-    "goods_item",
-    "document_code",
-    "document_ref",
-    "licence_number",
-    "line_number",
-    "quantity",
-    "value",
-    "declaration_version",
-    "event",
-    "updated_at",
-)
-USAGE_UPDATE_KEYS = (
-    "k_mrn",
-    "k_goods_item",
-    "k_document_code",
-    "k_document_ref",
-    *USAGE_COLUMNS[4:],
-)
-DECLARATION_COLUMNS = (
-    "mrn",
-    "version",
-    "event",
-    "invalidated",
-    "message_id",
-    "held_version",
-    "held_message",
-    "updated_at",
-)
-PROCESSED_COLUMNS = (
-    "message_id",
-    "mrn",
-    "event",
-    "outcome",
-    "received_at",
-    "result",
-    "result_state",
-)
 PENDING = "pending"  # result_state: written, not yet taken by the broker
 PUBLISHED = "published"
 DELIVERED_CERTIFICATE = ("certificate", "delivered")  # outbox kind and status customs acked
 _CHUNK = 500  # bound parameters per IN list, well under every database's limit
-_PAGE = 1000  # rows per multi-row INSERT on PostgreSQL
 
 
 # A result message to publish: (its processed_message key, the message bytes).
@@ -203,7 +142,7 @@ def apply_batch(
         correlation=load_correlation(),
     )
 
-    _insert_many(
+    insert_many(
         conn,
         movement,
         MOVEMENT_COLUMNS,
@@ -229,7 +168,7 @@ def apply_batch(
         ],
     )
     _write_usage(conn, decision.usage, snapshot.usage, now)
-    _insert_many(
+    insert_many(
         conn,
         refusal,
         REFUSAL_COLUMNS,
@@ -381,7 +320,7 @@ def _write_usage(
         for key, u in changed.items()
     ]
     new = [row for row in rows if row[:4] not in before]
-    _insert_many(conn, usage, USAGE_COLUMNS, new)
+    insert_many(conn, usage, USAGE_COLUMNS, new)
     existing = [dict(zip(USAGE_UPDATE_KEYS, row, strict=True)) for row in rows if row[:4] in before]
     if existing:
         conn.execute(
@@ -416,7 +355,7 @@ def _write_declarations(
         )
         for state in changed.values()
     ]
-    _insert_many(conn, declaration, DECLARATION_COLUMNS, [r for r in rows if r[0] not in before])
+    insert_many(conn, declaration, DECLARATION_COLUMNS, [r for r in rows if r[0] not in before])
     existing = [
         dict(zip(("k_mrn", *DECLARATION_COLUMNS[1:]), row, strict=True))
         for row in rows
@@ -469,7 +408,7 @@ def _write_processed(
                     "result_published_at": None,
                 }
             )
-    _insert_many(conn, processed_message, PROCESSED_COLUMNS, new)
+    insert_many(conn, processed_message, PROCESSED_COLUMNS, new)
     if later:
         conn.execute(
             update(processed_message).where(
@@ -644,58 +583,6 @@ def quarantine_message(
         conn, [Unreadable(topic, payload, message_id, tuple(problems))], now
     )
     return stored == 1
-
-
-def _insert_many(conn: Connection, table: Table, names: Sequence[str], rows: list[tuple]) -> None:
-    """INSERT `rows` (tuples in the order of `names`) in one executemany. The statement goes
-    to the driver as is, each value through its column's own bind conversion (Micro, dates):
-    the rows SQLAlchemy would write, at a fraction of its per-row cost on the hot path. On
-    PostgreSQL the rows go as multi-row VALUES, a page of them per statement (psycopg2's
-    executemany makes one round trip per row)."""
-    if not rows:
-        return
-    dialect = conn.dialect
-    if dialect.paramstyle not in ("qmark", "format", "pyformat"):
-        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
-        return
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    quote = dialect.identifier_preparer.quote
-    head = (
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)}"
-        f" ({', '.join(quote(name) for name in names)}) VALUES "
-    )
-    row_markers = f"({', '.join([marker] * len(names))})"
-    converters = [
-        (index, converter)
-        for index, name in enumerate(names)
-        if (converter := table.c[name].type.bind_processor(dialect)) is not None
-    ]
-    if converters:
-        converted = []
-        last: dict[int, tuple[object, object]] = {}  # a batch repeats values (its `now`)
-        for row in rows:
-            values = list(row)
-            for index, converter in converters:
-                value = values[index]
-                if value is None:
-                    continue
-                seen = last.get(index)
-                if seen is not None and seen[0] is value:
-                    values[index] = seen[1]
-                else:
-                    values[index] = converter(value)
-                    last[index] = (value, values[index])
-            converted.append(tuple(values))
-        rows = converted
-    if dialect.name == "postgresql" and marker == "%s":
-        for start in range(0, len(rows), _PAGE):
-            page = rows[start : start + _PAGE]
-            conn.exec_driver_sql(
-                head + ", ".join([row_markers] * len(page)),
-                tuple(value for row in page for value in row),
-            )
-        return
-    conn.exec_driver_sql(head + row_markers, rows)
 
 
 def _processed_ids(conn: Connection, message_ids: Iterable[str]) -> set[str]:
