@@ -29,7 +29,6 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.core.codes import (
-    DUAL_USE_DOCUMENT_CODES,
     NO_LICENCE_NEEDED,
     normalise_eori,
     union_general_authorisation_for,
@@ -37,6 +36,10 @@ from bridge.core.codes import (
 from bridge.core.correlation import WARNING as CORRELATION_WARNING
 from bridge.core.correlation import Correlation
 from bridge.core.declaration import DocumentUse, GoodsItem
+from bridge.core.documents import (
+    NATIONAL_DOCUMENT_CODES,
+    licence_document,
+)
 from bridge.core.envelope import (
     Balance,
     DeclarationEvent,
@@ -45,7 +48,6 @@ from bridge.core.envelope import (
     EventKind,
     Reason,
 )
-from bridge.core.errors import ConfigError
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
 from bridge.core.units import UnitError, convert, plain
 
@@ -53,15 +55,7 @@ LEDGER_DECIMALS = Decimal("0.000001")  # the ledger keeps six decimals (schema.M
 # Micro holds up to about 9.2e12; one write-off stays far enough below for line sums to fit.
 LEDGER_LIMIT = Decimal(10) ** 12
 ZERO = Decimal(0)
-ANY_COUNTRY = "*"
 STATUS_ACTOR = "bridge"  # who changes a licence's status when its lines are used up or freed again
-
-# National document codes (first character a digit) mean something only in the customs
-# country that defines them. The value is the licence type the code asserts (None: any).
-NATIONAL_DOCUMENT_CODES: dict[str, dict[str, LicenceType | None]] = {
-    # UK: 9104 is a standard individual export licence (SIEL) for military and dual-use goods.
-    "GB": {"9104": LicenceType.INDIVIDUAL},
-}
 
 # Union general export authorisations (Regulation (EU) 2021/821, Annex II): the destinations
 # each covers, where the bridge can state them. EU001 covers exports to these countries only.
@@ -224,56 +218,6 @@ class Decision:
     declarations: dict[str, DeclarationState] = field(default_factory=dict)  # changed states
     alerts: list[Alert] = field(default_factory=list)
     status_changes: list[StatusChange] = field(default_factory=list)  # in the order they happen
-
-
-def parse_national_document_codes(spec: str) -> dict[str, dict[str, LicenceType | None]]:
-    """`GB:9104=individual,DE:8123=global,9999=any` as a table by customs country. An entry
-    without country applies in every country; `any` means the licence's own type decides."""
-    table: dict[str, dict[str, LicenceType | None]] = {}
-    for entry in filter(None, (part.strip() for part in (spec or "").split(","))):
-        target, sep, kind = entry.partition("=")
-        country, colon, code = target.strip().rpartition(":")
-        country = country.strip().upper() if colon else ANY_COUNTRY
-        code = code.strip().upper()
-        kind = kind.strip().lower()
-        if not sep or len(code) != 4 or not code[0].isdigit():
-            raise ConfigError(
-                f"national document code {entry!r}: write COUNTRY:CODE=TYPE, e.g."
-                " GB:9104=individual (a national code is four characters starting with a digit)"
-            )
-        if kind in ("any", "unknown"):
-            licence_type = None
-        else:
-            try:
-                licence_type = LicenceType(kind)
-            except ValueError:
-                kinds = ", ".join([*LicenceType, "any"])
-                raise ConfigError(
-                    f"national document code {entry!r}: type must be one of {kinds}"
-                ) from None
-        table.setdefault(country, {})[code] = licence_type
-    return table
-
-
-def national_document_codes(spec: str = "") -> dict[str, dict[str, LicenceType | None]]:
-    """The built-in national table with a deployment's own entries (Settings) over it."""
-    merged = {country: dict(codes) for country, codes in NATIONAL_DOCUMENT_CODES.items()}
-    for country, codes in parse_national_document_codes(spec).items():
-        merged.setdefault(country, {}).update(codes)
-    return merged
-
-
-def licence_document(
-    code: str, country: str | None, national: Mapping[str, Mapping[str, LicenceType | None]]
-) -> tuple[bool, LicenceType | None]:
-    """(is this document code a dual-use licence, the licence type it asserts or None)."""
-    if code in DUAL_USE_DOCUMENT_CODES:
-        return True, DUAL_USE_DOCUMENT_CODES[code]
-    if code[:1].isdigit():
-        for table in (national.get(country or "", {}), national.get(ANY_COUNTRY, {})):
-            if code in table:
-                return True, table[code]
-    return False, None
 
 
 def referenced_licences(events: Iterable[DeclarationEvent]) -> set[str]:

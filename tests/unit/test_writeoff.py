@@ -10,6 +10,11 @@ import pytest
 
 from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
 from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
+from bridge.core.documents import (
+    licence_document,
+    national_document_codes,
+    parse_national_document_codes,
+)
 from bridge.core.envelope import DeclarationEvent, Envelope, EventKind, read_event
 from bridge.core.errors import ConfigError
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
@@ -21,9 +26,6 @@ from bridge.core.writeoff import (
     Record,
     Usage,
     decide,
-    licence_document,
-    national_document_codes,
-    parse_national_document_codes,
 )
 from tests.fixtures_mqtt import kg_line, tt_ex004a_licences, uk_licence
 

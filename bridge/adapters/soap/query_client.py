@@ -25,10 +25,10 @@ from bridge.core.availability import (
     availability_requests,
 )
 from bridge.core.declaration import Declaration, read_declaration
+from bridge.core.documents import national_document_codes as national_document_codes_table
 from bridge.core.envelope import Reason
 from bridge.core.errors import BridgeError
 from bridge.core.paths import SCHEMAS_DIR
-from bridge.core.writeoff import national_document_codes as national_document_codes_table
 
 BINDING = f"{{{QUERY_SERVICE_NAMESPACE}}}CertexQueryBinding"
 

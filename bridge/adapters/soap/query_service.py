@@ -57,9 +57,9 @@ from bridge.core.availability import (
 )
 from bridge.core.certificate import xsd_problems
 from bridge.core.codes import normalise_eori
+from bridge.core.documents import national_document_codes as national_document_codes_table
 from bridge.core.errors import XmlRefused, reasons
 from bridge.core.paths import PROJECT_ROOT, SCHEMAS_DIR
-from bridge.core.writeoff import national_document_codes as national_document_codes_table
 from bridge.core.xmlsafe import parse_project_file, parse_xml, schema_from_file
 from bridge.services.config import load_settings
 

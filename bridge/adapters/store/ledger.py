@@ -49,6 +49,7 @@ from bridge.adapters.store.schema import (
     usage,
 )
 from bridge.core.correlation import load_correlation
+from bridge.core.documents import national_document_codes
 from bridge.core.envelope import (
     DeclarationEvent,
     DeclarationResult,
@@ -67,7 +68,6 @@ from bridge.core.writeoff import (
     StatusChange,
     Usage,
     decide,
-    national_document_codes,
     referenced_licences,
 )
 from bridge.services.config import Settings
