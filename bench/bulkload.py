@@ -1,9 +1,10 @@
 """Filling a ledger fast for W5: licences, lines, delivered certificates and a history of
 customs write-offs (movements with their usage keys, declarations and processed messages),
-written straight through the database driver (SQLite executemany in one transaction with the
-secondary indexes dropped and rebuilt; PostgreSQL COPY), never through the consumer. The
-shape of every row is the ledger's own (bridge/adapters/store/schema.py): quantities in
-millionths."""
+written in one transaction with the secondary indexes dropped and rebuilt, never through the
+consumer: through the ledger's own bulk insert (bridge.adapters.store.bulk.insert_many) or, on
+PostgreSQL, COPY. The rows are the ledger's own: values as the store binds them (Decimal
+quantities, UTC times), the history tables in the column orders the ledger writes them in
+(bridge.adapters.store.bulk)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,31 @@ import csv
 import io
 import json
 import random
-import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import islice
 
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, Table
 
+from bridge.adapters.store.bulk import (
+    DECLARATION_COLUMNS,
+    MOVEMENT_COLUMNS,
+    PROCESSED_COLUMNS,
+    USAGE_COLUMNS,
+    insert_many,
+)
 from bridge.adapters.store.licences import content_hash
 from bridge.adapters.store.line_totals import drop_line_total_triggers, install_line_totals
 from bridge.adapters.store.schema import metadata
 from bridge.core.model import Licence, licence_to_dict
 
-AT = "2026-01-15 06:00:00.000000"
+AT = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)
 CHUNK = 50_000
-MICRO = 1_000_000
-
-
-def _micro(value) -> int | None:
-    return None if value is None else int(value.scaleb(6))
+# One object each, so that the bulk insert converts each once (it remembers the last value).
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
+ZERO = Decimal(0)
 
 
 def licence_rows(licences: Sequence[Licence]) -> dict[str, Iterator[tuple]]:
@@ -46,8 +53,8 @@ def licence_rows(licences: Sequence[Licence]) -> dict[str, Iterator[tuple]]:
                 x.issuing_authority,
                 x.holder_name,
                 x.holder_eori,
-                x.valid_from.isoformat(),
-                x.valid_to.isoformat() if x.valid_to else None,
+                x.valid_from,
+                x.valid_to,
                 x.general_authorisation,
                 AT,
             )
@@ -66,9 +73,9 @@ def licence_rows(licences: Sequence[Licence]) -> dict[str, Iterator[tuple]]:
                     n.control_list_entry,
                     n.cn_code,
                     n.description,
-                    _micro(n.quantity),
+                    n.quantity,
                     n.unit,
-                    _micro(n.value),
+                    n.value,
                     n.currency,
                     " ".join(n.destinations),
                 )
@@ -144,38 +151,10 @@ COLUMNS = {
         "created_at",
         "delivered_at",
     ),
-    "movement": (
-        "licence_number",
-        "line_number",
-        "kind",
-        "quantity",
-        "value",
-        "declared_quantity",
-        "declared_unit",
-        "mrn",
-        "goods_item",
-        "document_code",
-        "document_ref",
-        "message_id",
-        "actor",
-        "reason",
-        "at",
-    ),
-    "usage": (
-        "mrn",
-        "goods_item",
-        "document_code",
-        "document_ref",
-        "licence_number",
-        "line_number",
-        "quantity",
-        "value",
-        "declaration_version",
-        "event",
-        "updated_at",
-    ),
-    "declaration": ("mrn", "version", "event", "invalidated", "message_id", "updated_at"),
-    "processed_message": ("message_id", "mrn", "event", "outcome", "received_at"),
+    "movement": MOVEMENT_COLUMNS,
+    "usage": USAGE_COLUMNS,
+    "declaration": DECLARATION_COLUMNS,
+    "processed_message": PROCESSED_COLUMNS,
 }
 
 PER_DECLARATION = 5  # movements (write-off keys) of one historical declaration
@@ -198,8 +177,8 @@ def history_rows(
             for k in range(PER_DECLARATION):
                 x, line = lines[picks[d * PER_DECLARATION + k]]
                 code = {"individual": "X060", "global": "X070"}.get(x.type.value, "X002")
-                quantity = MICRO if line.unit else 0
-                value = 100 * MICRO if line.value is not None else 0
+                quantity = ONE if line.unit else ZERO
+                value = HUNDRED if line.value is not None else ZERO
                 yield mrn, k + 1, code, x, line, quantity, value
 
     def movement_rows():
@@ -242,12 +221,12 @@ def history_rows(
     def declaration_rows():
         for d in range(declarations):
             mrn = f"25PF{d:014d}"
-            yield (mrn, 1, "released", 0, f"{mrn}-released-v1", AT)
+            yield (mrn, 1, "released", 0, f"{mrn}-released-v1", None, None, AT)
 
     def processed_rows():
         for d in range(declarations):
             mrn = f"25PF{d:014d}"
-            yield (f"{mrn}-released-v1", mrn, "released", "applied", AT)
+            yield (f"{mrn}-released-v1", mrn, "released", "applied", AT, None, None)
 
     return {
         "movement": movement_rows(),
@@ -292,25 +271,13 @@ def load(engine: Engine, tables: dict[str, Iterator[tuple]]) -> dict[str, int]:
 
 
 def _load_sqlite(engine: Engine, tables: dict[str, Iterator[tuple]]) -> dict[str, int]:
-    path = make_url(str(engine.url)).database
-    connection = sqlite3.connect(path, isolation_level=None)
     counts = {}
-    try:
-        connection.execute("PRAGMA synchronous=OFF")
-        connection.execute("BEGIN")
+    with engine.begin() as conn:
         for name, rows in tables.items():
-            columns = COLUMNS[name]
-            statement = (
-                f'INSERT INTO "{name}" ({", ".join(columns)})'
-                f" VALUES ({', '.join('?' * len(columns))})"
-            )
             counts[name] = 0
             for chunk in _chunks(rows):
-                connection.executemany(statement, chunk)
+                insert_many(conn, metadata.tables[name], COLUMNS[name], chunk)
                 counts[name] += len(chunk)
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
     return counts
 
 
@@ -322,12 +289,13 @@ def _load_postgresql(engine: Engine, tables: dict[str, Iterator[tuple]]) -> dict
         cursor.execute("SET TIME ZONE 'UTC'")  # the rows' times are UTC
         for name, rows in tables.items():
             columns = COLUMNS[name]
+            stored = _stored_values(metadata.tables[name], columns, engine)
             counts[name] = 0
             for chunk in _chunks(rows):
                 buffer = io.StringIO()
                 writer = csv.writer(buffer)
                 for row in chunk:
-                    writer.writerow([r"\N" if v is None else v for v in row])
+                    writer.writerow([r"\N" if v is None else v for v in stored(row)])
                 buffer.seek(0)
                 statement = f'COPY "{name}" ({", ".join(columns)}) FROM STDIN'
                 cursor.copy_expert(statement + " WITH (FORMAT csv, NULL '\\N')", buffer)
@@ -336,3 +304,13 @@ def _load_postgresql(engine: Engine, tables: dict[str, Iterator[tuple]]) -> dict
     finally:
         raw.close()
     return counts
+
+
+def _stored_values(table: Table, columns: Sequence[str], engine: Engine) -> Callable:
+    """What COPY must be given for a row: each value as its column's type binds it (a Decimal
+    as the Micro integer it is stored as)."""
+    binders = [table.c[name].type.bind_processor(engine.dialect) for name in columns]
+    return lambda row: [
+        value if bind is None or value is None else bind(value)
+        for bind, value in zip(binders, row, strict=True)
+    ]

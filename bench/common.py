@@ -4,10 +4,8 @@ stops), ledgers filled with generated licences, timing and process helpers."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -15,18 +13,18 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from bridge.adapters.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
+from bridge.adapters.processes import spawn, stop_group
 from bridge.adapters.store.db import make_engine
-from bridge.adapters.store.licences import content_hash
-from bridge.adapters.store.schema import licence, licence_line, licence_version, outbox
-from bridge.core.model import Licence, licence_to_dict
-from bridge.core.paths import PROJECT_ROOT
+from bridge.core.model import Licence
 from bridge.services.config import Settings
+from bridge.testkit.known_licences import store_known_licences as store_known
 
 SIZES = ("tiny", "small", "full")
 DATABASES = ("sqlite", "postgresql")
@@ -148,36 +146,9 @@ class Run:
         self, command: Sequence[str], *, env: dict[str, str], log: Path
     ) -> subprocess.Popen:
         """A child in its own process group, stopped (SIGTERM, then SIGKILL) at the end."""
-        full_env = dict(os.environ) | env
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(PROJECT_ROOT), full_env.get("PYTHONPATH", "")) if p
-        )
-        with open(log, "ab") as out:
-            child = subprocess.Popen(
-                list(command),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=full_env,
-                cwd=str(PROJECT_ROOT),
-            )
-        self.stack.callback(stop_group, child)
+        child = spawn(command, env, log)
+        self.stack.callback(stop_group, child, 20.0)
         return child
-
-
-def stop_group(child: subprocess.Popen, timeout: float = 20.0) -> int | None:
-    """Stop a child started in its own process group: SIGTERM, then SIGKILL."""
-    if child.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait(timeout)
-    return child.returncode
 
 
 def rss_mb(pid: int) -> float:
@@ -196,91 +167,14 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 
 def store_known_licences(engine: Engine, licences: Iterable[Licence], chunk: int = 2000) -> int:
-    """Licences into the ledger as ingest would leave them (header, version document, lines),
-    each with a delivered certificate in the outbox (write-offs need customs to know the
-    licence). Bulk inserts: setting up a benchmark is not what it measures."""
+    """Licences into the ledger as ingest leaves them, each with a delivered certificate in the
+    outbox (write-offs need customs to know the licence), `chunk` licences a transaction."""
     count = 0
-    batch: list[Licence] = []
-
-    def flush() -> None:
-        if not batch:
-            return
+    iterator = iter(licences)
+    while batch := list(islice(iterator, chunk)):
         with engine.begin() as conn:
-            conn.execute(insert(licence), [_header(item) for item in batch])
-            conn.execute(insert(licence_version), [_version(item) for item in batch])
-            conn.execute(insert(licence_line), [row for item in batch for row in _lines(item)])
-            conn.execute(insert(outbox), [_delivered(item) for item in batch])
-        batch.clear()
-
-    for item in licences:
-        batch.append(item)
-        count += 1
-        if len(batch) >= chunk:
-            flush()
-    flush()
+            count += store_known(conn, batch, now=LOADED_AT, source="bench")
     return count
-
-
-def _header(item: Licence) -> dict[str, Any]:
-    return {
-        "number": item.number,
-        "current_version": item.version,
-        "type": item.type.value,
-        "status": item.status.value,
-        "issuing_member_state": item.issuing_member_state,
-        "issuing_authority": item.issuing_authority,
-        "holder_name": item.holder_name,
-        "holder_eori": item.holder_eori,
-        "valid_from": item.valid_from,
-        "valid_to": item.valid_to,
-        "general_authorisation": item.general_authorisation,
-        "updated_at": LOADED_AT,
-    }
-
-
-def _version(item: Licence) -> dict[str, Any]:
-    return {
-        "number": item.number,
-        "version": item.version,
-        "content_hash": content_hash(item),
-        "document": json.dumps(licence_to_dict(item), sort_keys=True),
-        "source": "bench",
-        "ingested_at": LOADED_AT,
-    }
-
-
-def _lines(item: Licence) -> Iterator[dict[str, Any]]:
-    for line in item.lines:
-        yield {
-            "number": item.number,
-            "line_number": line.line_number,
-            "control_list_entry": line.control_list_entry,
-            "cn_code": line.cn_code,
-            "description": line.description,
-            "quantity": line.quantity,
-            "unit": line.unit,
-            "value": line.value,
-            "currency": line.currency,
-            "destinations": " ".join(line.destinations),
-        }
-
-
-def _delivered(item: Licence) -> dict[str, Any]:
-    return {
-        "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench:{item.number}:{item.version}")),
-        "kind": "certificate",
-        "licence_number": item.number,
-        "licence_version": item.version,
-        "document": "<certificate delivered before the benchmark/>",
-        "status": "delivered",
-        "attempts": 1,
-        "next_attempt_at": LOADED_AT,
-        "acknowledgement": "ACCEPTED",
-        "receipt_id": "BENCH",
-        "last_attempt_at": LOADED_AT,
-        "created_at": LOADED_AT,
-        "delivered_at": LOADED_AT,
-    }
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, Any]:

@@ -13,14 +13,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from lxml import etree
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy import Engine
 
-from bridge.adapters.mqtt.client import open_session
-from bridge.adapters.mqtt.publisher import Publisher
 from bridge.services.config import Settings
 from bridge.services.consumer import ConsumeReport, consume
+from bridge.services.mqtt_endpoints import open_session
+from bridge.services.mqtt_endpoints import publisher as Publisher
+from bridge.testkit.mqtt_sessions import connect_persistent
 
 # The bare consumer parses as hardened a parser as the bridge's: no entities, no network.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
@@ -76,17 +75,12 @@ class BareConsumer:
             self.done.set()
 
     def _connect(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = 3600
-        properties.ReceiveMaximum = self.receive_maximum
-        self.client.connect(
+        connect_persistent(
+            self.client,
             self.settings.mqtt_host,
             self.settings.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
+            receive_maximum=self.receive_maximum,
         )
-        self.client.loop_start()
 
     def open_session(self) -> None:
         """Connect once so the broker keeps what is published for this client."""

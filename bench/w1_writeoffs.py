@@ -3,12 +3,11 @@
 Limit: a bare paho consumer (MQTT v5, persistent session, QoS 1, manual ack after reading the
 JSON and parsing the declaration with lxml) draining a backlog of the events. Bridge:
 `bridge.services.consumer.consume` (every rule, one durable transaction per batch, acks after
-commit,
-a result message published for every event) draining the same backlog into a ledger that holds
-the licences the events quote. Both are timed from connecting to the last message.
+commit, a result message published for every event) draining the same backlog into a ledger that
+holds the licences the events quote. Both are timed from connecting to the last message.
 
-Also, at ~20 KB: the bridge scaled out, CONSUMERS `python -m bridge.services.consumer` processes on
-one MQTT v5 shared subscription (ELBRIDGE_MQTT_SHARED_GROUP), the way a deployment uses the
+Also, at ~20 KB: the bridge scaled out, CONSUMERS `python -m bridge.entrypoints.consumer` processes
+on one MQTT v5 shared subscription (ELBRIDGE_MQTT_SHARED_GROUP), the way a deployment uses the
 machine's other cores; timed from the first publish until every event is answered. Its ratio
 is against the same single bare consumer."""
 
@@ -20,9 +19,10 @@ from dataclasses import replace
 
 from bench.common import Result, Run, ratio, store_known_licences
 from bench.mqttload import bridge_rate, group_rate, limit_rate
-from bridge.adapters.mqtt.client import open_session
 from bridge.services.config import settings_env
-from bridge.testkit import synth
+from bridge.services.mqtt_endpoints import open_session
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.streams import event_stream
 
 SIZES = {
     "tiny": {"events": 300, "licences": 300},
@@ -37,12 +37,12 @@ CONSUMERS = 2  # processes in the scaled-out variant: one per core of the benchm
 
 def run(run: Run, database: str) -> list[Result]:
     size = SIZES[run.size]
-    licences = list(synth.licences(size["licences"], seed=11, scale=1000))
+    licences = list(synthetic_licences(size["licences"], seed=11, scale=1000))
     broker = run.broker()
     results = []
     for variant, minimal in (("~20 KB", False), ("~1 KB", True)):
         run.log(f"W1 {variant} on {database}: generating {size['events']} events")
-        events = list(synth.event_stream(licences, size["events"], seed=12, minimal=minimal, **MIX))
+        events = list(event_stream(licences, size["events"], seed=12, minimal=minimal, **MIX))
         envelopes = [e.envelope for e in events]
         url = run.ledger_url(database, "w1")
         engine = run.engine(url)
@@ -102,7 +102,12 @@ def _scaled_out(
         log = run.folder(f"w1-consumer-{n}") / "out.log"
         env = settings_env(own)
         children.append(
-            (run.process([sys.executable, "-m", "bridge.services.consumer"], env=env, log=log), log)
+            (
+                run.process(
+                    [sys.executable, "-m", "bridge.entrypoints.consumer"], env=env, log=log
+                ),
+                log,
+            )
         )
     _wait_connected(children)
     run.log(f"W1 ~20 KB on {database}: {CONSUMERS} consumers on a shared subscription")

@@ -18,7 +18,8 @@ from bridge.core.mapping import mapping_for, translate
 from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.xmlsafe import schema_from_file
 from bridge.services.ingest import load_mappings
-from bridge.testkit import synth
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.national_files import national_files
 
 SIZES = {"tiny": 1000, "small": 20000, "full": 100000}
 TARGET = 10_000
@@ -28,7 +29,7 @@ PER_DATABASE = False
 def run(run: Run, database: str) -> list[Result]:
     n = SIZES[run.size]
     run.log(f"W2: generating {n} licences in the national formats")
-    files = synth.national_files(synth.licences(n, seed=21))
+    files = national_files(synthetic_licences(n, seed=21))
     mappings = load_mappings()
     chosen = {name: mapping_for(name, mappings) for name in files}
 

@@ -1,12 +1,11 @@
 """W3 SOAP delivery: certificates delivered to the customs simulator and acknowledged, per second.
 
 Bridge: `bridge.services.outbox.deliver_pending` with `settings.soap_senders` `CustomsClient`s
-(zeep; a
-licence's messages in order, several licences in flight), the certificates queued in the
-ledger's outbox by `certify_pending`; outcomes committed in groups, as in production. Limit:
-the same SOAP envelopes (built by zeep from the same WSDL, with message ids of their own so that
-the simulator stores them too) posted with http.client on one keep-alive connection, one after
-the other, each answer checked for ACCEPTED. Same simulator process, same certificates."""
+(zeep; a licence's messages in order, several licences in flight), the certificates queued in the
+ledger's outbox by `certify_pending`; outcomes committed in groups, as in production. Limit: the
+same SOAP envelopes (built by zeep from the same WSDL, with message ids of their own so that the
+simulator stores them too) posted with http.client on one keep-alive connection, one after the
+other, each answer checked for ACCEPTED. Same simulator process, same certificates."""
 
 from __future__ import annotations
 
@@ -18,17 +17,17 @@ from urllib.parse import urlsplit
 
 import zeep
 from lxml import etree
-from sqlalchemy import insert
 
-from bench.common import LOADED_AT, Result, Run, _header, _lines, _version, ratio
+from bench.common import LOADED_AT, Result, Run, ratio
 from bridge.adapters.soap import SUBMIT_CERTIFICATE_ACTION, WSDL_FILE
-from bridge.adapters.soap.client import BINDING, CustomsClient
-from bridge.adapters.soap.simulator import start_simulator
-from bridge.adapters.store.schema import licence, licence_line, licence_version, outbox
+from bridge.adapters.soap.client import BINDING
+from bridge.adapters.store.schema import outbox
 from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.xmlsafe import parse_xml
-from bridge.services.outbox import certify_pending, deliver_pending
-from bridge.testkit import synth
+from bridge.entrypoints.customs_sim import start_simulator
+from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending
+from bridge.testkit.known_licences import store_known_licences
+from bridge.testkit.licences import licences as synthetic_licences
 
 SIZES = {"tiny": 40, "small": 1000, "full": 5000}
 TARGET = 1.0
@@ -36,10 +35,9 @@ PER_DATABASE = True
 
 
 def _load(engine, licences) -> None:
+    """The licences as ingest stores them, not yet certified."""
     with engine.begin() as conn:
-        conn.execute(insert(licence), [_header(x) for x in licences])
-        conn.execute(insert(licence_version), [_version(x) for x in licences])
-        conn.execute(insert(licence_line), [row for x in licences for row in _lines(x)])
+        store_known_licences(conn, licences, now=LOADED_AT, source="bench", known_to_customs=False)
 
 
 def _envelopes(url: str, certificates: list[bytes], sender: str) -> list[bytes]:
@@ -82,7 +80,7 @@ def _post_all(url: str, envelopes: list[bytes]) -> float:
 
 def run(run: Run, database: str) -> list[Result]:
     n = SIZES[run.size]
-    licences = list(synth.licences(n + 1, seed=31))
+    licences = list(synthetic_licences(n + 1, seed=31))
     simulator = start_simulator(run.folder("customs-sim"))
     run.stack.callback(simulator.stop)
     url = run.ledger_url(database, "w3")

@@ -1,6 +1,6 @@
 """W4 latency: publish-to-committed at a fixed offered load (500 messages a second).
 
-The standalone consumer (`python -m bridge.services.consumer`, its own process, settings from
+The standalone consumer (`python -m bridge.entrypoints.consumer`, its own process, settings from
 ELBRIDGE_*
 variables) takes declaration events published at a steady rate; a watcher in the benchmark
 process receives the result message the consumer publishes for each event right after the
@@ -26,13 +26,14 @@ from bench.common import (
     Result,
     Run,
     percentile,
-    stop_group,
     store_known_licences,
 )
 from bench.mqttload import ResultWatcher
-from bridge.adapters.mqtt.client import open_session
+from bridge.adapters.processes import stop_group
 from bridge.services.config import Settings, settings_env
-from bridge.testkit import synth
+from bridge.services.mqtt_endpoints import open_session
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.streams import SynthEvent, event_stream
 
 SIZES = {"tiny": 2, "small": 15, "full": 60}  # seconds at the offered load
 RATE = 500
@@ -51,7 +52,7 @@ class PacedPublisher:
         self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
         self.client.loop_start()
 
-    def publish(self, events: Sequence[synth.SynthEvent], rate: float) -> dict[str, float]:
+    def publish(self, events: Sequence[SynthEvent], rate: float) -> dict[str, float]:
         sent: dict[str, float] = {}
         started = time.perf_counter()
         for index, event in enumerate(events):
@@ -123,11 +124,9 @@ def _latencies(settings, events, warm_up, start: Callable[[], Callable[[], objec
 def run(run: Run, database: str) -> list[Result]:
     seconds = SIZES[run.size]
     n = RATE * seconds
-    licences = list(synth.licences(2000, seed=41, scale=1000))
+    licences = list(synthetic_licences(2000, seed=41, scale=1000))
     run.log(f"W4 on {database}: generating {n + WARM_UP} events")
-    stream = list(
-        synth.event_stream(licences, n + WARM_UP, seed=42, amendments=0.05, invalidations=0.02)
-    )
+    stream = list(event_stream(licences, n + WARM_UP, seed=42, amendments=0.05, invalidations=0.02))
     warm_up, events = stream[:WARM_UP], stream[WARM_UP:]
     broker = run.broker()
     results = []
@@ -171,7 +170,7 @@ def run(run: Run, database: str) -> list[Result]:
             settings,
             events,
             warm_up,
-            command=[sys.executable, "-m", "bridge.services.consumer"],
+            command=[sys.executable, "-m", "bridge.entrypoints.consumer"],
             env=settings_env(settings),
             log_name="w4-consumer",
         )

@@ -20,7 +20,8 @@ from bench import bulkload
 from bench.common import Result, Run, ratio, store_known_licences
 from bench.mqttload import bridge_rate
 from bridge.adapters.store.reconciliation import reconciliation_rows
-from bridge.testkit import synth
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.streams import event_stream
 
 SIZES = {
     "tiny": {"lines": 4_000, "movements": 40_000, "events": 200},
@@ -50,16 +51,14 @@ def run(run: Run, database: str) -> list[Result]:
     n_licences = size["lines"] // LINES_PER_LICENCE
     run.log(f"W5 on {database}: generating {n_licences} licences")
     licences = list(
-        synth.licences(
+        synthetic_licences(
             n_licences, seed=51, scale=1000, lines_per_licence=LINES_PER_LICENCE, holders=100
         )
     )
     quoted = licences[:QUOTED]
     events = [
         e.envelope
-        for e in synth.event_stream(
-            quoted, size["events"], seed=52, amendments=0.05, invalidations=0.02
-        )
+        for e in event_stream(quoted, size["events"], seed=52, amendments=0.05, invalidations=0.02)
     ]
     broker = run.broker()
     timeout = 120 + size["events"] / 20

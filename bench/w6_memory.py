@@ -1,11 +1,10 @@
 """W6 memory: the consumer's resident set across many messages.
 
-The standalone consumer (`python -m bridge.services.consumer`, its own process) takes a long stream
-of
-declaration events (generated while it runs, published with at most a few thousand waiting in
-the broker); its RSS is read from /proc every so many answered messages. Target: under 200 MB
-and flat, i.e. at the end no more than 10% above what it was a quarter of the way in (once
-caches and pools have filled). The "limit" column shows that quarter-way figure."""
+The standalone consumer (`python -m bridge.entrypoints.consumer`, its own process) takes a long
+stream of declaration events (generated while it runs, published with at most a few thousand waiting
+in the broker); its RSS is read from /proc every so many answered messages. Target: under 200 MB and
+flat, i.e. at the end no more than 10% above what it was a quarter of the way in (once caches and
+pools have filled). The "limit" column shows that quarter-way figure."""
 
 from __future__ import annotations
 
@@ -14,11 +13,13 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from bench.common import Result, Run, rss_mb, stop_group, store_known_licences
+from bench.common import Result, Run, rss_mb, store_known_licences
 from bench.mqttload import ResultWatcher
-from bridge.adapters.mqtt.client import open_session
+from bridge.adapters.processes import stop_group
 from bridge.services.config import settings_env
-from bridge.testkit import synth
+from bridge.services.mqtt_endpoints import open_session
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.streams import event_stream
 
 SIZES = {"tiny": 1000, "small": 30000, "full": 1_000_000}
 CEILING_MB = 200
@@ -30,7 +31,7 @@ PER_DATABASE = True
 
 def run(run: Run, database: str) -> list[Result]:
     n = SIZES[run.size]
-    licences = list(synth.licences(5000, seed=61, scale=1000))
+    licences = list(synthetic_licences(5000, seed=61, scale=1000))
     broker = run.broker()
     url = run.ledger_url(database, "w6")
     engine = run.engine(url)
@@ -44,7 +45,7 @@ def run(run: Run, database: str) -> list[Result]:
     publisher.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
     publisher.loop_start()
     child = run.process(
-        [sys.executable, "-m", "bridge.services.consumer"],
+        [sys.executable, "-m", "bridge.entrypoints.consumer"],
         env=settings_env(settings),
         log=run.folder("w6-consumer") / "out.log",
     )
@@ -54,7 +55,7 @@ def run(run: Run, database: str) -> list[Result]:
     started = time.perf_counter()
     published = 0
     try:
-        stream = synth.event_stream(licences, n, seed=62, amendments=0.05, invalidations=0.02)
+        stream = event_stream(licences, n, seed=62, amendments=0.05, invalidations=0.02)
         run.log(f"W6 on {database}: {n} messages through the consumer (pid {child.pid})")
         for event in stream:
             while published - counter.count >= IN_FLIGHT:

@@ -2,11 +2,11 @@
 
 `python -m chaos --size tiny|small|full [--database sqlite|postgresql] [--seed N] [--json F]`
 (or `scripts/chaos.sh`) drives a generated stream of WCO DEC-DMS declaration events
-(bridge.testkit.synth: many licences, redeliveries, reordering, amendments, invalidations and a
+(bridge.testkit.streams: many licences, redeliveries, reordering, amendments, invalidations and a
 known set of unreadable or hostile messages) through the real bridge on a real mosquitto, a real
 customs SOAP simulator and a real SQLite or PostgreSQL ledger, while it
 
-- SIGKILLs the consumer (`python -m bridge.services.consumer`) at random moments and inside its
+- SIGKILLs the consumer (`python -m bridge.entrypoints.consumer`) at random moments and inside its
 batch
   transactions, and starts it again (chaos.faults.ConsumerSupervisor);
 - restarts mosquitto, whose persistence keeps the sessions and their queued QoS 1 messages;

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from bridge.adapters.mqtt.client import DeclarationSubscriber
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.services.config import Settings
+from bridge.services.mqtt_endpoints import subscriber as DeclarationSubscriber
 from chaos.oracle import ZERO, Oracle
 from chaos.stream import ResultListener
 

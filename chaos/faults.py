@@ -3,59 +3,22 @@ outage it causes. Every child runs in a process group of its own and is stopped 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bridge.core.paths import PROJECT_ROOT
+from bridge.adapters.processes import signal_group, spawn, stop_group
 
 CONSUMER_APPLICATION = "elbridge-chaos-consumer"  # how the consumer shows in pg_stat_activity
-
-
-def spawn(command: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A child in its own process group (its output appended to `log`)."""
-    full_env = dict(os.environ) | env
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (str(PROJECT_ROOT), full_env.get("PYTHONPATH", "")) if part
-    )
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            list(command),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=full_env,
-            cwd=str(PROJECT_ROOT),
-        )
-
-
-def signal_group(child: subprocess.Popen, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signum)
-
-
-def stop_group(child: subprocess.Popen, timeout: float = 30.0) -> int | None:
-    """SIGTERM to the child's group, then SIGKILL if it lingers; its exit code."""
-    if child.poll() is None:
-        signal_group(child, signal.SIGTERM)
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            signal_group(child, signal.SIGKILL)
-            child.wait(timeout)
-    return child.returncode
 
 
 @dataclass
@@ -71,8 +34,8 @@ class Exit:
 
 
 class ConsumerSupervisor:
-    """`python -m bridge.services.consumer` as a supervisor would run it: started again whenever it
-    ends. The suite kills it; any other end is a crash, recorded with its log."""
+    """`python -m bridge.entrypoints.consumer` as a supervisor would run it: started again whenever
+    it ends. The suite kills it; any other end is a crash, recorded with its log."""
 
     def __init__(self, env: dict[str, str], log: Path, clock: Callable[[], float]) -> None:
         self.env = env
@@ -84,7 +47,9 @@ class ConsumerSupervisor:
         self.started_at = 0.0
 
     def start(self) -> None:
-        self.child = spawn([sys.executable, "-m", "bridge.services.consumer"], self.env, self.log)
+        self.child = spawn(
+            [sys.executable, "-m", "bridge.entrypoints.consumer"], self.env, self.log
+        )
         self.starts += 1
         self.started_at = self.clock()
 
@@ -124,11 +89,10 @@ class ConsumerSupervisor:
 
 
 class SyncScheduler(threading.Thread):
-    """Certificate delivery as a scheduler runs it: `python -m bridge.entrypoints.cli sync`
-    (certify new
-    licence versions, deliver the outbox) again and again, one run at a time, until stopped. A
-    run that fails (the ledger away, say) is simply followed by the next, as a scheduler's
-    retry would; the suite SIGKILLs some runs in the middle of their sending."""
+    """Certificate delivery as a scheduler runs it: `python -m bridge.entrypoints.cli sync` (certify
+    new licence versions, deliver the outbox) again and again, one run at a time, until stopped. A
+    run that fails (the ledger away, say) is simply followed by the next, as a scheduler's retry
+    would; the suite SIGKILLs some runs in the middle of their sending."""
 
     def __init__(self, env: dict[str, str], log: Path, clock: Callable[[], float]) -> None:
         super().__init__(name="chaos-sync", daemon=True)

@@ -1,7 +1,7 @@
 """The independent oracle: what the ledger must hold after a generated stream, worked out from
 the stream alone.
 
-It reads only what the generator meant (`bridge.testkit.synth.SynthEvent`: message id, MRN,
+It reads only what the generator meant (`bridge.testkit.streams.SynthEvent`: message id, MRN,
 event kind, declaration version, planned write-offs, whether the message is unreadable) and the
 licences' authorised quantities, and adds them up with its own few rules:
 
@@ -15,8 +15,8 @@ licences' authorised quantities, and adds them up with its own few rules:
   against it; its balance is its authorised quantity (value) minus that total.
 
 It shares no code with the ledger's rules (bridge.core.writeoff) or its store
-(bridge.adapters.store): the
-suite compares two independent computations, so a bug in the rules cannot hide itself."""
+(bridge.adapters.store): the suite compares two independent computations, so a bug in the rules
+cannot hide itself."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bridge.core.model import Licence
-from bridge.testkit.synth import PlannedWriteOff, SynthEvent
+from bridge.testkit.declaration_plans import PlannedWriteOff
+from bridge.testkit.streams import SynthEvent
 
 ZERO = Decimal(0)
 INVALIDATED = "invalidated"

@@ -22,14 +22,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bridge.adapters.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
-from bridge.adapters.mqtt.client import open_session
-from bridge.adapters.soap.simulator import KNOWN_FAULT_KINDS, SimulatorProcess, start_simulator
 from bridge.adapters.store.db import make_engine, utcnow
 from bridge.adapters.store.licences import save_licence
 from bridge.core.model import Licence, LicenceStatus
+from bridge.entrypoints.customs_sim import KNOWN_FAULT_KINDS, SimulatorProcess, start_simulator
 from bridge.services.config import Settings, settings_env
 from bridge.services.licence_status import change_status
-from bridge.testkit import synth
+from bridge.services.mqtt_endpoints import open_session
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.streams import BAD_KINDS, HOSTILE_KINDS, event_stream
 from chaos import checks
 from chaos.faults import (
     CONSUMER_APPLICATION,
@@ -191,7 +192,9 @@ class ChaosRun:
         )
         self.settings = settings
         licences = list(
-            synth.licences(size.traded_licences + size.late_licences, seed=self.seed, scale=SCALE)
+            synthetic_licences(
+                size.traded_licences + size.late_licences, seed=self.seed, scale=SCALE
+            )
         )
         traded, late = licences[: size.traded_licences], licences[size.traded_licences :]
         waves = max(1, size.late_waves)
@@ -224,7 +227,7 @@ class ChaosRun:
         self.consumer.start()
         self.probe = self._probe()
         self.stack.callback(self.probe.close)
-        events = synth.event_stream(
+        events = event_stream(
             traded,
             size.events,
             seed=self.seed + 1,
@@ -235,7 +238,7 @@ class ChaosRun:
             bad=size.bad,
             minimal=True,
             full_share=size.full_share,
-            bad_kinds=synth.BAD_KINDS + synth.HOSTILE_KINDS,
+            bad_kinds=BAD_KINDS + HOSTILE_KINDS,
         )
         self.publisher = StreamPublisher(
             settings,

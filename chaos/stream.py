@@ -10,12 +10,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from bridge.adapters.mqtt.client import new_client, unique_client_id
+from bridge.adapters.mqtt.client import unique_client_id
 from bridge.services.config import Settings
-from bridge.testkit.synth import SynthEvent
+from bridge.services.mqtt_endpoints import new_client
+from bridge.testkit.mqtt_sessions import connect_persistent
+from bridge.testkit.streams import SynthEvent
 from chaos.oracle import Oracle
 
 WINDOW = 500  # messages without PUBACK at most
@@ -145,16 +145,7 @@ class ResultListener:
         self.settings = settings
 
     def start(self) -> ResultListener:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = 3600
-        self.client.connect(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=properties,
-        )
-        self.client.loop_start()
+        connect_persistent(self.client, self.settings.mqtt_host, self.settings.mqtt_port)
         if not self.subscribed.wait(30):
             raise ConnectionError("the customs result listener got no subscription")
         return self

@@ -48,8 +48,8 @@ def daily_reconciliation() -> None:
 
         run = get_current_context()["dag_run"]
         today = (run.logical_date or run.run_after).astimezone(UTC).date()
-        with ledger(settings_from_airflow()) as engine, engine.begin() as conn:
-            expired = expire_due(conn, today, datetime.now(UTC))
+        with ledger(settings_from_airflow()) as engine:
+            expired = expire_due(engine, today, datetime.now(UTC))
         if expired:
             log.info("expired licences: %s", ", ".join(expired))
         return {"date": today.isoformat(), "expired": expired}
@@ -57,26 +57,17 @@ def daily_reconciliation() -> None:
     @task
     def write_reconciliation() -> dict[str, Any]:
         """Write the CSV and JSON reports and return their summary."""
-        from bridge.adapters.store.reconciliation import reconciliation_rows
-        from bridge.core.reconcile import render, summary
         from bridge.entrypoints.airflow_wiring import (
-            ledger,
             settings_from_airflow,
-            write_report,
+            write_reconciliation_reports,
         )
 
         run = get_current_context()["dag_run"]
         day = (run.logical_date or run.run_after).astimezone(UTC).date().isoformat()
-        settings = settings_from_airflow()
-        with ledger(settings) as engine, engine.connect() as conn:
-            rows = reconciliation_rows(conn)
-        folder = settings.home / "reports" / day
-        csv_file = write_report(folder / "reconciliation.csv", render(rows, "csv"))
-        json_file = write_report(folder / "reconciliation.json", render(rows, "json"))
-        totals = summary(rows)
-        if totals["over_used_lines"]:
-            log.warning("over-used licence lines: %s", ", ".join(totals["over_used_lines"]))
-        return {"date": day, "csv": str(csv_file), "json": str(json_file), **totals}
+        report = write_reconciliation_reports(settings_from_airflow(), day)
+        if report["over_used_lines"]:
+            log.warning("over-used licence lines: %s", ", ".join(report["over_used_lines"]))
+        return report
 
     expire_due_licences() >> write_reconciliation()
 

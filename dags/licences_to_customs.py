@@ -98,12 +98,11 @@ def licences_to_customs() -> None:
         when a certificate breaks the contract (it is kept as failed, with its reasons)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from bridge.adapters.store.db import utcnow
         from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow, summarise
         from bridge.services.outbox import certify_pending
 
         with ledger(settings_from_airflow()) as engine:
-            report = certify_pending(engine, now=utcnow())
+            report = certify_pending(engine, now=datetime.now(UTC))
         summary = summarise(report)
         if report.invalid:
             raise AirflowFailException(
@@ -117,14 +116,17 @@ def licences_to_customs() -> None:
         """Deliver the outbox; fail, without retrying, when certificates failed for good."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from bridge.adapters.soap.client import CustomsClient
-        from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow, summarise
+        from bridge.entrypoints.airflow_wiring import (
+            customs_senders,
+            ledger,
+            settings_from_airflow,
+            summarise,
+        )
         from bridge.services.outbox import deliver_pending
 
         settings = settings_from_airflow()
         with ledger(settings) as engine:
-            senders = [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
-            report = deliver_pending(engine, senders)
+            report = deliver_pending(engine, customs_senders(settings))
         summary = summarise(report)
         if report.failed:
             # Sending them again unchanged cannot help: they need a person.

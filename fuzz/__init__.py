@@ -2,8 +2,7 @@
 
 - `fuzz.declaration_reader`: MQTT declaration events and WCO DEC-DMS payloads
   (bridge.core.envelope.parse_envelope / read_event, bridge.core.declaration.read_declaration), and
-  the
-  write-off rules on whatever reads.
+  the write-off rules on whatever reads.
 - `fuzz.national_mapper`: national licence files through the three mappings of mappings/*.yaml
   (bridge.core.mapping.translate), and the certificate of every record that is accepted.
 

@@ -25,7 +25,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import atheris
@@ -34,14 +34,15 @@ with atheris.instrument_imports(include=["bridge"]):
     from bridge.core.declaration import read_declaration
     from bridge.core.envelope import build_envelope, mrn_from_lrn, read_event
     from bridge.core.errors import BridgeError, Rejected
-    from bridge.core.model import Licence, LicenceLine, LicenceType
-    from bridge.core.writeoff import LedgerSnapshot, decide
+    from bridge.core.writeoff.batch import decide
+    from bridge.core.writeoff.decision import LedgerSnapshot
 
+from bridge.testkit.sample_licences import TT_EX010A_MRN, sample_licences
 from fuzz import Known, declaration_samples, run, signature
 
 MAX_BYTES = 2 * 1024 * 1024  # the consumer's default (Settings.max_message_bytes)
 EVENT_TIME = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-WRAP_MRN = "24GBDIRIGZ7QLCPAA8"
+WRAP_MRN = TT_EX010A_MRN
 DOCUMENTED = (BridgeError,)
 # Tokens libFuzzer splices into inputs (scripts/fuzz.sh passes them with -dict): what byte
 # flips rarely reach on their own, such as JSON escapes and markup declarations.
@@ -83,46 +84,8 @@ class Finding(AssertionError):
     """A check on what the reader and the rules produced failed."""
 
 
-def _line(number: int, cn_code: str, quantity: str, *destinations: str) -> LicenceLine:
-    return LicenceLine(
-        line_number=number,
-        control_list_entry="ML1.a",
-        description=f"goods of CN {cn_code}",
-        cn_code=cn_code,
-        quantity=Decimal(quantity),
-        unit="KGM",
-        destinations=destinations,
-    )
-
-
-def _licence(number: str, eori: str, *lines: LicenceLine) -> Licence:
-    return Licence(
-        number=number,
-        type=LicenceType.INDIVIDUAL,
-        issuing_member_state="GB",
-        issuing_authority="Export Control Joint Unit",
-        holder_name=f"Holder of {number}",
-        holder_eori=eori,
-        valid_from=date(2026, 1, 1),
-        valid_to=date(2027, 12, 31),
-        lines=lines,
-    )
-
-
 # The licences the sample declarations write off against, small enough that over-use happens.
-LICENCES = {
-    licence.number: licence
-    for licence in (
-        _licence("GBSIEXYK3ZZZPADR-0002", "GB896458895015", _line(1, "93059100", "500", "SD")),
-        _licence(
-            "GBSIEXYK3ZZZ-0001",
-            "GB896458895015",
-            _line(1, "93019000", "100", "SD"),
-            _line(2, "93059100", "100", "SD"),
-        ),
-        _licence("GBSIEE2E350001-0001", "GB417869120000", _line(1, "93063030", "250", "PK")),
-    )
-}
+LICENCES = {licence.number: licence for licence in sample_licences()}
 SNAPSHOT = LedgerSnapshot(licences=LICENCES)
 
 

@@ -8,5 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
 ruff check .
 ruff format --check .
+echo "== lint-imports (the layers, pyproject.toml [tool.importlinter])"
+lint-imports --no-logo
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.adapters.soap.simulator import SimulatorProcess, start_simulator
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
+from bridge.entrypoints.customs_sim import SimulatorProcess, start_simulator
 
 
 @pytest.fixture

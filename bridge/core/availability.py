@@ -1,7 +1,7 @@
 """What customs may ask the bridge before they release goods (the query service): is this
 write-off available now, and which supporting documents does a holder have. Pure.
 
-The decision is the write-off rules' own dry run (`bridge.core.writeoff.availability`), so an answer
+The decision is the write-off rules' own dry run (`bridge.core.writeoff.dry_run`), so an answer
 "available" means the same write-off would be accepted. This module only adds what a query can
 say and a declaration cannot: a control list entry to find the licence line by, and the listing
 of a holder's documents with their balances."""
@@ -16,24 +16,19 @@ from decimal import Decimal
 from bridge.core.certificate import document_code_for
 from bridge.core.codes import normalise_cle
 from bridge.core.declaration import Declaration
+from bridge.core.documents import NATIONAL_DOCUMENT_CODES, licence_document
 from bridge.core.envelope import Reason
 from bridge.core.errors import Rejected
+from bridge.core.ledger_state import Totals
 from bridge.core.model import Licence, LicenceType
 from bridge.core.reconcile import ReconciliationRow
-from bridge.core.writeoff import (
-    NATIONAL_DOCUMENT_CODES,
-    Availability,
-    Totals,
-    availability,
-    licence_document,
-    licence_state_problems,
-)
+from bridge.core.supporting_documents import SupportingDocument, SupportingLine
+from bridge.core.writeoff.checks import licence_state_problems
+from bridge.core.writeoff.dry_run import Availability, availability
 
 __all__ = [
     "Availability",
     "AvailabilityRequest",
-    "SupportingDocument",
-    "SupportingLine",
     "availability_requests",
     "check_availability",
     "line_totals_from",
@@ -178,38 +173,6 @@ def check_availability(
             refusals=refusals,
         )
     return answer
-
-
-@dataclass(frozen=True, slots=True)
-class SupportingLine:
-    """One line of a supporting document with what it authorises, what is written off and what
-    remains; None where the line counts no quantity (or no value)."""
-
-    line_number: int
-    control_list_entry: str
-    cn_code: str | None
-    unit: str | None
-    authorised_quantity: Decimal | None
-    written_off_quantity: Decimal
-    remaining_quantity: Decimal | None
-    currency: str | None
-    authorised_value: Decimal | None
-    written_off_value: Decimal
-    remaining_value: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class SupportingDocument:
-    """A licence customs may accept from its holder on a date (ListSupportingDocuments)."""
-
-    document_code: str
-    reference: str
-    version: int
-    status: str
-    valid_from: date
-    valid_to: date | None
-    general_authorisation: str | None
-    lines: tuple[SupportingLine, ...]
 
 
 def supporting_documents(

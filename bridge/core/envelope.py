@@ -3,8 +3,8 @@ released, amended or invalidated, and the result message the bridge answers each
 (docs/envelope.md is the contract).
 
 Pure: `parse_envelope` reads and checks one message (all problems at once), `read_event` also
-reads the WCO declaration it carries, `build_envelope` writes one; `build_result` and
-`parse_result` write and read a result message."""
+reads the WCO declaration it carries, `build_envelope` writes one (`envelope_for_declaration`
+around a WCO declaration); `build_result` and `parse_result` write and read a result message."""
 
 from __future__ import annotations
 
@@ -277,6 +277,43 @@ def build_envelope(
     if payload is not None:
         document["payload"] = payload
     return json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+def envelope_for_declaration(
+    data: bytes,
+    *,
+    source: str,
+    name: str | None = None,
+    event: EventKind | str,
+    mrn: str | None = None,
+    version: int = 1,
+    event_time: datetime,
+    message_id: str | None = None,
+    country: str | None = None,
+) -> bytes:
+    """An envelope carrying the WCO declaration `data` (read from `source`, for messages).
+
+    MRN: `mrn` when given, else the declaration's own ID, else one derived from its LRN
+    (`mrn_from_lrn`: event year, customs country, a hash of the LRN, or of `name` when it has
+    none), so that the same declaration always gets the same MRN. Message id: `message_id`,
+    else `<mrn>-<event>-v<version>`, so publishing the same event twice is recognised as a
+    redelivery."""
+    declaration = read_declaration(data, max_bytes=len(data) + 1, source=source)
+    if mrn is None:
+        mrn = declaration.mrn
+    if mrn is None:
+        where = country or declaration.country or "EU"
+        mrn = mrn_from_lrn(declaration.lrn or name or source, year=event_time.year, country=where)
+    kind = EventKind(event)
+    return build_envelope(
+        message_id=message_id or f"{mrn}-{kind}-v{version}",
+        mrn=mrn,
+        event=kind,
+        event_time=event_time,
+        declaration_version=version,
+        payload=data.decode("utf-8"),
+        country=country,
+    )
 
 
 def mrn_from_lrn(lrn: str, *, year: int, country: str) -> str:

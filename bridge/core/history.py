@@ -1,9 +1,9 @@
 """What an authority reads about a licence: its movements in time order with the running
 balance, the write-offs customs were refused, and the alerts the bridge raised.
 
-Pure: the rows come from the ledger (bridge.adapters.store.history) and are rendered here as a
-table, CSV
-or JSON, in the style of bridge.core.reconcile. The running balance uses the current version's
+Pure: the movements come from the ledger (bridge.adapters.store.history, as
+bridge.core.movements.RecordedMovement) and are balanced and rendered here as a table, CSV or
+JSON, in the style of bridge.core.reconcile. The running balance uses the current version's
 ceilings, so its last row per line equals the line's reconciliation row."""
 
 from __future__ import annotations
@@ -18,47 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.core.model import LicenceLine
+from bridge.core.movements import RecordedMovement
 from bridge.core.reconcile import CENT, FORMATS
 from bridge.core.units import plain
-
-# A reversal made by hand names the movement it undoes in its message id: the mark makes
-# "reversed once only" a question the ledger can answer.
-REVERSAL_MARK = "reversal-of:"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedMovement:
-    """One movement row as the ledger keeps it: signed quantity in the line's unit, signed
-    value in the line's currency, what was declared, who moved it, when and why."""
-
-    id: int
-    licence_number: str
-    line_number: int
-    kind: str
-    quantity: Decimal
-    value: Decimal
-    declared_quantity: Decimal | None
-    declared_unit: str | None
-    mrn: str | None
-    goods_item: int | None
-    document_code: str | None
-    document_ref: str | None
-    message_id: str | None
-    actor: str
-    reason: str | None
-    at: datetime
-
-    @property
-    def reverses(self) -> int | None:
-        """The id of the movement this one reverses by hand, if it is such a reversal."""
-        if self.message_id and self.message_id.startswith(REVERSAL_MARK):
-            tail = self.message_id[len(REVERSAL_MARK) :]
-            return int(tail) if tail.isdigit() else None
-        return None
-
-
-def reversal_mark(movement_id: int) -> str:
-    return f"{REVERSAL_MARK}{movement_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,10 +292,8 @@ def _count(
 
 __all__: list[str] = [
     "HistoryRow",
-    "RecordedMovement",
     "render_alerts",
     "render_history",
     "render_refusals",
-    "reversal_mark",
     "running_balances",
 ]

@@ -21,25 +21,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 
 from bridge.core.errors import Problem, Rejected
-from bridge.core.history import RecordedMovement, reversal_mark
+from bridge.core.ledger_state import LEDGER_LIMIT
 from bridge.core.model import Licence, LicenceLine, LicenceStatus
+from bridge.core.movements import ManualKind, ManualMovement, RecordedMovement, reversal_mark
 from bridge.core.units import UnitError, convert, parse_unit
-from bridge.core.writeoff import LEDGER_LIMIT, ceiling_excess
+from bridge.core.writeoff.checks import ceiling_excess
 
 QUANTITY_DECIMALS = 6  # n..16,6, what the ledger keeps (store.schema.Micro)
 VALUE_DECIMALS = 2  # n..16,2: amounts as customs write them
 ACTOR_MAX = 200  # the movement table's actor column
 REFERENCE_MAX = 70  # the movement table's document_ref column
 ZERO = Decimal(0)
-
-
-class ManualKind(StrEnum):
-    WRITE_OFF = "manual_write_off"
-    CORRECTION = "correction"
-    REVERSAL = "reversal"
+MANUAL_OVER_USE = "manual-over-use"  # alert kind: a forced manual movement beyond a ceiling
+MANUAL_OVERRIDE = "manual-override"  # alert kind: a forced write-off on a licence not valid
 
 
 # What a reversal by hand may undo: the authority's own movements.
@@ -66,29 +62,6 @@ class ManualRequest:
     currency: str | None = None
     reference: str | None = None  # the authority's own reference (audit file, paper declaration)
     force: bool = False  # record it even beyond the ceiling or on a suspended licence
-
-
-@dataclass(frozen=True, slots=True)
-class ManualMovement:
-    """The movement a manual act appends, in the line's unit and currency."""
-
-    licence_number: str
-    line_number: int
-    kind: ManualKind
-    quantity: Decimal
-    value: Decimal
-    declared_quantity: Decimal | None
-    declared_unit: str | None
-    actor: str
-    reason: str
-    mrn: str | None = None
-    goods_item: int | None = None
-    document_code: str | None = None
-    document_ref: str | None = None
-    message_id: str | None = None
-    # What `force` let through, each as a reason: ceilings exceeded, a licence not valid.
-    forced_over_use: tuple[str, ...] = ()
-    forced_status: str | None = None
 
 
 def decide_manual(
@@ -223,6 +196,38 @@ def decide_reversal(
         message_id=reversal_mark(original.id),
         forced_over_use=tuple(forced_over_use),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ManualAlert:
+    """What the authority is told about a manual movement that `force` let through."""
+
+    kind: str  # MANUAL_OVER_USE or MANUAL_OVERRIDE
+    message: str
+
+
+def forced_alerts(movement: ManualMovement) -> list[ManualAlert]:
+    """The alerts a decided movement raises: one per thing `force` let through (a ceiling
+    exceeded, a licence not valid), each naming the person and the reason they gave."""
+    alerts = []
+    if movement.forced_over_use:
+        alerts.append(
+            ManualAlert(
+                MANUAL_OVER_USE,
+                f"{movement.kind} by {movement.actor} forced beyond the ceiling: "
+                + "; ".join(movement.forced_over_use)
+                + f". Reason given: {movement.reason}",
+            )
+        )
+    if movement.forced_status:
+        alerts.append(
+            ManualAlert(
+                MANUAL_OVERRIDE,
+                f"{movement.kind} by {movement.actor} forced although {movement.forced_status}."
+                f" Reason given: {movement.reason}",
+            )
+        )
+    return alerts
 
 
 def _why_not_reversible(original: RecordedMovement) -> str:
@@ -455,8 +460,8 @@ def _balance(
     original: RecordedMovement | None = None,
 ) -> list[str]:
     """Check the line's totals after the movement: never below zero; beyond the ceiling of an
-    individual or global licence (`bridge.core.writeoff.ceiling_excess`) only when forced. Returns
-    what force let through."""
+    individual or global licence (`bridge.core.writeoff.checks.ceiling_excess`) only when
+    forced. Returns what force let through."""
     used_q, used_v = written_off
     number = licence.number if licence else (original.licence_number if original else "?")
     line_number = line.line_number if line else (original.line_number if original else "?")

@@ -1,10 +1,9 @@
 """Reconciliation: per licence line, what was authorised, what was written off, what remains.
 
 Pure: rows come from the ledger (bridge.adapters.store.reconciliation) and are rendered here as a
-table,
-CSV or JSON. A line is over-used when what was written off exceeds what was authorised
-(possible after an authority lowers a ceiling below what is already used, or by manual
-correction); general authorisations have no ceiling and are never over-used."""
+table, CSV or JSON. A line is over-used when what was written off exceeds what was authorised
+(possible after an authority lowers a ceiling below what is already used, or by manual correction);
+general authorisations have no ceiling and are never over-used."""
 
 from __future__ import annotations
 

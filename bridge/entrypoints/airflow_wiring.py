@@ -181,6 +181,27 @@ def summarise(value: Any) -> Any:
     return str(value)
 
 
+def customs_senders(settings: Settings) -> list[Any]:
+    """One SOAP client to customs per sending thread (`soap_senders`, at least one)."""
+    from bridge.services.outbox import CustomsClient
+
+    return [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
+
+
+def write_reconciliation_reports(settings: Settings, day: str) -> dict[str, Any]:
+    """Write the ledger's reconciliation as reports/<day>/reconciliation.csv and .json under
+    the bridge's home; returns the day, both paths and the summary (lines, over-used lines)."""
+    from bridge.adapters.store.reconciliation import reconciliation_rows
+    from bridge.core.reconcile import render, summary
+
+    with ledger(settings) as engine, engine.connect() as conn:
+        rows = reconciliation_rows(conn)
+    folder = settings.home / "reports" / day
+    csv_file = write_report(folder / "reconciliation.csv", render(rows, "csv"))
+    json_file = write_report(folder / "reconciliation.json", render(rows, "json"))
+    return {"date": day, "csv": str(csv_file), "json": str(json_file), **summary(rows)}
+
+
 def write_report(path: Path, text: str) -> Path:
     """Write `text` to `path` atomically: readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,7 @@
 """`elbridge`: every step of the bridge from the command line, without Airflow.
 
 Settings come from ELBRIDGE_* environment variables (see bridge/services/config.py); the global
-options
-below override them. Exit status: 0 done, 1 done but something needs attention (rejected
+options below override them. Exit status: 0 done, 1 done but something needs attention (rejected
 records, failed deliveries, refusals are reported, not hidden), 2 usage or configuration error."""
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from bridge.adapters.soap.client import CustomsClient
-    from bridge.services.outbox import certify_pending, deliver_pending
+    from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending
 
     settings = _settings(args)
     engine = _engine(settings)
@@ -73,8 +71,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from bridge.adapters.mqtt.client import open_session
     from bridge.services.consumer import consume
+    from bridge.services.mqtt_endpoints import open_session
 
     settings = _settings(args)
     if args.open_session:
@@ -112,7 +110,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
-    from bridge.adapters.soap.simulator import serve
+    from bridge.entrypoints.customs_sim.app import serve
 
     settings = _settings(args)
     store = Path(args.store) if args.store else settings.home / "customs-sim" / "received.db"
@@ -121,7 +119,7 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_publish(args: argparse.Namespace) -> int:
-    from bridge.adapters.mqtt.publisher import envelope_for_declaration_file, publish_events
+    from bridge.services.customs_events import envelope_for_declaration_file, publish_events
 
     settings = _settings(args)
     event_time = datetime.fromisoformat(args.event_time) if args.event_time else datetime.now(UTC)

@@ -1,7 +1,7 @@
 """`elbridge manual ...` and `elbridge reconcile --history/--refusals/--alerts`: the licensing
-authority's commands. Wiring only: arguments to bridge.services.authority, results to
-bridge.core.history's
-and bridge.core.reconcile's renderers.
+authority's commands. Wiring only: arguments and the ledger's engine to
+bridge.services.authority (which owns each transaction), results to bridge.core.history's and
+bridge.core.reconcile's renderers.
 
 cli.py hooks these in and hands over how to open the ledger from the global options, so that
 settings are read one way only."""
@@ -115,32 +115,25 @@ def show_view(args: argparse.Namespace, engine: Any) -> int:
     from bridge.core.history import render_alerts, render_history, render_refusals
     from bridge.services import authority
 
-    with engine.connect() as conn:
-        if args.history:
-            if not args.licence:
-                raise Rejected(
-                    [Problem("--history shows one licence: give --licence N", code="usage")],
-                    summary="no licence given",
-                )
-            rows = authority.licence_history(conn, args.licence)
-            text = render_history(args.licence, rows, args.format)
-            attention, count = _over_used(conn, args.licence), len(rows)
-        elif args.refusals:
-            records = authority.list_refusals(conn, args.licence)
-            text = render_refusals(records, args.format, args.licence)
-            attention, count = bool(records), len(records)
-        else:
-            records = authority.list_alerts(conn, args.licence)
-            text = render_alerts(records, args.format, args.licence)
-            attention, count = bool(records), len(records)
+    if args.history:
+        if not args.licence:
+            raise Rejected(
+                [Problem("--history shows one licence: give --licence N", code="usage")],
+                summary="no licence given",
+            )
+        rows = authority.licence_history(engine, args.licence)
+        text = render_history(args.licence, rows, args.format)
+        attention, count = bool(authority.over_used_lines(engine, args.licence)), len(rows)
+    elif args.refusals:
+        records = authority.list_refusals(engine, args.licence)
+        text = render_refusals(records, args.format, args.licence)
+        attention, count = bool(records), len(records)
+    else:
+        records = authority.list_alerts(engine, args.licence)
+        text = render_alerts(records, args.format, args.licence)
+        attention, count = bool(records), len(records)
     _write(args, text, count)
     return 1 if attention else 0
-
-
-def _over_used(conn: Any, licence_number: str) -> bool:
-    from bridge.adapters.store.reconciliation import reconciliation_rows
-
-    return any(row.over_used for row in reconciliation_rows(conn, licence_number))
 
 
 def _write(args: argparse.Namespace, text: str, count: int) -> None:
@@ -164,38 +157,34 @@ def cmd_manual_correct(args: argparse.Namespace, *, open_ledger: OpenLedger) -> 
 
 
 def _act(args: argparse.Namespace, open_ledger: OpenLedger, act: Callable[..., Any]) -> int:
-    engine = open_ledger(args)
-    with engine.begin() as conn:
-        result = act(
-            conn,
-            args.licence,
-            args.line,
-            args.quantity,
-            args.unit,
-            value=args.value,
-            currency=args.currency,
-            reason=args.reason,
-            actor=args.actor,
-            now=datetime.now(UTC),
-            reference=args.reference,
-            force=args.force,
-        )
+    result = act(
+        open_ledger(args),
+        args.licence,
+        args.line,
+        args.quantity,
+        args.unit,
+        value=args.value,
+        currency=args.currency,
+        reason=args.reason,
+        actor=args.actor,
+        now=datetime.now(UTC),
+        reference=args.reference,
+        force=args.force,
+    )
     return _report(result)
 
 
 def cmd_manual_reverse(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
     from bridge.services.authority import reverse_movement
 
-    engine = open_ledger(args)
-    with engine.begin() as conn:
-        result = reverse_movement(
-            conn,
-            args.movement,
-            reason=args.reason,
-            actor=args.actor,
-            now=datetime.now(UTC),
-            force=args.force,
-        )
+    result = reverse_movement(
+        open_ledger(args),
+        args.movement,
+        reason=args.reason,
+        actor=args.actor,
+        now=datetime.now(UTC),
+        force=args.force,
+    )
     return _report(result)
 
 

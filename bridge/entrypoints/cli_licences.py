@@ -1,6 +1,6 @@
 """`elbridge licence ...` (the licensing authority's lifecycle commands) and `elbridge
 query-service serve` (the query service customs call). Wiring only: arguments to
-bridge.services.licence_status and bridge.adapters.soap.query_service.
+bridge.services.licence_status and bridge.entrypoints.query_service.
 
 cli.py hooks these in and hands over how to open the ledger (and where it is) from the global
 options, so that settings are read one way only:
@@ -86,16 +86,14 @@ def cmd_licence_action(args: argparse.Namespace, *, action: str, open_ledger: Op
     from bridge.core.lifecycle import AuthorityAction
     from bridge.services.licence_status import apply_authority_action
 
-    engine = open_ledger(args)
-    with engine.begin() as conn:
-        status = apply_authority_action(
-            conn,
-            args.number,
-            AuthorityAction(action),
-            reason=args.reason,
-            actor=args.actor,
-            now=datetime.now(UTC),
-        )
+    status = apply_authority_action(
+        open_ledger(args),
+        args.number,
+        AuthorityAction(action),
+        reason=args.reason,
+        actor=args.actor,
+        now=datetime.now(UTC),
+    )
     print(f"licence {args.number} is {status}; customs get the status update on the next sync")
     return 0
 
@@ -104,9 +102,7 @@ def cmd_expire_due(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
     from bridge.services.licence_status import expire_due
 
     now = datetime.now(UTC)
-    engine = open_ledger(args)
-    with engine.begin() as conn:
-        expired = expire_due(conn, args.today or now.date(), now)
+    expired = expire_due(open_ledger(args), args.today or now.date(), now)
     if expired:
         print(f"expired {len(expired)} licences: {', '.join(expired)}")
     else:
@@ -131,7 +127,7 @@ def cmd_licence_events(args: argparse.Namespace, *, open_ledger: OpenLedger) -> 
 
 
 def cmd_query_serve(args: argparse.Namespace, *, ledger_url: LedgerUrl) -> int:
-    from bridge.adapters.soap.query_service import serve_query_service
+    from bridge.entrypoints.query_service import serve_query_service
 
     serve_query_service(args.host, args.port, ledger_url(args), path=args.path)
     return 0

@@ -140,12 +140,6 @@ def _received_at_simulator(url: str) -> list[dict]:
 
 def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = True) -> int:
     from bridge.adapters.mqtt.broker import start_broker
-    from bridge.adapters.mqtt.client import open_session
-    from bridge.adapters.mqtt.publisher import envelope_for_declaration_file, publish_events
-    from bridge.adapters.soap.client import CustomsClient
-    from bridge.adapters.soap.query_client import check_before_release
-    from bridge.adapters.soap.query_service import start_query_service
-    from bridge.adapters.soap.simulator import start_simulator
     from bridge.adapters.store.db import make_engine
     from bridge.adapters.store.reconciliation import (
         declaration_outcomes,
@@ -153,9 +147,19 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
         refusals,
     )
     from bridge.core.reconcile import render
+    from bridge.entrypoints.customs_sim import start_simulator
+    from bridge.entrypoints.customs_sim.release import check_before_release
+    from bridge.entrypoints.query_service import start_query_service
     from bridge.services.consumer import consume
+    from bridge.services.customs_events import envelope_for_declaration_file, publish_events
     from bridge.services.ingest import ingest_inbox
-    from bridge.services.outbox import certify_pending, deliver_pending, outbox_summary
+    from bridge.services.mqtt_endpoints import open_session
+    from bridge.services.outbox import (
+        CustomsClient,
+        certify_pending,
+        deliver_pending,
+        outbox_summary,
+    )
 
     home = home or Path.cwd() / "var" / "demo"
     declarations = samples_dir()

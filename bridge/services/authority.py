@@ -1,9 +1,14 @@
 """What a licensing authority does and reads in the ledger: write off, correct or reverse by
 hand (manual quantity management), and a licence's movement history, refusals and alerts.
 
-Service functions for the CLI, the DAGs and any UI. Each takes a connection inside the caller's
-transaction (`with engine.begin() as conn:`), so a refused act writes nothing: the rules live in
-bridge.core.manual, the SQL in bridge.adapters.store; this module only wires them."""
+Service functions for the CLI, the DAGs and any UI. Each act takes the ledger's engine and owns
+its transaction (bridge.adapters.store.db.run_transaction): a refused act (Rejected) writes
+nothing, and one the database aborted over a conflict with a concurrent writer (a customs batch,
+another act) runs again from fresh reads. Every act reads the same way: lock the licence, load
+what the rules need through the store, ask the rules (bridge.core.manual), append the movement
+they decided, raise the alerts they name, follow the licence's status
+(bridge.services.licence_status) and read the line's balance. The views read in one
+connection of their own."""
 
 from __future__ import annotations
 
@@ -12,28 +17,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from bridge.adapters.store import history
 from bridge.adapters.store.alerts import raise_alert
+from bridge.adapters.store.db import run_transaction
 from bridge.adapters.store.licences import load_licences
 from bridge.adapters.store.manual import lock_licence, record_manual_movement
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.core.errors import Problem, Rejected
-from bridge.core.history import HistoryRow
-from bridge.core.manual import (
-    ManualKind,
-    ManualMovement,
-    ManualRequest,
-    decide_manual,
-    decide_reversal,
-)
+from bridge.core.history import HistoryRow, running_balances
+from bridge.core.manual import ManualRequest, decide_manual, decide_reversal, forced_alerts
 from bridge.core.model import Licence, LicenceStatus
+from bridge.core.movements import ManualKind, ManualMovement
 from bridge.core.reconcile import ReconciliationRow
 from bridge.services.licence_status import follow_usage
-
-MANUAL_OVER_USE = "manual-over-use"  # alert kind: a forced manual movement beyond a ceiling
-MANUAL_OVERRIDE = "manual-override"  # alert kind: a forced write-off on a licence not valid
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,7 @@ class ManualResult:
 
 
 def manual_write_off(
-    conn: Connection,
+    engine: Engine,
     licence_number: str,
     line_number: int,
     quantity: Decimal,
@@ -91,7 +89,7 @@ def manual_write_off(
     hand. Refused (Rejected, nothing written) beyond the remaining balance of a ceiling line
     unless `force`d, which records the movement and raises a `manual-over-use` alert."""
     return _manual(
-        conn,
+        engine,
         ManualKind.WRITE_OFF,
         licence_number,
         line_number,
@@ -108,7 +106,7 @@ def manual_write_off(
 
 
 def correct(
-    conn: Connection,
+    engine: Engine,
     licence_number: str,
     line_number: int,
     quantity: Decimal,
@@ -126,7 +124,7 @@ def correct(
     audit): positive writes off more, negative gives back; never below nothing written off,
     beyond a ceiling only when `force`d (then a `manual-over-use` alert)."""
     return _manual(
-        conn,
+        engine,
         ManualKind.CORRECTION,
         licence_number,
         line_number,
@@ -143,7 +141,7 @@ def correct(
 
 
 def reverse_movement(
-    conn: Connection,
+    engine: Engine,
     movement_id: int,
     *,
     reason: str,
@@ -154,51 +152,49 @@ def reverse_movement(
     """Undo one earlier manual write-off or correction by appending its opposite, once: a
     second reversal of the same movement is refused, as is a reversal of a customs movement
     (corrected instead) or of a reversal."""
-    original = history.movement_by_id(conn, movement_id)
-    if original is not None:
-        lock_licence(conn, original.licence_number)
-    licence = _licence(conn, original.licence_number) if original else None
-    decided = decide_reversal(
-        movement_id,
-        original,
-        reversed_by=history.reversal_of(conn, movement_id),
-        licence=licence,
-        written_off=(
-            history.line_written_off(conn, original.licence_number, original.line_number)
-            if original
-            else (Decimal(0), Decimal(0))
+    return run_transaction(
+        engine,
+        lambda conn: _apply_reversal(
+            conn, movement_id, reason=reason, actor=actor, now=now, force=force
         ),
-        reason=reason,
-        actor=actor,
-        force=force,
     )
-    return _record(conn, decided, now)
 
 
-def licence_history(conn: Connection, licence_number: str) -> list[HistoryRow]:
+def licence_history(engine: Engine, licence_number: str) -> list[HistoryRow]:
     """The licence's movements in time order, each with its line's running balance. Raises
     Rejected when the ledger knows neither the licence nor any movement of it."""
-    licence, rows = history.licence_history(conn, licence_number)
-    if licence is None and not rows:
+    with engine.connect() as conn:
+        licence = _licence(conn, licence_number)
+        movements = history.movements_of(conn, licence_number)
+    if licence is None and not movements:
         raise Rejected(
             [Problem(f"licence {licence_number} is not in the ledger", code="licence-unknown")],
             summary=f"no history for licence {licence_number}",
         )
-    return rows
+    lines = {line.line_number: line for line in licence.lines} if licence else {}
+    return running_balances(movements, lines)
 
 
-def list_refusals(conn: Connection, licence_number: str | None = None) -> list[dict[str, Any]]:
+def list_refusals(engine: Engine, licence_number: str | None = None) -> list[dict[str, Any]]:
     """Refused write-offs (all, or one licence's), newest first, with code and reason."""
-    return history.refusals_for(conn, licence_number)
+    with engine.connect() as conn:
+        return history.refusals_for(conn, licence_number)
 
 
-def list_alerts(conn: Connection, licence_number: str | None = None) -> list[dict[str, Any]]:
+def list_alerts(engine: Engine, licence_number: str | None = None) -> list[dict[str, Any]]:
     """Alerts for the authority (all, or one licence's), newest first."""
-    return history.alerts_for(conn, licence_number)
+    with engine.connect() as conn:
+        return history.alerts_for(conn, licence_number)
+
+
+def over_used_lines(engine: Engine, licence_number: str) -> list[ReconciliationRow]:
+    """The licence's lines written off beyond their ceiling (by force or by customs)."""
+    with engine.connect() as conn:
+        return [row for row in reconciliation_rows(conn, licence_number) if row.over_used]
 
 
 def _manual(
-    conn: Connection,
+    engine: Engine,
     kind: ManualKind,
     licence_number: str,
     line_number: int,
@@ -213,8 +209,8 @@ def _manual(
     reference: str | None,
     force: bool,
 ) -> ManualResult:
-    """A manual write-off or correction: the request checked for exact numbers, decided by
-    bridge.core.manual on the licence as it stands under its lock, and recorded."""
+    """A manual write-off or correction: the request checked for exact numbers before any
+    transaction, then decided and recorded in one (`_apply_manual`)."""
     request = ManualRequest(
         kind,
         licence_number,
@@ -228,15 +224,55 @@ def _manual(
         reference=reference,
         force=force,
     )
-    lock_licence(conn, licence_number)
-    licence = _licence(conn, licence_number)
-    written_off = history.line_written_off(conn, licence_number, line_number)
-    return _record(conn, decide_manual(request, licence, written_off), now)
+    return run_transaction(engine, lambda conn: _apply_manual(conn, request, now))
 
 
-def _record(conn: Connection, decided: ManualMovement, now: datetime) -> ManualResult:
+def _apply_manual(conn: Connection, request: ManualRequest, now: datetime) -> ManualResult:
+    """In the act's transaction: a write-off or correction decided by bridge.core.manual on the
+    licence as it stands under its lock, recorded, and the licence's status followed."""
+    lock_licence(conn, request.licence_number)
+    licence = _licence(conn, request.licence_number)
+    written_off = history.line_written_off(conn, request.licence_number, request.line_number)
+    decided = decide_manual(request, licence, written_off)
     movement_id = record_manual_movement(conn, decided, now=now)
-    alerts = []
+    alerts = _raise_alerts(conn, decided, movement_id, now)
+    status = _follow_status(conn, decided, movement_id, now)
+    return _result(conn, decided, movement_id, alerts, status)
+
+
+def _apply_reversal(
+    conn: Connection, movement_id: int, *, reason: str, actor: str, now: datetime, force: bool
+) -> ManualResult:
+    """In the act's transaction: the reversal decided by bridge.core.manual on the original
+    movement and its licence as they stand under the licence's lock, recorded, and the
+    licence's status followed."""
+    original = history.movement_by_id(conn, movement_id)  # movements are never edited
+    licence, reversed_by, written_off = None, None, (Decimal(0), Decimal(0))
+    if original is not None:
+        lock_licence(conn, original.licence_number)
+        licence = _licence(conn, original.licence_number)
+        reversed_by = history.reversal_of(conn, movement_id)
+        written_off = history.line_written_off(conn, original.licence_number, original.line_number)
+    decided = decide_reversal(
+        movement_id,
+        original,
+        reversed_by=reversed_by,
+        licence=licence,
+        written_off=written_off,
+        reason=reason,
+        actor=actor,
+        force=force,
+    )
+    reversal_id = record_manual_movement(conn, decided, now=now)
+    alerts = _raise_alerts(conn, decided, reversal_id, now)
+    status = _follow_status(conn, decided, reversal_id, now)
+    return _result(conn, decided, reversal_id, alerts, status)
+
+
+def _raise_alerts(
+    conn: Connection, decided: ManualMovement, movement_id: int, now: datetime
+) -> list[str]:
+    """Raise the alerts the rules name for the recorded movement; returns their kinds."""
     details = {
         "movement_id": movement_id,
         "kind": str(decided.kind),
@@ -245,51 +281,46 @@ def _record(conn: Connection, decided: ManualMovement, now: datetime) -> ManualR
         "actor": decided.actor,
         "reason": decided.reason,
     }
-    if decided.forced_over_use:
+    alerts = forced_alerts(decided)
+    for alert in alerts:
         raise_alert(
             conn,
-            MANUAL_OVER_USE,
-            f"{decided.kind} by {decided.actor} forced beyond the ceiling: "
-            + "; ".join(decided.forced_over_use)
-            + f". Reason given: {decided.reason}",
+            alert.kind,
+            alert.message,
             now=now,
             licence_number=decided.licence_number,
             line_number=decided.line_number,
             mrn=decided.mrn,
             details=details,
         )
-        alerts.append(MANUAL_OVER_USE)
-    if decided.forced_status:
-        raise_alert(
-            conn,
-            MANUAL_OVERRIDE,
-            f"{decided.kind} by {decided.actor} forced although {decided.forced_status}."
-            f" Reason given: {decided.reason}",
-            now=now,
-            licence_number=decided.licence_number,
-            line_number=decided.line_number,
-            details=details,
-        )
-        alerts.append(MANUAL_OVERRIDE)
+    return [alert.kind for alert in alerts]
+
+
+def _follow_status(
+    conn: Connection, decided: ManualMovement, movement_id: int, now: datetime
+) -> LicenceStatus | None:
     # Used up by hand is exhausted as by customs; given back by hand is valid again. Customs
     # are told through the status update this writes to the outbox.
-    status = follow_usage(
+    return follow_usage(
         conn,
         decided.licence_number,
         reason=f"{decided.kind} movement {movement_id} by {decided.actor}: {decided.reason}",
         now=now,
     )
-    if status is LicenceStatus.EXHAUSTED:
-        alerts.append("exhausted")
-    line = next(
-        (
-            row
-            for row in reconciliation_rows(conn, decided.licence_number)
-            if row.line_number == decided.line_number
-        ),
-        None,
-    )
-    return ManualResult(movement_id, decided, line, tuple(alerts), status)
+
+
+def _result(
+    conn: Connection,
+    decided: ManualMovement,
+    movement_id: int,
+    alerts: list[str],
+    status: LicenceStatus | None,
+) -> ManualResult:
+    """The act as recorded, with the line's balance after it."""
+    rows = reconciliation_rows(conn, decided.licence_number)
+    line = next((row for row in rows if row.line_number == decided.line_number), None)
+    kinds = alerts + (["exhausted"] if status is LicenceStatus.EXHAUSTED else [])
+    return ManualResult(movement_id, decided, line, tuple(kinds), status)
 
 
 def _licence(conn: Connection, number: str) -> Licence | None:

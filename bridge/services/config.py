@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bridge.adapters.mqtt.options import MqttOptions
 from bridge.core.errors import ConfigError
 
 
@@ -117,3 +118,18 @@ def load_settings(**overrides: Any) -> Settings:
         if raw is not None and raw != "":
             values[f.name] = _coerce(f.name, f.type, raw)
     return Settings(**values).with_overrides(**overrides)
+
+
+def mqtt_options(settings: Settings) -> MqttOptions:
+    """The MQTT adapters' options (broker, login, the consumer's session) from the settings."""
+    return MqttOptions(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password,
+        client_id=settings.mqtt_client_id,
+        topic=settings.mqtt_topic,
+        shared_group=settings.mqtt_shared_group,
+        session_expiry=settings.mqtt_session_expiry,
+        batch_size=settings.batch_size,
+    )

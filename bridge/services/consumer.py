@@ -3,19 +3,17 @@ result message back to customs for each.
 
 Wiring only. Messages are taken in batches (settings.batch_size, or whatever came within
 settings.batch_wait_ms); each is read (bridge.core.envelope); the readable ones are applied
-(bridge.adapters.store.ledger), the licence status changes the rules decided are made
-(bridge.services.licence_status: exhausted, valid again) and the unreadable ones quarantined, all
-in ONE
-transaction that also stores each event's result message; after the commit, and only then,
-every message of the batch is acked in arrival order and the results are published at QoS 1 on
-settings.mqtt_result_topic. A crash before the ack means a redelivery, which the ledger
-recognises (and answers with the stored result again); a crash or a broker away before the
-results are published leaves them pending in the ledger, and they go out on the next start or
-retry. While the database is unavailable nothing is acked and the batch is retried."""
+(bridge.services.declarations: the rules' decision written, the licence status changes made)
+and the unreadable ones quarantined, all in ONE transaction that also stores each event's
+result message; after the commit, and only then, every message of the batch is acked in arrival
+order and the results are published at QoS 1 on settings.mqtt_result_topic. A crash before the
+ack means a redelivery, which the ledger recognises (and answers with the stored result again);
+a crash or a broker away before the results are published leaves them pending in the ledger,
+and they go out on the next start or retry. While the database is unavailable nothing is acked
+and the batch is retried. The process: bridge.entrypoints.consumer."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import json
@@ -26,32 +24,31 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bridge.adapters.mqtt.client import DeclarationSubscriber, Received
+from bridge.adapters.mqtt.client import Received
 from bridge.adapters.mqtt.publisher import Publisher
-from bridge.adapters.store.alerts import raise_alert
 from bridge.adapters.store.db import make_engine, run_transaction, utcnow
 from bridge.adapters.store.ledger import (
-    BatchResult,
     PendingResult,
     Unreadable,
-    apply_batch,
-    combine,
     mark_results_published,
     pending_results,
-    quarantine_batch,
 )
 from bridge.core.envelope import DeclarationEvent, read_event
 from bridge.core.errors import Problem, Rejected
-from bridge.core.model import LicenceStatus
-from bridge.core.writeoff import Outcome, StatusChange
-from bridge.services.config import Settings, load_settings
-from bridge.services.licence_status import change_status
+from bridge.core.ledger_state import Outcome
+from bridge.services import mqtt_endpoints
+from bridge.services.config import Settings
+from bridge.services.declarations import (
+    BatchResult,
+    apply_declarations,
+    combine,
+    quarantine_messages,
+)
 
 if TYPE_CHECKING:
     from paho.mqtt.client import MQTTMessageInfo
@@ -116,10 +113,12 @@ def consume(
     with (
         _stop_on_signals(stop),
         _collector_for_batches(),
-        DeclarationSubscriber(settings) as subscriber,
-        Publisher(settings, client_id=f"{settings.mqtt_client_id}-results").start() as publisher,
+        mqtt_endpoints.subscriber(settings) as declarations,
+        mqtt_endpoints.publisher(
+            settings, client_id=f"{settings.mqtt_client_id}-results"
+        ).start() as answers,
     ):
-        results = ResultRelay(settings, engine, publisher, report)
+        results = ResultRelay(settings, engine, answers, report)
         results.flush()  # what a crash or an absent broker left unpublished
         while not stop.is_set():
             now = time.monotonic()
@@ -135,7 +134,7 @@ def consume(
                 limit = min(limit, max_messages - report.messages)
                 if limit <= 0:
                     break
-            batch = subscriber.take(limit, settings.batch_wait_ms / 1000, min(waits))
+            batch = declarations.take(limit, settings.batch_wait_ms / 1000, min(waits))
             if not batch:
                 results.retry_when_due()
                 continue
@@ -144,7 +143,7 @@ def consume(
             if stored is None:
                 break  # stopped while the database was away: nothing acked, all comes again
             results.marked(published)
-            subscriber.ack(batch)
+            declarations.ack(batch)
             report.messages += len(batch)
             results.publish(stored.results)
             last_message = time.monotonic()  # idle counts from here, not from the batch's start
@@ -221,55 +220,6 @@ def store_batch(
         return result
 
 
-def apply_declarations(
-    conn: Connection,
-    events: Sequence[DeclarationEvent],
-    *,
-    now: datetime,
-    settings: Settings,
-) -> BatchResult:
-    """What a batch of readable events does, in the caller's transaction: the write-offs
-    (bridge.adapters.store.ledger.apply_batch), then the licence status changes the rules decided
-    (exhausted when every line with a ceiling is used up, valid again when quantity comes back),
-    each through bridge.services.licence_status so that customs get the status message."""
-    result = apply_batch(conn, events, now=now, settings=settings)
-    if result.status_changes:
-        _change_statuses(conn, result.status_changes, now)
-    return result
-
-
-def _change_statuses(conn: Connection, changes: Sequence[StatusChange], now: datetime) -> None:
-    for change in changes:
-        try:
-            changed = change_status(
-                conn,
-                change.licence_number,
-                change.to_status,
-                reason=change.reason,
-                actor=change.actor,
-                now=now,
-            )
-        except Rejected as refused:  # e.g. suspended meanwhile by an authority: theirs stands
-            log.warning(
-                "licence %s: status %s -> %s not made: %s",
-                change.licence_number,
-                change.from_status,
-                change.to_status,
-                refused,
-            )
-            continue
-        if not changed:
-            continue
-        if change.to_status is LicenceStatus.EXHAUSTED:
-            raise_alert(
-                conn,
-                "exhausted",
-                f"licence {change.licence_number} is exhausted: {change.reason}",
-                now=now,
-                licence_number=change.licence_number,
-            )
-
-
 def _store_together(
     settings: Settings,
     engine: Engine,
@@ -281,12 +231,11 @@ def _store_together(
 
     def together(conn: Connection):
         now = utcnow()
-        stored, quarantined = quarantine_batch(conn, unreadable, now) if unreadable else (0, [])
+        stored, quarantined = quarantine_messages(conn, unreadable, now) if unreadable else (0, [])
         events = [event for _, event in readable]
         result = apply_declarations(conn, events, now=now, settings=settings)
-        # Last, after the batch's locks (bridge.adapters.store.db): marking first would hold rows
-        # that
-        # another consumer, answering a redelivery, may be waiting to set pending again while
+        #  Last, after the batch's locks (bridge.adapters.store.db): marking first would hold rows
+        # that another consumer, answering a redelivery, may be waiting to set pending again while
         # it holds the licences this batch waits for. A result set pending again here stays so.
         again = {key for key, _ in (*quarantined, *result.results)}
         if published:
@@ -337,7 +286,7 @@ def _store_one_by_one(
             failed.append(Unreadable(message.topic, message.payload, event.message_id, (problem,)))
     quarantined = [*unreadable, *failed]
     stored, answers = (
-        run_transaction(engine, lambda conn: quarantine_batch(conn, quarantined, utcnow()))
+        run_transaction(engine, lambda conn: quarantine_messages(conn, quarantined, utcnow()))
         if quarantined
         else (0, [])
     )
@@ -486,7 +435,7 @@ class ResultRelay:
         self.delay = min(self.delay * 2, MAX_RETRY_DELAY)
 
 
-def _engine_when_available(url: str) -> Engine:
+def engine_when_available(url: str) -> Engine:
     """The ledger's engine, once the database answers: a consumer (re)started while the ledger
     is away waits for it with backoff, as a running one does, instead of exiting."""
     delay = 0.5
@@ -556,31 +505,3 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m bridge.services.consumer`: consume with settings from ELBRIDGE_* variables."""
-    parser = argparse.ArgumentParser(prog="python -m bridge.services.consumer", description=__doc__)
-    parser.add_argument("--idle-seconds", type=float, default=None)
-    parser.add_argument("--max-seconds", type=float, default=None)
-    parser.add_argument("--max-messages", type=int, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = load_settings()
-    engine = _engine_when_available(settings.ledger_url)
-    try:
-        report = consume(
-            settings,
-            engine,
-            idle_seconds=args.idle_seconds,
-            max_seconds=args.max_seconds,
-            max_messages=args.max_messages,
-        )
-    finally:
-        engine.dispose()
-    print(f"consume: {report}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

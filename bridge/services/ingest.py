@@ -19,6 +19,7 @@ from bridge.adapters.store.licences import SaveOutcome, save_licence
 from bridge.adapters.store.rejects import save_reject
 from bridge.core.errors import MappingError, Problem
 from bridge.core.mapping import Mapping, UnreadableFile, mapping_for, parse_mapping, translate
+from bridge.core.model import Licence
 from bridge.core.paths import MAPPINGS_DIR
 from bridge.services.licence_status import on_new_version
 
@@ -70,6 +71,23 @@ class IngestReport:
     def __str__(self) -> str:
         return self.describe()
 
+    def count_rejected(self, record: RejectedRecord) -> None:
+        self.rejected += 1
+        self.rejects.append(record)
+
+    def count_saved(self, outcome: SaveOutcome, stored: Licence) -> None:
+        """Count what saving one licence did; a new licence or version needs a certificate."""
+        if outcome is SaveOutcome.NEW:
+            self.new += 1
+        elif outcome is SaveOutcome.NEW_VERSION:
+            self.new_version += 1
+        elif outcome is SaveOutcome.UNCHANGED:
+            self.unchanged += 1
+        else:
+            self.stale += 1
+        if outcome in (SaveOutcome.NEW, SaveOutcome.NEW_VERSION):
+            self.changed.append((stored.number, stored.version))
+
 
 _cache: dict[Path, tuple[tuple[int, int], Mapping]] = {}
 
@@ -118,8 +136,7 @@ def ingest_file(
         for record in records:
             if record.licence is None:
                 save_reject(conn, record.source, mapping.name, record.text, record.problems, now)
-                report.rejected += 1
-                report.rejects.append(RejectedRecord(record.source, record.number, record.problems))
+                report.count_rejected(RejectedRecord(record.source, record.number, record.problems))
                 continue
             outcome, stored = save_licence(
                 conn,
@@ -128,17 +145,9 @@ def ingest_file(
                 now=now,
                 explicit_version=mapping.explicit_version,
             )
-            if outcome is SaveOutcome.NEW:
-                report.new += 1
-            elif outcome is SaveOutcome.NEW_VERSION:
-                report.new_version += 1
+            if outcome is SaveOutcome.NEW_VERSION:
                 on_new_version(conn, stored, now=now)  # status in force, ceilings below usage
-            elif outcome is SaveOutcome.UNCHANGED:
-                report.unchanged += 1
-            else:
-                report.stale += 1
-            if outcome in (SaveOutcome.NEW, SaveOutcome.NEW_VERSION):
-                report.changed.append((stored.number, stored.version))
+            report.count_saved(outcome, stored)
     return report
 
 

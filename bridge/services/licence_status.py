@@ -2,22 +2,28 @@
 (by the authority), expire (at the end of validity), exhausted and valid again (by the write-off
 rules), and what a new version from the national records does to the status in force.
 
-Every change happens in the caller's transaction and writes three things together: the
-licence's status, a `licence_event` row (from, to, reason, actor, when, at which version) and
-an outbox row holding the CertificateStatus update for customs, which `bridge.services.outbox`
-delivers after the certificate of that version. The rules are in `bridge.core.lifecycle`."""
+Every change writes three things together: the licence's status, a `licence_event` row (from,
+to, reason, actor, when, at which version) and an outbox row holding the CertificateStatus
+update for customs, which `bridge.services.outbox` delivers after the certificate of that
+version. The rules are in `bridge.core.lifecycle`.
+
+The authority's actions and the expiry run (`apply_authority_action`, `expire_due`) take the
+ledger's engine and own their transaction (bridge.adapters.store.db.run_transaction: a refusal
+writes nothing, a conflict with a concurrent writer runs it again from fresh reads). The other
+functions are steps of another use case (a customs batch, a manual act, an ingest) and run in
+that use case's transaction."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from bridge.adapters.store import licence_events as store
 from bridge.adapters.store import outbox as outbox_store
 from bridge.adapters.store.alerts import raise_alert
-from bridge.adapters.store.db import lock_licences
+from bridge.adapters.store.db import lock_licences, run_transaction
 from bridge.adapters.store.licences import load_licences
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.core.certificate import StatusUpdate, build_status_update, status_update_problems
@@ -36,7 +42,7 @@ from bridge.core.lifecycle import (
     status_for_new_version,
 )
 from bridge.core.model import Licence, LicenceStatus
-from bridge.core.writeoff import used_up
+from bridge.core.writeoff.checks import used_up
 from bridge.services.outbox import STATUS, status_message_id
 
 MAX_REASON_CHARACTERS = 10_000  # what the CertificateStatus contract carries
@@ -174,7 +180,7 @@ def _record(
 
 
 def apply_authority_action(
-    conn: Connection,
+    engine: Engine,
     number: str,
     action: AuthorityAction,
     *,
@@ -183,11 +189,30 @@ def apply_authority_action(
     now: datetime,
 ) -> LicenceStatus:
     """An authority suspends, reinstates, revokes or annuls licence `number` (reason and the
-    person's identity mandatory); returns the new status. Raises StatusChangeRefused when the
-    action does not apply (`action-not-allowed`, `status-final`, `licence-unknown`...)."""
+    person's identity mandatory), in a transaction of its own; returns the new status. Raises
+    StatusChangeRefused, writing nothing, when the action does not apply
+    (`action-not-allowed`, `status-final`, `licence-unknown`...)."""
     problems = _required(number, "reason", reason) + _required(number, "actor", actor)
     if problems:
         raise StatusChangeRefused(problems, summary=f"licence {number}: {action} refused")
+    return run_transaction(
+        engine,
+        lambda conn: _apply_action(conn, number, action, reason=reason, actor=actor, now=now),
+    )
+
+
+def _apply_action(
+    conn: Connection,
+    number: str,
+    action: AuthorityAction,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> LicenceStatus:
+    """In the action's transaction: the status it leads to, from the status as it stands under
+    the licence's lock, recorded."""
+    lock_licences(conn, [number])
     header = store.licence_header(conn, number)
     if header is None:
         raise _unknown(number)
@@ -196,10 +221,14 @@ def apply_authority_action(
     return target
 
 
-def expire_due(conn: Connection, today: date, now: datetime) -> list[str]:
+def expire_due(engine: Engine, today: date, now: datetime) -> list[str]:
     """Expire every licence whose validity ended before `today` (valid_to < today) and that is
-    not already revoked, annulled or expired; customs are told through status updates.
-    Returns the numbers expired, in order."""
+    not already revoked, annulled or expired, in one transaction of its own; customs are told
+    through status updates. Returns the numbers expired, in order."""
+    return run_transaction(engine, lambda conn: _expire_due(conn, today, now))
+
+
+def _expire_due(conn: Connection, today: date, now: datetime) -> list[str]:
     expired = []
     for number in store.licences_past_validity(conn, today, skip=FINAL):
         header = store.licence_header(conn, number)

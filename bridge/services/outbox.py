@@ -27,13 +27,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from bridge.adapters.soap import client as soap
 from bridge.adapters.store import outbox as store
 from bridge.adapters.store.db import utcnow
 from bridge.core.certificate import build_certificate, certificate_problems
 from bridge.core.errors import DeliveryError, Problem, Rejected, reasons
 from bridge.core.model import licence_from_dict
 from bridge.core.retry import delay_before
-from bridge.services.config import load_settings
+from bridge.services.config import Settings, load_settings
 
 CERTIFICATE = "certificate"
 STATUS = "status"  # a CertificateStatus update (UpdateCertificateStatus)
@@ -67,6 +68,27 @@ class CertificateSender(Protocol):
     def update_certificate_status(
         self, message_id: str, status_xml: bytes, sent_at: datetime
     ) -> Any: ...
+
+
+def customs_endpoint(settings: Settings) -> soap.CustomsEndpoint:
+    """The customs certificate service as `settings` name it (soap_url, soap_timeout,
+    soap_username and soap_password, sender_id)."""
+    return soap.CustomsEndpoint(
+        url=settings.soap_url,
+        timeout=settings.soap_timeout,
+        username=settings.soap_username,
+        password=settings.soap_password,
+        sender_id=settings.sender_id,
+    )
+
+
+class CustomsClient(soap.CustomsClient):
+    """The SOAP client for the customs single window `settings` describe, carrying the attempts
+    the outbox gives each message there (settings.soap_max_attempts). One per sending thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(customs_endpoint(settings))
+        self.max_attempts = settings.soap_max_attempts
 
 
 @dataclass(frozen=True)
@@ -163,7 +185,8 @@ def deliver_pending(
     of its version, and fails with the reason when that certificate failed. A transient failure
     is rescheduled with exponential backoff and retried within this run while
     `retry_within_run_seconds` allow, else left for the next run; after `max_attempts` attempts
-    (default: the client's settings.soap_max_attempts) it fails with its last reason. A
+    (default: the first client's `max_attempts`, see CustomsClient, else the settings'
+    soap_max_attempts) it fails with its last reason. A
     permanent failure fails at once: sending it unchanged cannot help.
 
     Given several clients (each used by one thread only), as many licences are sent at once,
@@ -175,8 +198,9 @@ def deliver_pending(
     if not clients:
         raise ValueError("deliver_pending needs at least one client")
     if max_attempts is None:
-        settings = getattr(clients[0], "settings", None) or load_settings()
-        max_attempts = settings.soap_max_attempts
+        max_attempts = getattr(clients[0], "max_attempts", None)
+    if max_attempts is None:
+        max_attempts = load_settings().soap_max_attempts
 
     def backoff(attempts_made: int) -> float:
         return delay_before(attempts_made + 1, base=backoff_base, cap=backoff_cap, jitter=jitter())

@@ -20,20 +20,28 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
-from bridge.core.model import Licence, LicenceLine, LicenceType
+from bridge.core.model import Licence
+from bridge.testkit.envelopes import (
+    ENVELOPE_MEMBERS,
+    REQUIRED_MEMBERS,
+    dump_envelope,
+    dump_members,
+    envelope_document,
+    with_member_twice,
+)
+from bridge.testkit.sample_licences import sample_licences
 
 DEC_NS = "urn:wco:datamodel:WCO:DEC-DMS:2"
 METADATA_NS = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"
-ENVELOPE = "elbridge.declaration-event/1"
-EVENT_TIME = "2026-03-02T09:30:00+00:00"
 RELEASED_AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 # Far past any write-off the corpus's valid events make: the valid ones never run out.
 CEILING = Decimal(1_000_000)
@@ -78,43 +86,7 @@ def hostile_licences() -> list[Licence]:
     """The licences the sample declarations write off against, with ceilings far beyond what
     the valid events use, values in GBP (so that currencies are checked) and the samples'
     holders and destinations."""
-
-    def line(number: int, cn_code: str, *destinations: str) -> LicenceLine:
-        return LicenceLine(
-            line_number=number,
-            control_list_entry="ML1.a",
-            description=f"goods of CN {cn_code}",
-            cn_code=cn_code,
-            quantity=CEILING,
-            unit="KGM",
-            value=VALUE_CEILING,
-            currency="GBP",
-            destinations=destinations,
-        )
-
-    def licence(number: str, eori: str, *lines: LicenceLine) -> Licence:
-        return Licence(
-            number=number,
-            type=LicenceType.INDIVIDUAL,
-            issuing_member_state="GB",
-            issuing_authority="Export Control Joint Unit",
-            holder_name=f"Holder of {number}",
-            holder_eori=eori,
-            valid_from=date(2026, 1, 1),
-            valid_to=date(2027, 12, 31),
-            lines=lines,
-        )
-
-    return [
-        licence("GBSIEXYK3ZZZPADR-0002", "GB896458895015", line(1, "93059100", "SD")),
-        licence(
-            "GBSIEXYK3ZZZ-0001",
-            "GB896458895015",
-            line(1, "93019000", "SD"),
-            line(2, "93059100", "SD"),
-        ),
-        licence("GBSIEE2E350001-0001", "GB417869120000", line(1, "93063030", "PK")),
-    ]
+    return sample_licences(quantity=CEILING, value=VALUE_CEILING, currency="GBP")
 
 
 # What one valid release of each base sample writes off (licence, line) -> KGM.
@@ -169,33 +141,6 @@ def _quantities(root: etree._Element) -> list[etree._Element]:
     return _all(root, ".//d:WriteOff/d:QuantityQuantity")
 
 
-def envelope_document(
-    *,
-    message_id: str,
-    mrn_: str,
-    payload: str | None,
-    event: str = "released",
-    version: int = 1,
-    event_time: str = EVENT_TIME,
-) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "envelope": ENVELOPE,
-        "message_id": message_id,
-        "mrn": mrn_,
-        "event": event,
-        "event_time": event_time,
-        "declaration_version": version,
-        "payload_format": "wco-dec-dms-2",
-    }
-    if payload is not None:
-        document["payload"] = payload
-    return document
-
-
-def _dump(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False).encode("utf-8")
-
-
 def valid_events(samples: Path, count: int, *, start: int = 0) -> list[tuple[str, bytes]]:
     """`count` valid releases (alternately of TT_EX004a and TT_EX010a) as (base sample, bytes),
     each with an MRN and message id of its own."""
@@ -207,10 +152,10 @@ def valid_events(samples: Path, count: int, *, start: int = 0) -> list[tuple[str
         events.append(
             (
                 name,
-                _dump(
+                dump_envelope(
                     envelope_document(
                         message_id=f"valid-{number:05d}",
-                        mrn_=mrn("GOOD", number),
+                        mrn=mrn("GOOD", number),
                         payload=texts[name],
                     )
                 ),
@@ -243,13 +188,13 @@ class _Builder:
         fate: Fate = Fate.QUARANTINED,
         reason: str,
         code: str | None = None,
-        dump: Callable[[Any], bytes] = _dump,
+        dump: Callable[[Any], bytes] = dump_envelope,
     ) -> None:
         """An envelope around `payload` (default: TT_EX004a as is), changed by `change`."""
         message_id, mrn_ = self.next_ids()
         document = envelope_document(
             message_id=message_id,
-            mrn_=mrn_,
+            mrn=mrn_,
             payload=self.base.text() if payload is None else payload,
         )
         if change is not None:
@@ -324,7 +269,9 @@ def _envelope_cases(b: _Builder) -> None:
         b.raw(f"not-an-object/{number}", data, "not an object", "bad-envelope")
 
     # --- invalid UTF-8: in the envelope's text, in the payload, and other encodings
-    valid = _dump(envelope_document(message_id="x", mrn_=mrn("UTF8", 0), payload=b.base.text()))
+    valid = dump_envelope(
+        envelope_document(message_id="x", mrn=mrn("UTF8", 0), payload=b.base.text())
+    )
     middle = valid.index(b"<GoodsShipment>") + 5
     bad_sequences = [
         b"\xff",
@@ -358,37 +305,13 @@ def _envelope_cases(b: _Builder) -> None:
     b.raw("other-encoding/latin-1", latin, "is not UTF-8", "bad-envelope")
 
     # --- duplicate members (each one in turn)
-    for member in (
-        "envelope",
-        "message_id",
-        "mrn",
-        "event",
-        "event_time",
-        "declaration_version",
-        "payload_format",
-        "payload",
-        "country",
-    ):
-
-        def duplicated(document: dict[str, Any], member: str = member) -> list:
-            pairs = list(document.items())
-            if member not in document:
-                pairs.append((member, "GB"))
-            value = dict(pairs)[member]
-            return [*pairs, (member, value)]
-
-        def dump_pairs(pairs: list) -> bytes:
-            inner = ", ".join(
-                f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in pairs
-            )
-            return ("{" + inner + "}").encode("utf-8")
-
+    for member in ENVELOPE_MEMBERS:
         b.message(
             f"duplicate-member/{member}",
-            duplicated,
+            lambda document, member=member: with_member_twice(document, member),
             reason=f"member '{member}' appears twice",
             code="bad-envelope",
-            dump=dump_pairs,
+            dump=dump_members,
         )
 
     # --- wrong types for every member
@@ -432,23 +355,14 @@ def _envelope_cases(b: _Builder) -> None:
     # Numbers JSON can write but nothing can hold.
     for number, literal in enumerate([b"1e400", b"-1e400", b"9" * 5000, b"1" + b"0" * 4400]):
         message_id, mrn_ = b.next_ids()
-        document = envelope_document(message_id=message_id, mrn_=mrn_, payload=b.base.text())
+        document = envelope_document(message_id=message_id, mrn=mrn_, payload=b.base.text())
         document["declaration_version"] = "@@"
-        data = _dump(document).replace(b'"@@"', literal)
+        data = dump_envelope(document).replace(b'"@@"', literal)
         reason = "is not a JSON document" if len(literal) > 4300 else "declaration_version"
         b.raw(f"huge-number/{number}", data, reason, "bad-envelope")
 
     # --- missing members
-    for member in (
-        "envelope",
-        "message_id",
-        "mrn",
-        "event",
-        "event_time",
-        "declaration_version",
-        "payload_format",
-        "payload",
-    ):
+    for member in REQUIRED_MEMBERS:
         reason = expected_reason[member]
         if member == "payload":
             reason = "a released event carries the declaration in payload"
@@ -1403,7 +1317,7 @@ def _beyond_the_ledger_cases(b: _Builder) -> None:
     characters, numbers past the ledger's integers, references past its columns. Each of these
     once stopped the consumer or sent a batch one message at a time (an internal error); they
     are refused by the envelope and the declaration reader now, with their reason."""
-    ascii_dump = lambda d: json.dumps(d, ensure_ascii=True).encode("ascii")  # noqa: E731
+    ascii_dump = partial(dump_envelope, ascii_only=True)
     for name, char in (("high", "\ud800"), ("low", "\udfff")):
         b.message(
             f"lone-surrogate/payload-{name}",

@@ -8,6 +8,7 @@ overdraw (no line below zero), each write-off once, every message processed once
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -23,11 +24,11 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, insert, select
 
-from bridge.adapters.mqtt.client import open_session
-from bridge.adapters.mqtt.publisher import publish_events
-from bridge.adapters.store.ledger import apply_batch, pending_results
+from bridge.adapters.store.db import lock_licences
+from bridge.adapters.store.ledger import pending_results
 from bridge.adapters.store.line_totals import line_drift
 from bridge.adapters.store.outbox import NewMessage, add_new_messages, outbox_rows
 from bridge.adapters.store.reconciliation import reconciliation_rows
@@ -37,8 +38,13 @@ from bridge.core.errors import Rejected
 from bridge.services.authority import manual_write_off
 from bridge.services.config import Settings, settings_env
 from bridge.services.consumer import consume
+from bridge.services.customs_events import publish_events
+from bridge.services.declarations import apply_declarations
+from bridge.services.mqtt_endpoints import open_session
 from bridge.services.outbox import certify_pending
-from bridge.testkit.synth import DeclarationPlan, DocumentPlan, GoodsItemPlan, render_declaration
+from bridge.testkit.declaration_plans import DeclarationPlan, DocumentPlan, GoodsItemPlan
+from bridge.testkit.declarations import render_declaration
+from tests.commit_hooks import before_first_commit
 from tests.fixtures_mqtt import RELEASED_AT, kg_line, store_licences, uk_licence
 from tests.fixtures_soap import chemicals_licence, global_licence, individual_licence
 
@@ -126,7 +132,7 @@ def _consumer(settings: Settings, client_id: str, log: Path) -> subprocess.Popen
     env.update(settings_env(replace(settings, mqtt_client_id=client_id)))
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "bridge.services.consumer", "--idle-seconds", "4"],
+            [sys.executable, "-m", "bridge.entrypoints.consumer", "--idle-seconds", "4"],
             cwd=PROJECT,
             env=env,
             stdout=output,
@@ -145,26 +151,29 @@ def _report(log: Path) -> dict[str, int]:
     return {name: int(value) for name, value in (part.split("=") for part in line.split(", "))}
 
 
-def _officer(engine, stop: threading.Event, accepted: list, refused: list) -> None:
-    """Manual write-offs of 3 kg, round the contended lines, while the consumers run."""
+def _officer(engine, stop: threading.Event, accepted: list, refused: list, failed: list) -> None:
+    """Manual write-offs of 3 kg, round the contended lines, while the consumers run. Each is
+    accepted or refused by the rules; one that failed otherwise (a conflict with a consumer
+    the service did not run again) lands in `failed`."""
     for act in range(MANUAL_ACTS):
         if stop.wait(0.05):
             return
         licence, line_number = _LINES[act % len(_LINES)]
         try:
-            with engine.begin() as conn:
-                manual_write_off(
-                    conn,
-                    licence.number,
-                    line_number,
-                    Decimal(3),
-                    "KGM",
-                    reason="sample taken at the border",
-                    actor=OFFICER,
-                    now=RELEASED_AT,
-                )
+            manual_write_off(
+                engine,
+                licence.number,
+                line_number,
+                Decimal(3),
+                "KGM",
+                reason="sample taken at the border",
+                actor=OFFICER,
+                now=RELEASED_AT,
+            )
         except Rejected:
             refused.append((licence.number, line_number))
+        except Exception as error:  # reported by the test, not lost with the thread
+            failed.append(error)
         else:
             accepted.append((licence.number, line_number))
 
@@ -199,8 +208,10 @@ def test_four_consumers_on_a_shared_subscription_never_overdraw_and_write_off_ea
     stop_officer = threading.Event()
     manual_accepted: list = []
     manual_refused: list = []
+    manual_failed: list = []
     officer = threading.Thread(
-        target=_officer, args=(engine, stop_officer, manual_accepted, manual_refused)
+        target=_officer,
+        args=(engine, stop_officer, manual_accepted, manual_refused, manual_failed),
     )
     started = time.monotonic()
     try:
@@ -274,6 +285,10 @@ def test_four_consumers_on_a_shared_subscription_never_overdraw_and_write_off_ea
     )
     assert usage_keys == len(applied)
 
+    # Every manual act ran to a decision: none failed over a conflict with a consumer.
+    assert manual_failed == []
+    assert len(manual_accepted) + len(manual_refused) == MANUAL_ACTS
+
     # No lost update, no overdraw: each line's total is what was applied and accepted by hand.
     expected: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
     for p in applied:
@@ -328,24 +343,25 @@ def test_a_manual_write_off_waits_for_a_customs_batch_and_sees_its_total(engine)
 
     def officer() -> None:
         try:
-            with engine.begin() as conn:
-                outcome.append(
-                    manual_write_off(
-                        conn,
-                        licence.number,
-                        1,
-                        Decimal(2000) - declaration.quantity + 1,  # fits before the batch only
-                        "KGM",
-                        reason="seized at the border",
-                        actor=OFFICER,
-                        now=RELEASED_AT,
-                    )
+            outcome.append(
+                manual_write_off(
+                    engine,
+                    licence.number,
+                    1,
+                    Decimal(2000) - declaration.quantity + 1,  # fits before the batch only
+                    "KGM",
+                    reason="seized at the border",
+                    actor=OFFICER,
+                    now=RELEASED_AT,
                 )
+            )
         except Rejected as refused:
             outcome.append(refused)
 
     with engine.begin() as conn:
-        result = apply_batch(conn, [_event(declaration)], now=RELEASED_AT, settings=Settings())
+        result = apply_declarations(
+            conn, [_event(declaration)], now=RELEASED_AT, settings=Settings()
+        )
         assert result.count("applied") == 1
         other = threading.Thread(target=officer)
         other.start()
@@ -368,12 +384,22 @@ def test_a_customs_batch_waits_for_a_manual_write_off_and_refuses_what_no_longer
 
     def consumer() -> None:
         with engine.begin() as conn:
-            batch = apply_batch(conn, [_event(declaration)], now=RELEASED_AT, settings=Settings())
+            batch = apply_declarations(
+                conn, [_event(declaration)], now=RELEASED_AT, settings=Settings()
+            )
             results.append(batch)
 
-    with engine.begin() as conn:
+    other = threading.Thread(target=consumer)
+    waiting: list[bool] = []
+
+    def start_the_batch() -> None:  # the manual act is recorded, not yet committed
+        other.start()
+        other.join(timeout=1.0)
+        waiting.append(other.is_alive())
+
+    with before_first_commit(engine, start_the_batch):
         manual_write_off(
-            conn,
+            engine,
             licence.number,
             1,
             Decimal(1500) - declaration.quantity + 1,  # leaves 1 kg less than the declaration
@@ -382,16 +408,86 @@ def test_a_customs_batch_waits_for_a_manual_write_off_and_refuses_what_no_longer
             actor=OFFICER,
             now=RELEASED_AT,
         )
-        other = threading.Thread(target=consumer)
-        other.start()
-        other.join(timeout=1.0)
-        assert other.is_alive(), "the batch must wait for the manual act to commit"
+    assert waiting == [True], "the batch must wait for the manual act to commit"
     other.join(30)
     (result,) = results
     assert (result.count("refused"), result.count("applied")) == (1, 0)
     with engine.connect() as conn:
         (row,) = reconciliation_rows(conn, licence.number)
     assert row.remaining_quantity == declaration.quantity - 1
+
+
+def test_a_manual_write_off_aborted_over_a_deadlock_runs_again_from_fresh_reads(engine, caplog):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no two transactions to deadlock")
+    licence = CONTENDED[3]  # 1,600 kg
+    store_licences(engine, [licence])
+    caplog.set_level(logging.INFO, logger="bridge.adapters.store.db")
+    outcome: list = []
+
+    def officer() -> None:
+        try:
+            outcome.append(
+                manual_write_off(
+                    engine,
+                    licence.number,
+                    1,
+                    Decimal(5),
+                    "KGM",
+                    reason="sample taken at the border",
+                    actor=OFFICER,
+                    now=RELEASED_AT,
+                )
+            )
+        except Exception as error:  # reported by the test, not lost with the thread
+            outcome.append(error)
+
+    act = threading.Thread(target=officer)
+    # A writer outside the lock order: it writes a movement on the line first (holding the
+    # line's total row), then wants the licence the manual act holds while it waits for that
+    # row. PostgreSQL aborts one of the two; the act, waiting first, is the one it picks.
+    with engine.connect() as other, other.begin():
+        other.exec_driver_sql("SET LOCAL deadlock_timeout = '20s'")
+        other.execute(
+            insert(movement).values(
+                licence_number=licence.number,
+                line_number=1,
+                kind="write_off",
+                quantity=Decimal(100),
+                value=Decimal(0),
+                actor="customs-declaration",
+                reason="written by hand, out of the lock order",
+                at=RELEASED_AT,
+            )
+        )
+        act.start()
+        deadline = time.monotonic() + 10
+        while not _waiting_for_a_lock(engine):
+            assert time.monotonic() < deadline, "the manual act never waited for the row"
+            time.sleep(0.05)
+        lock_licences(other, [licence.number])  # the deadlock; the act is aborted
+    act.join(30)
+    (result,) = outcome
+    assert not isinstance(result, BaseException), result
+    assert "transaction aborted by a deadlock; running it again" in caplog.text
+    # Run again from fresh reads: it saw the other writer's 100 kg and was recorded once.
+    assert result.line.written_off_quantity == Decimal(105)
+    with engine.connect() as conn:
+        manual = conn.execute(
+            select(func.count()).where(movement.c.kind == "manual_write_off")
+        ).scalar_one()
+        (row,) = reconciliation_rows(conn, licence.number)
+    assert manual == 1 and row.written_off_quantity == Decimal(105)
+
+
+def _waiting_for_a_lock(engine) -> bool:
+    """Whether a session on this ledger's database waits for a lock."""
+    with engine.connect() as conn:
+        waiting = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(waiting.scalar_one())
 
 
 def test_two_certificate_runs_at_once_queue_each_certificate_once(engine):

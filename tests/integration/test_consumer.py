@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from bridge.adapters.mqtt.client import DeclarationSubscriber
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file, publish_events
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.adapters.store.schema import metadata, movement, processed_message, quarantine, refusal
 from bridge.core.envelope import build_envelope, mrn_from_lrn
 from bridge.services.consumer import ConsumeReport, consume, store_batch
+from bridge.services.customs_events import envelope_for_declaration_file, publish_events
+from bridge.services.mqtt_endpoints import subscriber
 from tests.fixtures_mqtt import (
     RELEASED_AT,
     TT_EX010A_MRN,
@@ -328,11 +328,11 @@ def test_a_batch_committed_but_not_acked_comes_again_and_changes_nothing(
         mqtt_settings,
         [_envelope(wco_samples, "TT_EX010a.xml", event="released", mrn=TT_EX010A_MRN)],
     )
-    subscriber = DeclarationSubscriber(mqtt_settings).start()
-    batch = subscriber.take(10, 0.2, 5.0)
+    declarations = subscriber(mqtt_settings).start()
+    batch = declarations.take(10, 0.2, 5.0)
     first = ConsumeReport()
     store_batch(mqtt_settings, engine, batch, threading.Event(), first)
-    subscriber.close()  # the crash: committed, never acked
+    declarations.close()  # the crash: committed, never acked
     assert (len(batch), first.applied) == (1, 1)
 
     report = _drain(mqtt_settings, engine)
@@ -348,15 +348,15 @@ def test_a_message_the_rules_choke_on_is_quarantined_and_the_others_applied(
     store_licences(engine, [tt_ex010a_licence()])
     _open_session(mqtt_settings, engine)
     poison = mrn_from_lrn("poison", year=2026, country="GB")
-    real_apply_batch = bridge.services.consumer.apply_batch
+    real_apply = bridge.services.consumer.apply_declarations
 
-    def choking_apply_batch(conn, events, **kwargs):
+    def choking_apply(conn, events, **kwargs):
         # Fault injection: stands for a bug the rules hit on one message only.
         if any(event.mrn == poison for event in events):
             raise RuntimeError("the rules choked")
-        return real_apply_batch(conn, events, **kwargs)
+        return real_apply(conn, events, **kwargs)
 
-    monkeypatch.setattr(bridge.services.consumer, "apply_batch", choking_apply_batch)
+    monkeypatch.setattr(bridge.services.consumer, "apply_declarations", choking_apply)
     mrns = [mrn_from_lrn("before", year=2026, country="GB"), poison]
     mrns.append(mrn_from_lrn("after", year=2026, country="GB"))
     publish_events(

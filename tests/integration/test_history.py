@@ -35,37 +35,36 @@ def busy_licence(engine) -> dict[str, int]:
     """Customs and manual movements on both lines, written out of time order."""
     seed(engine)
     ids = {"customs": customs_write_off(engine, 1, "10", "40500.00", at=NOW)}
-    with engine.begin() as conn:
-        ids["manual"] = manual_write_off(
-            conn,
-            NUMBER,
-            2,
-            Decimal(1500),
-            "GRM",
-            value=Decimal("4470.06"),
-            currency="EUR",
-            reason="contingency: CSW-CERTEX down, paper declaration DE-2026-78",
-            actor=OFFICER,
-            now=NOW + timedelta(hours=1),
-            reference="DE-2026-78",
-        ).movement_id
-        ids["correction"] = correct(
-            conn,
-            NUMBER,
-            1,
-            Decimal(-2),
-            "NAR",
-            reason="audit 2026-14: two cameras came back",
-            actor=OFFICER,
-            now=NOW + timedelta(hours=2),
-        ).movement_id
-        ids["reversal"] = reverse_movement(
-            conn,
-            ids["manual"],
-            reason="customs sent the declaration after all",
-            actor="Jonas Krüger (BAFA)",
-            now=NOW + timedelta(hours=3),
-        ).movement_id
+    ids["manual"] = manual_write_off(
+        engine,
+        NUMBER,
+        2,
+        Decimal(1500),
+        "GRM",
+        value=Decimal("4470.06"),
+        currency="EUR",
+        reason="contingency: CSW-CERTEX down, paper declaration DE-2026-78",
+        actor=OFFICER,
+        now=NOW + timedelta(hours=1),
+        reference="DE-2026-78",
+    ).movement_id
+    ids["correction"] = correct(
+        engine,
+        NUMBER,
+        1,
+        Decimal(-2),
+        "NAR",
+        reason="audit 2026-14: two cameras came back",
+        actor=OFFICER,
+        now=NOW + timedelta(hours=2),
+    ).movement_id
+    ids["reversal"] = reverse_movement(
+        engine,
+        ids["manual"],
+        reason="customs sent the declaration after all",
+        actor="Jonas Krüger (BAFA)",
+        now=NOW + timedelta(hours=3),
+    ).movement_id
     # Written last, happened first: the history is in time order, not in the order written.
     ids["earliest"] = customs_write_off(engine, 1, "1", "4050.00", at=NOW - timedelta(days=1))
     return ids
@@ -74,7 +73,7 @@ def busy_licence(engine) -> dict[str, int]:
 def test_the_history_lists_every_movement_in_time_order_with_the_running_balance(engine):
     ids = busy_licence(engine)
     with engine.connect() as conn:
-        rows = licence_history(conn, NUMBER)
+        rows = licence_history(engine, NUMBER)
         lines = {row.line_number: row for row in reconciliation_rows(conn, NUMBER)}
     assert [row.movement.id for row in rows] == [
         ids["earliest"],
@@ -128,8 +127,7 @@ def test_the_history_lists_every_movement_in_time_order_with_the_running_balance
 
 def test_the_history_renders_as_table_csv_and_json(engine):
     busy_licence(engine)
-    with engine.connect() as conn:
-        rows = licence_history(conn, NUMBER)
+    rows = licence_history(engine, NUMBER)
     table = render_history(NUMBER, rows)
     header = table.splitlines()[0].split()
     assert header[:4] == ["at", "id", "line", "kind"] and "remaining" in header
@@ -154,11 +152,10 @@ def test_the_history_renders_as_table_csv_and_json(engine):
 
 def test_the_history_of_an_unknown_licence_is_refused(engine):
     seed(engine)
-    with engine.connect() as conn, pytest.raises(Rejected) as refused:
-        licence_history(conn, "DE-EA-2026-000000")
+    with pytest.raises(Rejected) as refused:
+        licence_history(engine, "DE-EA-2026-000000")
     assert [p.code for p in refused.value.problems] == ["licence-unknown"]
-    with engine.connect() as conn:
-        assert licence_history(conn, NUMBER) == []  # known, nothing moved yet
+    assert licence_history(engine, NUMBER) == []  # known, nothing moved yet
 
 
 def test_refusals_are_listed_with_code_and_reason_per_licence(engine):
@@ -205,9 +202,8 @@ def test_refusals_are_listed_with_code_and_reason_per_licence(engine):
                 },
             ],
         )
-    with engine.connect() as conn:
-        mine = list_refusals(conn, NUMBER)
-        every = list_refusals(conn)
+    mine = list_refusals(engine, NUMBER)
+    every = list_refusals(engine)
     assert [r["code"] for r in mine] == ["wrong-exporter", "over-use"]  # newest first
     assert len(every) == 3
     assert mine[0]["at"].utcoffset() == timedelta(0)
@@ -234,18 +230,18 @@ def test_refusals_are_listed_with_code_and_reason_per_licence(engine):
 def test_alerts_are_listed_with_their_details(engine):
     seed(engine, individual_licence())
     customs_write_off(engine, 1, "120")
+    forced = manual_write_off(
+        engine,
+        NUMBER,
+        1,
+        Decimal(1),
+        "NAR",
+        reason="replacement camera, approved in letter 2026-213-20",
+        actor=OFFICER,
+        now=NOW + timedelta(hours=1),
+        force=True,
+    )
     with engine.begin() as conn:
-        forced = manual_write_off(
-            conn,
-            NUMBER,
-            1,
-            Decimal(1),
-            "NAR",
-            reason="replacement camera, approved in letter 2026-213-20",
-            actor=OFFICER,
-            now=NOW + timedelta(hours=1),
-            force=True,
-        )
         raise_alert(
             conn,
             "ceiling-below-usage",
@@ -254,9 +250,8 @@ def test_alerts_are_listed_with_their_details(engine):
             licence_number=OTHER,
             line_number=1,
         )
-    with engine.connect() as conn:
-        mine = list_alerts(conn, NUMBER)
-        every = list_alerts(conn)
+    mine = list_alerts(engine, NUMBER)
+    every = list_alerts(engine)
     assert [a["kind"] for a in mine] == ["manual-over-use"]
     assert [a["kind"] for a in every] == ["manual-over-use", "ceiling-below-usage"]
     assert mine[0]["details"]["movement_id"] == forced.movement_id

@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bridge.adapters.mqtt.publisher import publish_events
 from bridge.adapters.store.db import make_engine
 from bridge.adapters.store.ledger import quarantine_key
 from bridge.adapters.store.reconciliation import reconciliation_rows
@@ -37,6 +36,7 @@ from bridge.adapters.store.schema import metadata, movement, processed_message, 
 from bridge.core.envelope import read_event
 from bridge.core.errors import Rejected
 from bridge.services.consumer import consume
+from bridge.services.customs_events import publish_events
 from tests.conftest import WCO_SAMPLES
 from tests.fixtures_mqtt import store_licences
 from tests.hostile import Listener, run_fuzz_target

@@ -1,7 +1,6 @@
 """Hostile and broken national licence records through bridge.services.ingest, in the three formats
-of
-mappings/*.yaml (the legacy German Latin-1 CSV, the UK JSON API export, the EU e-licensing
-tool's namespaced XML).
+of mappings/*.yaml (the legacy German Latin-1 CSV, the UK JSON API export, the EU e-licensing tool's
+namespaced XML).
 
 Record cases (impossible dates, comma/point confusion, NaN, unknown codes, missing fields,
 duplicated line numbers, absurd sizes, wrong shapes...) sit in one file per format among valid

@@ -1,6 +1,5 @@
 """Hostile SOAP answers to the bridge's zeep client (bridge.adapters.soap.client.CustomsClient): a
-real
-HTTP server of the test's own on 127.0.0.1 answers every call with one case of the corpus
+real HTTP server of the test's own on 127.0.0.1 answers every call with one case of the corpus
 (tests/hostile/corpus.py: malformed XML, XXE and DTDs, bombs, wrong namespaces, faults without
 detail, huge answers, invalid UTF-8, HTML under HTTP 200, truncated bodies, silence). Each must
 become a DeliveryError with the right code, transient flag and reason: never another exception,
@@ -17,10 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.adapters.soap.client import MAX_ANSWER_BYTES, Acknowledgement, CustomsClient
+from bridge.adapters.soap.client import (
+    MAX_ANSWER_BYTES,
+    Acknowledgement,
+    CustomsClient,
+    CustomsEndpoint,
+)
 from bridge.core.certificate import build_certificate
 from bridge.core.errors import DeliveryError
-from bridge.services.config import Settings
 from tests.fixtures_soap import individual_licence
 from tests.hostile import Listener
 from tests.hostile.corpus import (
@@ -164,7 +167,7 @@ def server() -> Iterator[HostileServer]:
 
 @pytest.fixture(scope="module")
 def client(server: HostileServer) -> CustomsClient:
-    return CustomsClient(Settings(soap_url=server.url, soap_timeout=TIMEOUT))
+    return CustomsClient(CustomsEndpoint(server.url, timeout=TIMEOUT))
 
 
 @pytest.fixture(scope="module")

@@ -19,19 +19,19 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from bridge.adapters.soap.client import CustomsClient
-from bridge.adapters.soap.query_client import QueryClient, check_before_release
-from bridge.adapters.soap.query_service import start_query_service
+from bridge.adapters.soap.query_client import QueryClient
 from bridge.adapters.store.licences import load_licences, save_licence
 from bridge.adapters.store.schema import movement
 from bridge.core.envelope import DocumentStatus
 from bridge.core.lifecycle import AuthorityAction
 from bridge.core.model import Licence, LicenceStatus, LicenceType
 from bridge.entrypoints.cli import main as elbridge
+from bridge.entrypoints.customs_sim.release import check_before_release
+from bridge.entrypoints.query_service import start_query_service
 from bridge.services.authority import list_alerts, list_refusals, manual_write_off
 from bridge.services.config import Settings
 from bridge.services.licence_status import apply_authority_action
-from bridge.services.outbox import certify_pending, deliver_pending
+from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending
 from tests.fixtures_mqtt import RELEASED_AT, store_licences
 from tests.integration.test_results import (
     CN,
@@ -150,29 +150,27 @@ def test_rule_7_a_suspended_licence_refuses_and_reinstated_accepts_and_customs_a
     mqtt_settings, engine, wco_samples, customs, customs_simulator
 ):
     issue_to_customs(engine, customs_simulator, individual())
-    with engine.begin() as conn:
-        apply_authority_action(
-            conn,
-            LICENCE,
-            AuthorityAction.SUSPEND,
-            reason="end-use inquiry",
-            actor="ECJU officer",
-            now=RELEASED_AT,
-        )
+    apply_authority_action(
+        engine,
+        LICENCE,
+        AuthorityAction.SUSPEND,
+        reason="end-use inquiry",
+        actor="ECJU officer",
+        now=RELEASED_AT,
+    )
     assert deliver(engine, customs_simulator).delivered == 1
     while_suspended = event(declaration(wco_samples))
     run(mqtt_settings, engine, while_suspended)
     assert balance(engine).written_off_quantity == 0
 
-    with engine.begin() as conn:
-        apply_authority_action(
-            conn,
-            LICENCE,
-            AuthorityAction.REINSTATE,
-            reason="inquiry closed",
-            actor="ECJU officer",
-            now=RELEASED_AT,
-        )
+    apply_authority_action(
+        engine,
+        LICENCE,
+        AuthorityAction.REINSTATE,
+        reason="inquiry closed",
+        actor="ECJU officer",
+        now=RELEASED_AT,
+    )
     assert deliver(engine, customs_simulator).delivered == 1
     reinstated = event(declaration(wco_samples))
     run(mqtt_settings, engine, reinstated)
@@ -297,8 +295,7 @@ def test_rule_3_every_check_refuses_with_a_code_and_a_reason_and_writes_nothing_
     accepted = only_document(customs.answer(warned[0]))
     assert accepted.status is DocumentStatus.ACCEPTED
     assert [w.code for w in accepted.warnings] == ["cn-cle-correlation"]
-    with engine.connect() as conn:
-        (alert,) = list_alerts(conn, "GB-COMPUTERS")
+    (alert,) = list_alerts(engine, "GB-COMPUTERS")
     assert alert["kind"] == "cn-cle-correlation" and "nothing refused" in alert["message"]
 
 
@@ -329,17 +326,16 @@ def test_rules_8_and_11_a_manual_write_off_counts_for_customs_and_the_history_sh
     mqtt_settings, engine, wco_samples, customs, ledger_url, capsys
 ):
     store_licences(engine, [individual(line(quantity="25"))])
-    with engine.begin() as conn:
-        manual = manual_write_off(
-            conn,
-            LICENCE,
-            1,
-            Decimal("12000"),
-            "GRM",
-            reason="paper declaration 2026-04 released during the outage",
-            actor="ECJU officer A. Khan",
-            now=RELEASED_AT,
-        )
+    manual = manual_write_off(
+        engine,
+        LICENCE,
+        1,
+        Decimal("12000"),
+        "GRM",
+        reason="paper declaration 2026-04 released during the outage",
+        actor="ECJU officer A. Khan",
+        now=RELEASED_AT,
+    )
     assert manual.line.remaining_quantity == 13
     mrn = "26GBMANUAL00000001"
     fits = event(declaration(wco_samples, quantity="10"), mrn=mrn)
@@ -362,9 +358,8 @@ def test_rules_8_and_11_a_manual_write_off_counts_for_customs_and_the_history_sh
     assert (Decimal(customs_row["quantity"]), customs_row["unit"]) == (10, "KGM")
     assert customs_row["reason"] == "released v1" and customs_row["at"]
     assert Decimal(rows[0]["declared_quantity"]) == 12000 and rows[0]["declared_unit"] == "GRM"
-    with engine.connect() as conn:
-        (refused,) = list_refusals(conn, LICENCE)
-        (over_use,) = list_alerts(conn, LICENCE)
+    (refused,) = list_refusals(engine, LICENCE)
+    (over_use,) = list_alerts(engine, LICENCE)
     assert refused["code"] == "over-use" and "remaining on licence" in refused["reason"]
     assert over_use["kind"] == "over-use" and over_use["details"]["remaining_quantity"] == "3"
 

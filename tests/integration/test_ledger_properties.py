@@ -36,8 +36,9 @@ from bridge.core.errors import Rejected
 from bridge.core.model import Licence
 from bridge.services.authority import manual_write_off
 from bridge.services.config import Settings
-from bridge.services.consumer import apply_declarations
-from bridge.testkit.synth import DeclarationPlan, DocumentPlan, GoodsItemPlan, render_declaration
+from bridge.services.declarations import apply_declarations
+from bridge.testkit.declaration_plans import DeclarationPlan, DocumentPlan, GoodsItemPlan
+from bridge.testkit.declarations import render_declaration
 from tests.fixtures_mqtt import RELEASED_AT, kg_line, store_licences, uk_licence
 
 SETTINGS = Settings()
@@ -218,17 +219,16 @@ class Example:
             if isinstance(item, Manual):
                 number, line_number = self.line_key(item.line)
                 try:
-                    with self.engine.begin() as conn:
-                        manual_write_off(
-                            conn,
-                            number,
-                            line_number,
-                            Decimal(item.quantity),
-                            "KGM",
-                            reason="sample taken at the border",
-                            actor=OFFICER,
-                            now=RELEASED_AT,
-                        )
+                    manual_write_off(
+                        self.engine,
+                        number,
+                        line_number,
+                        Decimal(item.quantity),
+                        "KGM",
+                        reason="sample taken at the border",
+                        actor=OFFICER,
+                        now=RELEASED_AT,
+                    )
                 except Rejected as refused:
                     hypothesis.event("manual write-off refused")
                     assert {p.code for p in refused.problems} <= {"over-use", "licence-not-valid"}

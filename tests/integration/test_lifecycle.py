@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
 from bridge.adapters.store.alerts import list_alerts
 from bridge.adapters.store.licence_events import licence_events
 from bridge.adapters.store.licences import load_licences, save_licence
@@ -31,7 +30,8 @@ from bridge.core.lifecycle import (
 from bridge.core.model import LicenceStatus
 from bridge.core.paths import MAPPINGS_DIR
 from bridge.services.config import Settings
-from bridge.services.consumer import apply_declarations
+from bridge.services.customs_events import envelope_for_declaration_file
+from bridge.services.declarations import apply_declarations
 from bridge.services.ingest import ingest_file
 from bridge.services.licence_status import apply_authority_action, change_status, expire_due
 from bridge.services.outbox import STATUS, status_message_id
@@ -233,15 +233,14 @@ def test_suspend_reinstate_suspend_gives_three_distinct_ordered_status_updates(e
         (AuthorityAction.SUSPEND, "second inquiry"),
     ]
     for minutes, (action, reason) in enumerate(steps):
-        with engine.begin() as conn:
-            apply_authority_action(
-                conn,
-                NUMBER,
-                action,
-                reason=reason,
-                actor="A. Officer",
-                now=NOW + timedelta(minutes=minutes),
-            )
+        apply_authority_action(
+            engine,
+            NUMBER,
+            action,
+            reason=reason,
+            actor="A. Officer",
+            now=NOW + timedelta(minutes=minutes),
+        )
     with engine.connect() as conn:
         rows = outbox_rows(conn, NUMBER)
     updates = [parse_status_update(row["document"].encode()) for row in rows]
@@ -267,11 +266,10 @@ def test_expire_due_expires_exactly_the_licences_whose_validity_ended(engine):
     with engine.begin() as conn:
         change_status(conn, "REVOKED-AND-ENDED", S.REVOKED, reason="r", actor="a", now=NOW)
         change_status(conn, "SUSPENDED-AND-ENDED", S.SUSPENDED, reason="s", actor="a", now=NOW)
-    with engine.begin() as conn:
-        expired = expire_due(conn, today, NOW)
+    expired = expire_due(engine, today, NOW)
     assert expired == ["ENDED-LONG-AGO", "ENDED-YESTERDAY", "SUSPENDED-AND-ENDED"]
-    with engine.begin() as conn:
-        assert expire_due(conn, today, NOW) == []  # once only
+    assert expire_due(engine, today, NOW) == []  # once only
+    with engine.connect() as conn:
         statuses = {
             n: x.status for n, x in load_licences(conn, [x.number for x in licences]).items()
         }
@@ -376,8 +374,7 @@ def test_a_suspension_survives_a_new_version_and_customs_are_told_for_that_versi
 
 def test_an_expired_licence_whose_new_version_extends_validity_is_valid_again(engine):
     _store(engine, individual_licence(valid_to=date(2026, 5, 31)))
-    with engine.begin() as conn:
-        assert expire_due(conn, date(2026, 6, 1), NOW) == [NUMBER]
+    assert expire_due(engine, date(2026, 6, 1), NOW) == [NUMBER]
     extended = individual_licence(valid_to=date(2027, 5, 31))
     with engine.begin() as conn:
         from bridge.services.licence_status import on_new_version

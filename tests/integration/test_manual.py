@@ -18,9 +18,11 @@ from bridge.adapters.store.outbox import outbox_rows
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.adapters.store.schema import alert, movement
 from bridge.core.errors import Rejected
-from bridge.core.manual import ManualKind, ManualRequest, decide_manual
+from bridge.core.manual import ManualRequest, decide_manual
 from bridge.core.model import LicenceStatus
+from bridge.core.movements import ManualKind
 from bridge.services.authority import correct, manual_write_off, reverse_movement
+from tests.commit_hooks import before_first_commit
 from tests.fixtures_soap import (
     chemicals_licence,
     global_licence,
@@ -85,8 +87,7 @@ def write_off(engine, line_number, quantity, unit, **options):
     options.setdefault("reason", "contingency: paper declaration DE-2026-77 released by hand")
     options.setdefault("actor", OFFICER)
     options.setdefault("now", NOW)
-    with engine.begin() as conn:
-        return manual_write_off(conn, NUMBER, line_number, Decimal(quantity), unit, **options)
+    return manual_write_off(engine, NUMBER, line_number, Decimal(quantity), unit, **options)
 
 
 # ------------------------------------------------------------------ writing off by hand
@@ -201,17 +202,16 @@ def test_a_value_ceiling_holds_too_and_the_value_is_in_the_lines_currency(engine
 def test_a_general_authorisation_records_usage_without_a_ceiling(engine):
     general = union_general_licence()
     seed(engine, general)
-    with engine.begin() as conn:
-        result = manual_write_off(
-            conn,
-            general.number,
-            1,
-            Decimal(250000),
-            "C62",
-            reason="enter record: usage reported by the exporter",
-            actor=OFFICER,
-            now=NOW,
-        )
+    result = manual_write_off(
+        engine,
+        general.number,
+        1,
+        Decimal(250000),
+        "C62",
+        reason="enter record: usage reported by the exporter",
+        actor=OFFICER,
+        now=NOW,
+    )
     assert result.alerts == ()
     recorded = line(engine, general.number, 1)
     assert recorded.written_off_quantity == Decimal(250000)
@@ -220,9 +220,9 @@ def test_a_general_authorisation_records_usage_without_a_ceiling(engine):
 
 def test_an_unknown_licence_or_line_is_refused(engine):
     seed(engine)
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
+    with pytest.raises(Rejected) as refused:
         manual_write_off(
-            conn, "DE-EA-2026-999999", 1, Decimal(1), "NAR", reason="r", actor="a", now=NOW
+            engine, "DE-EA-2026-999999", 1, Decimal(1), "NAR", reason="r", actor="a", now=NOW
         )
     assert codes(refused) == {"licence-unknown"}
     with pytest.raises(Rejected) as refused:
@@ -252,21 +252,20 @@ def test_quantities_are_positive_exact_and_within_six_decimals(engine, quantity,
 
 def test_a_float_is_refused_as_inexact(engine):
     seed(engine)
-    with engine.begin() as conn, pytest.raises(Rejected, match="exact decimal"):
-        manual_write_off(conn, NUMBER, 1, 0.1, "NAR", reason="r", actor="a", now=NOW)
+    with pytest.raises(Rejected, match="exact decimal"):
+        manual_write_off(engine, NUMBER, 1, 0.1, "NAR", reason="r", actor="a", now=NOW)
 
 
 def test_a_suspended_licence_refuses_a_manual_write_off_unless_forced(engine):
     suspended = chemicals_licence()
     seed(engine, suspended)
     options = dict(reason="late record of an export made in March", actor=OFFICER, now=NOW)
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        manual_write_off(conn, suspended.number, 10, Decimal(5), "KGM", **options)
+    with pytest.raises(Rejected) as refused:
+        manual_write_off(engine, suspended.number, 10, Decimal(5), "KGM", **options)
     assert codes(refused) == {"licence-not-valid"}
-    with engine.begin() as conn:
-        result = manual_write_off(
-            conn, suspended.number, 10, Decimal(5), "KGM", force=True, **options
-        )
+    result = manual_write_off(
+        engine, suspended.number, 10, Decimal(5), "KGM", force=True, **options
+    )
     assert result.alerts == ("manual-override",)
     assert line(engine, suspended.number, 10).written_off_quantity == Decimal(5)
 
@@ -277,29 +276,28 @@ def test_a_suspended_licence_refuses_a_manual_write_off_unless_forced(engine):
 def test_a_correction_moves_either_way_with_its_reason(engine):
     seed(engine)
     customs_write_off(engine, 2, "4", "11920.00")
-    with engine.begin() as conn:
-        up = correct(
-            conn,
-            NUMBER,
-            2,
-            Decimal(500),
-            "GRM",
-            reason="audit 2026-14: customs declared 4 kg, the packing list shows 4.5 kg",
-            actor=OFFICER,
-            now=NOW,
-        )
-        down = correct(
-            conn,
-            NUMBER,
-            2,
-            Decimal("-1.25"),
-            "KGM",
-            value=Decimal("-100.00"),
-            currency="EUR",
-            reason="audit 2026-15: one crate returned unused",
-            actor=OFFICER,
-            now=NOW + timedelta(minutes=1),
-        )
+    up = correct(
+        engine,
+        NUMBER,
+        2,
+        Decimal(500),
+        "GRM",
+        reason="audit 2026-14: customs declared 4 kg, the packing list shows 4.5 kg",
+        actor=OFFICER,
+        now=NOW,
+    )
+    down = correct(
+        engine,
+        NUMBER,
+        2,
+        Decimal("-1.25"),
+        "KGM",
+        value=Decimal("-100.00"),
+        currency="EUR",
+        reason="audit 2026-15: one crate returned unused",
+        actor=OFFICER,
+        now=NOW + timedelta(minutes=1),
+    )
     assert (up.movement.kind, up.movement.quantity) == (ManualKind.CORRECTION, Decimal("0.5"))
     assert (down.movement.quantity, down.movement.value) == (Decimal("-1.25"), Decimal("-100"))
     after = line(engine, NUMBER, 2)
@@ -310,8 +308,8 @@ def test_a_correction_moves_either_way_with_its_reason(engine):
 def test_a_correction_never_leaves_less_than_nothing_written_off(engine):
     seed(engine)
     customs_write_off(engine, 2, "1")
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        correct(conn, NUMBER, 2, Decimal(-2), "KGM", reason="audit", actor=OFFICER, now=NOW)
+    with pytest.raises(Rejected) as refused:
+        correct(engine, NUMBER, 2, Decimal(-2), "KGM", reason="audit", actor=OFFICER, now=NOW)
     assert codes(refused) == {"below-zero"}
     assert line(engine, NUMBER, 2).written_off_quantity == Decimal(1)
 
@@ -320,11 +318,10 @@ def test_a_correction_beyond_the_ceiling_needs_force(engine):
     seed(engine)
     customs_write_off(engine, 2, "12")
     options = dict(reason="audit 2026-16: 1 kg more left than declared", actor=OFFICER, now=NOW)
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        correct(conn, NUMBER, 2, Decimal(1), "KGM", **options)
+    with pytest.raises(Rejected) as refused:
+        correct(engine, NUMBER, 2, Decimal(1), "KGM", **options)
     assert codes(refused) == {"over-use"}
-    with engine.begin() as conn:
-        forced = correct(conn, NUMBER, 2, Decimal(1), "KGM", force=True, **options)
+    forced = correct(engine, NUMBER, 2, Decimal(1), "KGM", force=True, **options)
     assert forced.alerts == ("manual-over-use",) and forced.line.over_used
 
 
@@ -348,10 +345,9 @@ def test_using_the_last_line_up_by_hand_exhausts_the_licence_and_a_reversal_revi
     assert f"movement {last.movement_id}" in raised["message"]
     assert len(statuses) == 1 and "exhausted" in statuses[0]["document"]  # customs are told
 
-    with engine.begin() as conn:
-        undone = reverse_movement(
-            conn, last.movement_id, reason="entered twice", actor=OFFICER, now=NOW
-        )
+    undone = reverse_movement(
+        engine, last.movement_id, reason="entered twice", actor=OFFICER, now=NOW
+    )
     assert (undone.status, undone.alerts) == (LicenceStatus.VALID, ())
     with engine.connect() as conn:
         assert load_licences(conn, [NUMBER])[NUMBER].status is LicenceStatus.VALID
@@ -374,20 +370,19 @@ def test_a_movement_that_leaves_room_changes_no_status(engine):
 def test_a_manual_write_off_is_reversed_once_only(engine):
     seed(engine)
     done = write_off(engine, 1, "5", "NAR", value=Decimal("20250.00"), currency="EUR")
-    with engine.begin() as conn:
-        undone = reverse_movement(
-            conn,
-            done.movement_id,
-            reason="entered on the wrong licence",
-            actor="Jonas Krüger (BAFA)",
-            now=NOW + timedelta(hours=1),
-        )
+    undone = reverse_movement(
+        engine,
+        done.movement_id,
+        reason="entered on the wrong licence",
+        actor="Jonas Krüger (BAFA)",
+        now=NOW + timedelta(hours=1),
+    )
     assert (undone.movement.kind, undone.movement.quantity) == ("reversal", Decimal(-5))
     assert undone.movement.declared_quantity == Decimal(-5)
     assert undone.line.written_off_quantity == 0 and undone.line.written_off_value == 0
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
+    with pytest.raises(Rejected) as refused:
         reverse_movement(
-            conn, done.movement_id, reason="again", actor=OFFICER, now=NOW + timedelta(hours=2)
+            engine, done.movement_id, reason="again", actor=OFFICER, now=NOW + timedelta(hours=2)
         )
     assert codes(refused) == {"already-reversed"}
     assert f"by movement {undone.movement_id}" in str(refused.value)
@@ -399,17 +394,16 @@ def test_a_reversal_and_a_customs_movement_are_not_reversed_by_hand(engine):
     seed(engine)
     customs = customs_write_off(engine, 1, "2")
     done = write_off(engine, 1, "1", "NAR")
-    with engine.begin() as conn:
-        undone = reverse_movement(conn, done.movement_id, reason="typo", actor=OFFICER, now=NOW)
+    undone = reverse_movement(engine, done.movement_id, reason="typo", actor=OFFICER, now=NOW)
     for movement_id, why in (
         (customs, "customs movements follow their declaration"),
         (undone.movement_id, "is itself the reversal of movement"),
     ):
-        with engine.begin() as conn, pytest.raises(Rejected) as refused:
-            reverse_movement(conn, movement_id, reason="undo", actor=OFFICER, now=NOW)
+        with pytest.raises(Rejected) as refused:
+            reverse_movement(engine, movement_id, reason="undo", actor=OFFICER, now=NOW)
         assert codes(refused) == {"not-reversible"} and why in str(refused.value)
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        reverse_movement(conn, 9999, reason="undo", actor=OFFICER, now=NOW)
+    with pytest.raises(Rejected) as refused:
+        reverse_movement(engine, 9999, reason="undo", actor=OFFICER, now=NOW)
     assert codes(refused) == {"movement-unknown"}
     assert line(engine, NUMBER, 1).written_off_quantity == Decimal(2)
 
@@ -417,10 +411,10 @@ def test_a_reversal_and_a_customs_movement_are_not_reversed_by_hand(engine):
 def test_reversing_a_reduction_beyond_the_ceiling_needs_force(engine):
     seed(engine)
     customs_write_off(engine, 1, "120")
-    with engine.begin() as conn:
-        reduction = correct(
-            conn, NUMBER, 1, Decimal(-10), "NAR", reason="audit", actor=OFFICER, now=NOW
-        )
+    reduction = correct(
+        engine, NUMBER, 1, Decimal(-10), "NAR", reason="audit", actor=OFFICER, now=NOW
+    )
+    with engine.begin() as conn:  # customs use the room the reduction gave back
         customs_again = conn.execute(
             insert(movement).values(
                 licence_number=NUMBER,
@@ -433,13 +427,14 @@ def test_reversing_a_reduction_beyond_the_ceiling_needs_force(engine):
             )
         )
     assert customs_again.rowcount == 1
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        reverse_movement(conn, reduction.movement_id, reason="audit undone", actor=OFFICER, now=NOW)
-    assert codes(refused) == {"over-use"}
-    with engine.begin() as conn:
-        forced = reverse_movement(
-            conn, reduction.movement_id, reason="audit undone", actor=OFFICER, now=NOW, force=True
+    with pytest.raises(Rejected) as refused:
+        reverse_movement(
+            engine, reduction.movement_id, reason="audit undone", actor=OFFICER, now=NOW
         )
+    assert codes(refused) == {"over-use"}
+    forced = reverse_movement(
+        engine, reduction.movement_id, reason="audit undone", actor=OFFICER, now=NOW, force=True
+    )
     assert forced.alerts == ("manual-over-use",)
     assert line(engine, NUMBER, 1).remaining_quantity == Decimal(-10)
 
@@ -478,20 +473,25 @@ def test_two_reversals_at_once_take_turns_and_the_second_is_refused(engine):
 
     def reverse_too() -> None:
         try:
-            with engine.begin() as conn:
-                second.append(
-                    reverse_movement(conn, done.movement_id, reason="b", actor="B", now=NOW)
-                )
+            second.append(
+                reverse_movement(engine, done.movement_id, reason="b", actor="B", now=NOW)
+            )
         except Rejected as refused:
             second.append(refused)
 
-    with engine.begin() as conn:
-        reverse_movement(conn, done.movement_id, reason="a", actor="A", now=NOW)
-        other = threading.Thread(target=reverse_too)
+    other = threading.Thread(target=reverse_too)
+    waiting: list[bool] = []
+
+    def start_the_second() -> None:  # the first reversal is recorded, not yet committed
         other.start()
         other.join(timeout=1.0)
-        assert other.is_alive(), "the second reversal must wait for the first to commit"
+        waiting.append(other.is_alive())
+
+    with before_first_commit(engine, start_the_second):
+        first = reverse_movement(engine, done.movement_id, reason="a", actor="A", now=NOW)
+    assert waiting == [True], "the second reversal must wait for the first to commit"
     other.join(timeout=30)
+    assert first.movement.quantity == Decimal(-5)
     (outcome,) = second
     assert isinstance(outcome, Rejected) and codes_of(outcome) == {"already-reversed"}
     assert movement_count(engine) == 2
@@ -500,26 +500,25 @@ def test_two_reversals_at_once_take_turns_and_the_second_is_refused(engine):
 
 def test_a_movement_that_moves_nothing_is_refused(engine):
     seed(engine)
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        correct(conn, NUMBER, 1, Decimal(0), "NAR", reason="audit", actor=OFFICER, now=NOW)
+    with pytest.raises(Rejected) as refused:
+        correct(engine, NUMBER, 1, Decimal(0), "NAR", reason="audit", actor=OFFICER, now=NOW)
     assert codes(refused) == {"nothing-to-move"}
     value_only = global_licence()  # line 1 has a value ceiling and no unit
     seed(engine, value_only)
     options = dict(reason="contingency", actor=OFFICER, now=NOW)
-    with engine.begin() as conn, pytest.raises(Rejected) as refused:
-        manual_write_off(conn, value_only.number, 1, Decimal(3), "NAR", **options)
+    with pytest.raises(Rejected) as refused:
+        manual_write_off(engine, value_only.number, 1, Decimal(3), "NAR", **options)
     assert codes(refused) == {"nothing-to-move"}
     assert "counts no quantity" in str(refused.value)
-    with engine.begin() as conn:
-        result = manual_write_off(
-            conn,
-            value_only.number,
-            1,
-            Decimal(3),
-            "NAR",
-            value=Decimal("75000.00"),
-            currency="EUR",
-            **options,
-        )
+    result = manual_write_off(
+        engine,
+        value_only.number,
+        1,
+        Decimal(3),
+        "NAR",
+        value=Decimal("75000.00"),
+        currency="EUR",
+        **options,
+    )
     assert (result.movement.quantity, result.movement.declared_quantity) == (0, Decimal(3))
     assert result.line.remaining_value == Decimal("2425000.00")

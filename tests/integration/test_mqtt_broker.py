@@ -9,7 +9,8 @@ import pytest
 
 from bridge.adapters.mqtt.broker import start_broker
 from bridge.adapters.mqtt.client import DeclarationSubscriber
-from bridge.adapters.mqtt.publisher import publish_events
+from bridge.services.config import mqtt_options
+from bridge.services.customs_events import publish_events
 
 
 def _listening(host: str, port: int) -> bool:
@@ -43,26 +44,27 @@ def _take(subscriber: DeclarationSubscriber, count: int, timeout: float = 10.0):
 
 
 def test_unacked_messages_come_again_and_survive_a_broker_restart(mqtt_settings, mosquitto):
-    DeclarationSubscriber(mqtt_settings).start().close()  # the session exists from now on
+    options = mqtt_options(mqtt_settings)  # the adapter's own options, from the settings
+    DeclarationSubscriber(options).start().close()  # the session exists from now on
     payloads = [f"event {n}".encode() for n in range(5)]
     assert publish_events(mqtt_settings, payloads) == 5
 
     mosquitto.restart()  # queued messages of an offline session are persisted
     assert mosquitto.port == mqtt_settings.mqtt_port
 
-    subscriber = DeclarationSubscriber(mqtt_settings).start()
+    subscriber = DeclarationSubscriber(options).start()
     first = _take(subscriber, 5)
     subscriber.close()  # without acking
     assert [m.payload for m in first] == payloads
 
-    subscriber = DeclarationSubscriber(mqtt_settings).start()
+    subscriber = DeclarationSubscriber(options).start()
     again = _take(subscriber, 5)
     assert [m.payload for m in again] == payloads
     assert all(m.duplicate for m in again)  # the broker marks what it sends again
     assert subscriber.ack(again) == 5
     subscriber.close()
 
-    with DeclarationSubscriber(mqtt_settings) as subscriber:
+    with DeclarationSubscriber(options) as subscriber:
         assert subscriber.take(10, 0.05, 0.5) == []
 
 
@@ -76,15 +78,16 @@ def test_acks_sent_right_before_closing_are_not_lost(mqtt_settings):
     # With more messages in flight than taken, closing the socket resets the connection; the
     # acks must have reached the broker before that.
     settings = mqtt_settings.with_overrides(batch_size=50)  # 100 in flight
-    DeclarationSubscriber(settings).start().close()
+    options = mqtt_options(settings)
+    DeclarationSubscriber(options).start().close()
     publish_events(settings, [bytes(20_000)] * 200)
 
-    subscriber = DeclarationSubscriber(settings).start()
+    subscriber = DeclarationSubscriber(options).start()
     taken = _take(subscriber, 50)
     assert subscriber.ack(taken) == 50
     subscriber.close()
 
-    with DeclarationSubscriber(settings) as subscriber:
+    with DeclarationSubscriber(options) as subscriber:
         rest = _take(subscriber, 150)
         assert subscriber.take(10, 0.05, 0.3) == []  # and not one more
         assert subscriber.ack(rest) == 150

@@ -11,14 +11,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from bridge.adapters.soap.client import CustomsClient
 from bridge.adapters.store.licences import save_licence
 from bridge.adapters.store.outbox import outbox_rows
 from bridge.adapters.store.schema import outbox
 from bridge.core.certificate import certificate_problems
 from bridge.core.model import LicenceStatus, LicenceType
 from bridge.services.config import Settings
-from bridge.services.outbox import certify_pending, deliver_pending, message_id_for, outbox_summary
+from bridge.services.outbox import (
+    CustomsClient,
+    certify_pending,
+    deliver_pending,
+    message_id_for,
+    outbox_summary,
+)
 from tests.fixtures_soap import (
     chemicals_licence,
     global_licence,

@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from bridge.adapters.soap.client import CustomsClient
 from bridge.adapters.store.licences import save_licence
 from bridge.adapters.store.outbox import outbox_rows
 from bridge.adapters.store.schema import outbox
 from bridge.core.model import LicenceStatus
 from bridge.services.config import Settings
-from bridge.services.outbox import certify_pending, deliver_pending, outbox_summary
-from bridge.testkit import synth
+from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending, outbox_summary
+from bridge.testkit import licences as synth
 from tests.fixtures_soap import chemicals_licence
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -13,15 +13,16 @@ import pytest
 from lxml import etree
 from zeep import Client
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
-from bridge.adapters.soap.query_client import QueryClient, QueryFailed, check_before_release
-from bridge.adapters.soap.query_service import start_query_service
+from bridge.adapters.soap.query_client import QueryClient, QueryFailed
 from bridge.adapters.store.db import make_engine
 from bridge.core.availability import AvailabilityRequest, check_availability
 from bridge.core.envelope import read_event
 from bridge.core.model import LicenceLine, LicenceStatus
+from bridge.entrypoints.customs_sim.release import check_before_release
+from bridge.entrypoints.query_service import start_query_service
 from bridge.services.config import Settings
-from bridge.services.consumer import apply_declarations
+from bridge.services.customs_events import envelope_for_declaration_file
+from bridge.services.declarations import apply_declarations
 from bridge.services.licence_status import change_status
 from tests.conftest import WCO_SAMPLES
 from tests.fixtures_mqtt import RELEASED_AT, store_licences, tt_ex010a_licence, uk_licence
@@ -107,7 +108,7 @@ def client(query_service):
 
 def _ask(client, reference, **values):
     values.setdefault("on_date", ON)
-    return client.check_availability(AvailabilityRequest(reference, **values))
+    return client.check_availability(reference, **values)
 
 
 def test_a_write_off_within_the_balance_is_available_with_what_remains(client):

@@ -19,8 +19,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
-from bridge.adapters.mqtt.client import DeclarationSubscriber, unique_client_id
-from bridge.adapters.mqtt.publisher import publish_events
+from bridge.adapters.mqtt.client import unique_client_id
 from bridge.adapters.store.alerts import list_alerts
 from bridge.adapters.store.licences import load_licences
 from bridge.adapters.store.outbox import outbox_rows
@@ -34,7 +33,9 @@ from bridge.core.envelope import (
 )
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
 from bridge.core.xmlsafe import parse_xml
+from bridge.services import mqtt_endpoints
 from bridge.services.consumer import ConsumeReport, consume, store_batch
+from bridge.services.customs_events import publish_events
 from bridge.services.licence_status import change_status
 from tests.fixtures_mqtt import RELEASED_AT, store_licences, uk_licence
 
@@ -48,7 +49,7 @@ class ResultTopic:
     """Customs' side: a subscriber to the bridge's result topic, started before the events."""
 
     def __init__(self, settings) -> None:
-        self.subscriber = DeclarationSubscriber(
+        self.subscriber = mqtt_endpoints.subscriber(
             settings, client_id=unique_client_id("customs"), topic=settings.mqtt_result_topic
         ).start()
         self.received: list[tuple[bytes, DeclarationResult]] = []
@@ -522,7 +523,7 @@ def test_results_survive_a_crash_between_commit_and_publication(
     store_licences(engine, [individual()])
     release = event(declaration(wco_samples))
     publish_events(mqtt_settings, [release[1]])
-    subscriber = DeclarationSubscriber(mqtt_settings).start()
+    subscriber = mqtt_endpoints.subscriber(mqtt_settings).start()
     batch = subscriber.take(10, 0.2, 5.0)
     store_batch(mqtt_settings, engine, batch, threading.Event(), ConsumeReport())
     subscriber.close()  # the crash: committed, neither acked nor published

@@ -16,7 +16,8 @@ RACE = """
 import sys
 import threading
 
-from bridge.adapters.soap.simulator import MESSAGES_SCHEMA_FILE, SCHEMAS_DIR
+from bridge.adapters.soap import MESSAGES_SCHEMA_FILE
+from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.xmlsafe import schema_from_file
 
 THREADS = 8

@@ -10,10 +10,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from bridge.adapters.soap.client import Acknowledgement, CustomsClient
+from bridge.adapters.soap.client import Acknowledgement, CustomsClient, CustomsEndpoint
 from bridge.core.certificate import build_certificate
 from bridge.core.errors import DeliveryError
-from bridge.services.config import Settings
 from tests.fixtures_soap import individual_licence
 
 SENT_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
@@ -37,7 +36,7 @@ def test_the_simulators_transient_faults_are_transient_delivery_errors(
     customs_simulator_factory, certificate, kind, code
 ):
     simulator = customs_simulator_factory(next=1, kinds=[kind], slow_seconds=1.5)
-    client = CustomsClient(Settings(soap_url=simulator.url, soap_timeout=0.4))
+    client = CustomsClient(CustomsEndpoint(simulator.url, timeout=0.4))
     started = time.monotonic()
     with pytest.raises(DeliveryError) as failed:
         client.submit_certificate("t-1", certificate, SENT_AT)
@@ -50,7 +49,7 @@ def test_the_simulators_transient_faults_are_transient_delivery_errors(
 
 
 def test_a_refused_connection_is_transient(unreachable_soap_url, certificate):
-    client = CustomsClient(Settings(soap_url=unreachable_soap_url, soap_timeout=1))
+    client = CustomsClient(CustomsEndpoint(unreachable_soap_url, timeout=1))
     with pytest.raises(DeliveryError) as failed:
         client.submit_certificate("t-2", certificate, SENT_AT)
     assert (failed.value.transient, failed.value.code) == (True, "connection-refused")
@@ -58,7 +57,7 @@ def test_a_refused_connection_is_transient(unreachable_soap_url, certificate):
 
 
 def test_a_wrong_address_is_a_permanent_http_error(customs_simulator, certificate):
-    client = CustomsClient(Settings(soap_url=f"{customs_simulator.base_url}/nowhere"))
+    client = CustomsClient(CustomsEndpoint(f"{customs_simulator.base_url}/nowhere"))
     with pytest.raises(DeliveryError) as failed:
         client.submit_certificate("t-3", certificate, SENT_AT)
     assert (failed.value.transient, failed.value.code) == (False, "http-404")
@@ -90,7 +89,7 @@ def test_an_answer_that_is_not_an_acknowledgement_is_permanent(certificate, body
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/certex"
-        client = CustomsClient(Settings(soap_url=url))
+        client = CustomsClient(CustomsEndpoint(url))
         with pytest.raises(DeliveryError) as failed:
             client.submit_certificate("t-4", certificate, SENT_AT)
     finally:
@@ -100,7 +99,7 @@ def test_an_answer_that_is_not_an_acknowledgement_is_permanent(certificate, body
 
 
 def test_the_client_is_built_on_first_use_and_reused(customs_simulator, certificate):
-    client = CustomsClient(Settings(soap_url=customs_simulator.url))
+    client = CustomsClient(CustomsEndpoint(customs_simulator.url))
     assert client._service is None  # nothing loaded, nothing contacted yet
     first = client.submit_certificate("t-5", certificate, SENT_AT)
     service = client._service
@@ -113,6 +112,6 @@ def test_the_client_is_built_on_first_use_and_reused(customs_simulator, certific
 
 
 def test_a_send_time_without_zone_is_refused(customs_simulator, certificate):
-    client = CustomsClient(Settings(soap_url=customs_simulator.url))
+    client = CustomsClient(CustomsEndpoint(customs_simulator.url))
     with pytest.raises(ValueError, match="time zone"):
         client.submit_certificate("t-7", certificate, datetime(2026, 11, 28, 9, 30))

@@ -14,10 +14,10 @@ import zeep
 from lxml import etree
 
 from bridge.adapters.soap import SOAP_ENV_NAMESPACE
-from bridge.adapters.soap.client import CustomsClient
-from bridge.core.certificate import build_certificate
+from bridge.adapters.soap.client import CustomsClient, CustomsEndpoint
+from bridge.core.certificate import StatusUpdate, build_certificate, build_status_update
 from bridge.core.errors import DeliveryError
-from bridge.services.config import Settings
+from bridge.core.model import LicenceStatus
 from tests.fixtures_soap import global_licence, individual_licence, sample_licences
 
 SENT_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
@@ -30,8 +30,8 @@ NS = {
 }
 
 
-def _client(url: str, **settings) -> CustomsClient:
-    return CustomsClient(Settings(soap_url=url, soap_timeout=5.0, **settings))
+def _client(url: str, **endpoint) -> CustomsClient:
+    return CustomsClient(CustomsEndpoint(url, timeout=5.0, **endpoint))
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -144,8 +144,74 @@ def test_a_tampered_certificate_gets_a_client_fault_naming_the_reason(customs_si
     assert not error.transient
     assert error.code == "fault-invalid_message"
     assert "Client fault INVALID_MESSAGE" in error.reason
-    assert "/Certificate/Holder/EORI" in error.reason and "'DE-1234'" in error.reason
+    assert "certificate refused: /cert:Certificate/cert:Holder/cert:EORI:" in error.reason
+    assert "'DE-1234'" in error.reason and error.reason.endswith("(xmlschema)")
     assert customs_simulator.received() == []
+
+
+def _request(operation: str, document: bytes, message_id: str = "xsd-1") -> bytes:
+    """A SubmitCertificate or UpdateCertificateStatus envelope carrying `document` as is."""
+    return _envelope(
+        f'<m:{operation} xmlns:m="urn:elicensing-bridge:certex:messages:1.0">'
+        f"<m:MessageId>{message_id}</m:MessageId><m:SentAt>2026-11-28T09:30:00Z</m:SentAt>"
+        f"<m:Sender>ELBRIDGE</m:Sender>{document.decode()}</m:{operation}>"
+    )
+
+
+def test_a_certificate_breaking_the_schema_is_refused_with_xmlschemas_path_and_reason(
+    customs_simulator,
+):
+    # Well-formed, but a negative quantity on line 2 and no holder's name: the customs side's
+    # own validator (xmlschema, not the bridge's libxml2) names each by its path and reason.
+    xml = build_certificate(individual_licence())
+    xml = xml.replace(
+        b'<Quantity unitCode="KGM">12.5</Quantity>', b'<Quantity unitCode="KGM">-3</Quantity>'
+    )
+    holder_name = b"<Name>Muster Optik GmbH</Name>"
+    assert holder_name in xml
+    xml = xml.replace(holder_name, b"")
+    status, answer = _post(customs_simulator.url, _request("SubmitCertificate", xml))
+    assert status == 500
+    fault = _fault(answer)
+    assert (fault["faultcode"], fault["Code"], fault["Transient"]) == (
+        "soap-env:Client",
+        "INVALID_MESSAGE",
+        "false",
+    )
+    problems = fault["Reason"].splitlines()
+    assert (
+        "certificate refused: /cert:Certificate/cert:Line[2]/cert:Quantity: value has to be"
+        " greater or equal than Decimal('0'), got '-3' (xmlschema)"
+    ) in problems
+    (holder,) = [
+        p for p in problems if p.startswith("certificate refused: /cert:Certificate/cert:Holder:")
+    ]
+    assert "Name' expected" in holder and holder.endswith("(xmlschema)")
+    assert customs_simulator.received() == []
+    assert customs_simulator.stats()["refused"] == 1
+
+
+def test_a_status_update_breaking_the_schema_is_refused_with_xmlschemas_path_and_reason(
+    customs_simulator,
+):
+    update = StatusUpdate(
+        "DE-EA-2026-004711",
+        1,
+        1,
+        LicenceStatus.SUSPENDED,
+        "end-use inquiry",
+        datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
+    )
+    xml = build_status_update(update).replace(b"<Sequence>1</Sequence>", b"<Sequence>0</Sequence>")
+    status, answer = _post(customs_simulator.url, _request("UpdateCertificateStatus", xml))
+    assert status == 500
+    fault = _fault(answer)
+    assert (fault["Code"], fault["Transient"]) == ("INVALID_MESSAGE", "false")
+    assert fault["Reason"].startswith(
+        "status update refused: /cert:CertificateStatus/cert:Sequence: value must be positive,"
+        " got '0' (xmlschema)"
+    ), fault["Reason"]
+    assert customs_simulator.statuses() == []
 
 
 def _envelope(payload: str, env: str = SOAP_ENV_NAMESPACE) -> bytes:
@@ -205,7 +271,15 @@ def test_an_invalid_payload_is_refused_with_every_problem(customs_simulator):
         "<m:Sender>ELBRIDGE</m:Sender></m:SubmitCertificate>"
     )
     reason = _fault(_post(customs_simulator.url, body)[1])["Reason"]
-    assert "MessageId" in reason and "SentAt" in reason and "Missing child" in reason
+    assert reason.splitlines() == [
+        "message refused: /m:SubmitCertificate/m:MessageId: value doesn't match any pattern of"
+        " ['[A-Za-z0-9][A-Za-z0-9._:\\\\-]{0,63}'], got 'x 1' (xmlschema)",
+        "message refused: /m:SubmitCertificate/m:SentAt: value doesn't match any pattern of"
+        " ['.+(Z|[+\\\\-][0-9]{2}:[0-9]{2})'], got '2026-11-28T09:30:00' (xmlschema)",
+        "message refused: /m:SubmitCertificate: The content of element 'm:SubmitCertificate' is"
+        " not complete. Tag from 'urn:elicensing-bridge:certex:certificate:1.0' namespace/s"
+        " expected. (xmlschema)",
+    ]
 
 
 def test_a_request_over_the_size_limit_is_refused_unread(customs_simulator_factory):
@@ -226,11 +300,11 @@ def test_a_request_over_the_size_limit_is_refused_unread(customs_simulator_facto
 def test_ws_security_username_token_with_digest_is_checked(customs_simulator_factory):
     simulator = customs_simulator_factory(credentials=("elbridge", "s3cret-pass"))
     xml = build_certificate(individual_licence())
-    good = _client(simulator.url, soap_username="elbridge", soap_password="s3cret-pass")
+    good = _client(simulator.url, username="elbridge", password="s3cret-pass")
     assert good.submit_certificate("ws-1", xml, SENT_AT).status == "ACCEPTED"
     assert good.submit_certificate("ws-2", xml, SENT_AT).status == "ACCEPTED"  # fresh nonce
     for client in (
-        _client(simulator.url, soap_username="elbridge", soap_password="wrong"),
+        _client(simulator.url, username="elbridge", password="wrong"),
         _client(simulator.url),
     ):
         with pytest.raises(DeliveryError) as refused:

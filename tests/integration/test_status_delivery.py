@@ -10,8 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
-from bridge.adapters.soap.client import CustomsClient
 from bridge.adapters.store.licence_events import licence_events
 from bridge.adapters.store.licences import SaveOutcome, load_licences, save_licence
 from bridge.adapters.store.outbox import outbox_rows
@@ -21,14 +19,15 @@ from bridge.core.errors import DeliveryError
 from bridge.core.lifecycle import AuthorityAction
 from bridge.core.model import LicenceStatus, LicenceType
 from bridge.services.config import Settings
-from bridge.services.consumer import apply_declarations
+from bridge.services.customs_events import envelope_for_declaration_file
+from bridge.services.declarations import apply_declarations
 from bridge.services.licence_status import (
     apply_authority_action,
     change_status,
     expire_due,
     on_new_version,
 )
-from bridge.services.outbox import STATUS, certify_pending, deliver_pending
+from bridge.services.outbox import STATUS, CustomsClient, certify_pending, deliver_pending
 from tests.fixtures_mqtt import RELEASED_AT, tt_ex010a_licence
 from tests.fixtures_soap import individual_licence, national_general_licence
 
@@ -119,15 +118,13 @@ def test_a_status_update_waits_while_its_certificate_is_not_certified(engine, cu
 
 def test_versions_and_their_status_updates_go_out_in_order(engine, customs_simulator):
     _store(engine, individual_licence())
-    with engine.begin() as conn:
-        apply_authority_action(
-            conn, NUMBER, AuthorityAction.SUSPEND, reason="inquiry", actor="A", now=NOW
-        )
+    apply_authority_action(
+        engine, NUMBER, AuthorityAction.SUSPEND, reason="inquiry", actor="A", now=NOW
+    )
     _store(engine, individual_licence(valid_to=date(2028, 12, 31)))  # version 2
-    with engine.begin() as conn:
-        apply_authority_action(
-            conn, NUMBER, AuthorityAction.REINSTATE, reason="cleared", actor="A", now=NOW
-        )
+    apply_authority_action(
+        engine, NUMBER, AuthorityAction.REINSTATE, reason="cleared", actor="A", now=NOW
+    )
     certify_pending(engine, now=NOW)
 
     report = _deliver(engine, customs_simulator.url)
@@ -232,8 +229,7 @@ def test_expired_licences_are_told_to_customs(engine, customs_simulator):
         individual_licence(number="DE-EA-2026-004712", valid_to=date(2026, 6, 1)),
     )
     certify_pending(engine, now=NOW)
-    with engine.begin() as conn:
-        assert expire_due(conn, date(2026, 6, 1), NOW) == [NUMBER]
+    assert expire_due(engine, date(2026, 6, 1), NOW) == [NUMBER]
     report = _deliver(engine, customs_simulator.url)
     assert (report.delivered, report.failed) == (3, 0)
     (status,) = customs_simulator.statuses()

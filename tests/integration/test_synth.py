@@ -1,4 +1,4 @@
-"""The synthetic data generator (bridge.testkit.synth) that benchmarks and fault-injection tests
+"""The synthetic data generator (bridge.testkit) that benchmarks and fault-injection tests
 share: deterministic, of the real WCO DEC-DMS shape (checked against the real schema), read by
 the bridge as intended, and with a ground truth the ledger actually reaches."""
 
@@ -22,7 +22,9 @@ from bridge.core.validation import licence_problems
 from bridge.services.config import Settings
 from bridge.services.consumer import ConsumeReport, store_batch
 from bridge.services.ingest import load_mappings
-from bridge.testkit import synth
+from bridge.testkit import declaration_plans, declarations, streams
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.national_files import national_files
 from tests.conftest import SHARED_FIXTURES
 from tests.fixtures_mqtt import store_licences
 
@@ -58,17 +60,19 @@ def test_the_schema_wrapper_really_validates(wco_schema, wco_samples: Path):
 
 
 def test_the_same_seed_gives_the_same_licences_declarations_and_stream():
-    first = list(synth.licences(60, seed=7))
-    assert first == list(synth.licences(60, seed=7))
-    assert first != list(synth.licences(60, seed=8))
-    assert synth.declaration_xml(first, seed=3) == synth.declaration_xml(first, seed=3)
+    first = list(synthetic_licences(60, seed=7))
+    assert first == list(synthetic_licences(60, seed=7))
+    assert first != list(synthetic_licences(60, seed=8))
+    assert declarations.declaration_xml(first, seed=3) == declarations.declaration_xml(
+        first, seed=3
+    )
     kwargs = dict(seed=5, duplicates=0.1, reorder=0.1, amendments=0.1, invalidations=0.1, bad=0.1)
-    one = [e.envelope for e in synth.event_stream(first, 300, **kwargs)]
-    assert one == [e.envelope for e in synth.event_stream(first, 300, **kwargs)]
+    one = [e.envelope for e in streams.event_stream(first, 300, **kwargs)]
+    assert one == [e.envelope for e in streams.event_stream(first, 300, **kwargs)]
 
 
 def test_licences_are_valid_and_of_every_type():
-    made = list(synth.licences(400, seed=1, holders=30))
+    made = list(synthetic_licences(400, seed=1, holders=30))
     assert [p for licence in made for p in licence_problems(licence, licence.number)] == []
     assert {licence.type for licence in made} == set(LicenceType)
     assert len({licence.number for licence in made}) == 400
@@ -83,12 +87,12 @@ def test_licences_are_valid_and_of_every_type():
 
 
 def test_declarations_validate_against_the_real_wco_schema_and_read_as_planned(wco_schema):
-    made = list(synth.licences(150, seed=2, scale=1000))
-    plans = list(synth.plan_declarations(made, 40, seed=3))
+    made = list(synthetic_licences(150, seed=2, scale=1000))
+    plans = list(declaration_plans.plan_declarations(made, 40, seed=3))
     sizes = []
     codes: Counter[str] = Counter()
     for plan in plans:
-        xml = synth.render_declaration(plan)
+        xml = declarations.render_declaration(plan)
         sizes.append(len(xml))
         _valid(wco_schema, xml)
         declaration = read_declaration(xml)
@@ -105,18 +109,18 @@ def test_declarations_validate_against_the_real_wco_schema_and_read_as_planned(w
 
 
 def test_minimal_declarations_are_about_1_kb_and_valid(wco_schema):
-    made = list(synth.licences(50, seed=4, scale=1000))
-    for plan in synth.plan_declarations(made, 20, seed=5, minimal=True):
-        xml = synth.render_declaration(plan)
+    made = list(synthetic_licences(50, seed=4, scale=1000))
+    for plan in declaration_plans.plan_declarations(made, 20, seed=5, minimal=True):
+        xml = declarations.render_declaration(plan)
         assert 700 < len(xml) < 1400
         _valid(wco_schema, xml)
         assert len(read_declaration(xml).goods_items) == 1
 
 
 def test_every_event_of_a_stream_says_what_it_is(wco_schema):
-    made = list(synth.licences(120, seed=6, scale=1000))
+    made = list(synthetic_licences(120, seed=6, scale=1000))
     events = list(
-        synth.event_stream(
+        streams.event_stream(
             made,
             600,
             seed=7,
@@ -132,7 +136,7 @@ def test_every_event_of_a_stream_says_what_it_is(wco_schema):
     assert any(e.reordered for e in events)
     kinds = Counter(e.kind for e in events)
     assert set(kinds) == {"released", "amended", "invalidated", "unreadable"}
-    assert {e.bad for e in events if e.bad} == set(synth.BAD_KINDS)
+    assert {e.bad for e in events if e.bad} == set(streams.BAD_KINDS)
     originals = {e.message_id: e.envelope for e in events if e.duplicate_of is None}
     for event in events:
         if event.duplicate_of is not None:
@@ -154,9 +158,9 @@ def test_the_ledger_reaches_the_ground_truth_of_a_messy_stream(tmp_path: Path, l
     truth says, nothing is refused and every unreadable message is quarantined once."""
     from bridge.adapters.store.db import make_engine
 
-    made = list(synth.licences(80, seed=8, scale=1000, holders=8))
+    made = list(synthetic_licences(80, seed=8, scale=1000, holders=8))
     events = list(
-        synth.event_stream(
+        streams.event_stream(
             made,
             500,
             seed=9,
@@ -167,7 +171,7 @@ def test_the_ledger_reaches_the_ground_truth_of_a_messy_stream(tmp_path: Path, l
             bad=0.05,
         )
     )
-    truth = synth.GroundTruth()
+    truth = streams.GroundTruth()
     for event in events:
         truth.add(event)
     engine = make_engine(ledger_url)
@@ -194,8 +198,8 @@ def test_the_ledger_reaches_the_ground_truth_of_a_messy_stream(tmp_path: Path, l
 
 
 def test_national_files_map_back_to_the_same_licences():
-    made = list(synth.licences(90, seed=10))
-    files = synth.national_files(made)
+    made = list(synthetic_licences(90, seed=10))
+    files = national_files(made)
     assert set(files) == {
         "bafa_ausfuhr_synthetic.csv",
         "ecju_licences_synthetic.json",

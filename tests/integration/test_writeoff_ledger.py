@@ -1,5 +1,6 @@
-"""Write-offs in a real ledger (SQLite and PostgreSQL): batches, balances, quarantine, held
-amendments."""
+"""Write-offs in a real ledger (SQLite and PostgreSQL), through the service that applies
+declaration events (bridge.services.declarations): batches, balances, quarantine, held
+amendments, results kept until published."""
 
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ from decimal import Decimal
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
 from bridge.adapters.store.ledger import (
     Unreadable,
-    apply_batch,
     known_to_customs,
     mark_results_published,
     pending_results,
-    quarantine_batch,
     quarantine_key,
-    quarantine_message,
 )
 from bridge.adapters.store.outbox import DELIVERED, PENDING, NewMessage, add_messages
 from bridge.adapters.store.reconciliation import reconciliation_rows
@@ -27,6 +24,8 @@ from bridge.adapters.store.schema import declaration, movement, processed_messag
 from bridge.core.envelope import mrn_from_lrn, parse_result, read_event
 from bridge.core.errors import Problem
 from bridge.services.config import Settings
+from bridge.services.customs_events import envelope_for_declaration_file
+from bridge.services.declarations import apply_declarations, quarantine_messages
 from tests.fixtures_mqtt import (
     RELEASED_AT,
     TT_EX010A_MRN,
@@ -49,7 +48,7 @@ def _event(wco_samples, name, **kwargs):
 
 def _apply(engine, *events):
     with engine.begin() as conn:
-        return apply_batch(conn, list(events), now=RELEASED_AT, settings=SETTINGS)
+        return apply_declarations(conn, list(events), now=RELEASED_AT, settings=SETTINGS)
 
 
 def _balance(engine, number, line=1):
@@ -130,10 +129,11 @@ def test_held_amendment_survives_between_batches(engine, wco_samples, tmp_path):
 def test_quarantine_keeps_the_bytes_and_reasons_once(engine):
     payload = b'{"envelope": "nonsense"'
     problems = [Problem("the message is not a JSON document", "", "t#1", code="bad-envelope")]
+    unreadable = Unreadable("customs/x", payload, None, tuple(problems))
     with engine.begin() as conn:
-        first = quarantine_message(conn, "customs/x", payload, None, problems, RELEASED_AT)
-        again = quarantine_message(conn, "customs/x", payload, None, problems, RELEASED_AT)
-    assert (first, again) == (True, False)
+        first = quarantine_messages(conn, [unreadable], RELEASED_AT)
+        again = quarantine_messages(conn, [unreadable], RELEASED_AT)
+    assert (first, again) == ((1, []), (0, []))  # no sender's id: nobody to answer
     with engine.connect() as conn:
         row = conn.execute(select(quarantine)).one()
         outcome = conn.execute(
@@ -244,7 +244,7 @@ def test_a_message_id_with_a_lone_surrogate_still_gets_its_result(engine):
     hint = "bad-\ud800-id"
     problems = (Problem("the message is not this envelope", code="bad-envelope"),)
     with engine.begin() as conn:
-        stored, results = quarantine_batch(
+        stored, results = quarantine_messages(
             conn, [Unreadable("customs/x", b'{"message_id": "bad-\\ud800-id"}', hint, problems)],
             RELEASED_AT,
         )  # fmt: skip

@@ -19,18 +19,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bridge.adapters.mqtt.client import DeclarationSubscriber, open_session
-from bridge.adapters.mqtt.publisher import publish_events
-from bridge.adapters.soap.client import CustomsClient
+from bridge.adapters.processes import spawn, stop_group
 from bridge.adapters.store.db import make_engine
 from bridge.adapters.store.schema import processed_message, quarantine
 from bridge.core.certificate import build_certificate
 from bridge.core.envelope import read_event
 from bridge.core.errors import DeliveryError, Rejected
 from bridge.services.config import Settings
-from bridge.testkit import synth
-from bridge.testkit.synth import PlannedWriteOff, SynthEvent
-from chaos.faults import PostgresRefusal, spawn, stop_group
+from bridge.services.customs_events import publish_events
+from bridge.services.mqtt_endpoints import open_session
+from bridge.services.mqtt_endpoints import subscriber as DeclarationSubscriber
+from bridge.services.outbox import CustomsClient
+from bridge.testkit.declaration_plans import PlannedWriteOff
+from bridge.testkit.licences import licences as synthetic_licences
+from bridge.testkit.streams import HOSTILE_KINDS, SynthEvent, event_stream
+from chaos.faults import PostgresRefusal
 from chaos.oracle import Oracle
 from chaos.sizes import SIZES
 from tests.fixtures_soap import individual_licence
@@ -161,9 +164,9 @@ def test_the_oracle_expects_each_unreadable_payload_once_and_a_used_up_licence_e
 
 
 def test_the_hostile_messages_of_the_stream_are_refused_with_a_reason():
-    licences = list(synth.licences(20, seed=3, scale=1000))
-    events = list(synth.event_stream(licences, 120, seed=4, bad=1.0, bad_kinds=synth.HOSTILE_KINDS))
-    assert {e.bad for e in events} == set(synth.HOSTILE_KINDS)
+    licences = list(synthetic_licences(20, seed=3, scale=1000))
+    events = list(event_stream(licences, 120, seed=4, bad=1.0, bad_kinds=HOSTILE_KINDS))
+    assert {e.bad for e in events} == set(HOSTILE_KINDS)
     for event in events:
         with pytest.raises(Rejected) as refused:
             read_event(event.envelope, max_bytes=2 * 1024 * 1024)
@@ -171,10 +174,10 @@ def test_the_hostile_messages_of_the_stream_are_refused_with_a_reason():
 
 
 def test_a_minimal_stream_writes_some_declarations_in_full_when_asked():
-    licences = list(synth.licences(20, seed=3, scale=1000))
+    licences = list(synthetic_licences(20, seed=3, scale=1000))
 
     def sizes(share: float) -> list[int]:
-        stream = synth.event_stream(licences, 200, seed=4, minimal=True, full_share=share)
+        stream = event_stream(licences, 200, seed=4, minimal=True, full_share=share)
         return [len(e.envelope) for e in stream]
 
     assert max(sizes(0.0)) < 5_000
@@ -232,7 +235,7 @@ def test_a_consumer_started_while_the_ledger_refuses_connections_waits_for_it(
             "ELBRIDGE_MQTT_TOPIC": settings.mqtt_topic,
         }
         consumer = spawn(
-            [sys.executable, "-m", "bridge.services.consumer", "--idle-seconds", "2"], env, log
+            [sys.executable, "-m", "bridge.entrypoints.consumer", "--idle-seconds", "2"], env, log
         )
         try:
             deadline = time.monotonic() + 30

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file, publish_events
 from bridge.adapters.store.schema import movement, processed_message, usage
 from bridge.core.envelope import mrn_from_lrn
 from bridge.services.config import settings_env
 from bridge.services.consumer import consume
+from bridge.services.customs_events import envelope_for_declaration_file, publish_events
 from tests.fixtures_mqtt import RELEASED_AT, store_licences, tt_ex010a_licence
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,13 @@ def _consumer(settings, log: Path, idle_seconds: float) -> subprocess.Popen:
     env.update(settings_env(replace(settings, batch_size=50, batch_wait_ms=20)))
     with log.open("ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "bridge.services.consumer", "--idle-seconds", str(idle_seconds)],
+            [
+                sys.executable,
+                "-m",
+                "bridge.entrypoints.consumer",
+                "--idle-seconds",
+                str(idle_seconds),
+            ],
             cwd=PROJECT,
             env=env,
             stdout=output,

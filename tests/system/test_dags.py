@@ -529,7 +529,7 @@ def test_a_broken_certificate_fails_certification_but_the_others_are_delivered(
 def test_declarations_to_writeoffs_drains_the_persistent_session(
     bridge_env, engine, ledger_url, mosquitto, wco_samples, monkeypatch
 ):
-    from bridge.adapters.mqtt.publisher import envelope_for_declaration_file, publish_events
+    from bridge.services.customs_events import envelope_for_declaration_file, publish_events
 
     _connection(monkeypatch, "elbridge_ledger", {"conn_type": "generic", "host": ledger_url})
     _connection(

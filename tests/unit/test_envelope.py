@@ -7,9 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
 from bridge.core.envelope import (
-    ENVELOPE,
     EventKind,
     build_envelope,
     mrn_from_lrn,
@@ -18,23 +16,21 @@ from bridge.core.envelope import (
     read_event,
 )
 from bridge.core.errors import Rejected
+from bridge.services.customs_events import envelope_for_declaration_file
+from bridge.testkit.envelopes import ENVELOPE_MEMBERS, envelope_document
 
 MAX = 1024 * 1024
 CET = timezone(timedelta(hours=1))
 
 
 def _envelope(**changes) -> dict:
-    document = {
-        "envelope": ENVELOPE,
+    invalidation = {
         "message_id": "msg-1",
         "mrn": "24GBDIRIGZ7QLCPAA8",
         "event": "invalidated",
         "event_time": "2026-03-02T10:30:00+01:00",
-        "declaration_version": 1,
-        "payload_format": "wco-dec-dms-2",
     }
-    document.update(changes)
-    return {k: v for k, v in document.items() if v is not None}
+    return envelope_document(**(invalidation | changes))
 
 
 def test_build_and_parse_round_trip(wco_samples):
@@ -75,19 +71,7 @@ def test_every_envelope_problem_is_reported_at_once():
     with pytest.raises(Rejected) as caught:
         parse_envelope(data, max_bytes=MAX, source="topic#7")
     paths = sorted(p.path for p in caught.value.problems)
-    assert paths == sorted(
-        [
-            "envelope",
-            "message_id",
-            "mrn",
-            "event",
-            "event_time",
-            "declaration_version",
-            "country",
-            "payload_format",
-            "payload",
-        ]
-    )
+    assert paths == sorted(ENVELOPE_MEMBERS)
     reasons = {p.path: p.reason for p in caught.value.problems}
     assert "zone" in reasons["event_time"]
     assert "GR" in reasons["country"]

@@ -12,14 +12,12 @@ import pytest
 from bridge.core.correlation import load_correlation, parse_correlation
 from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
 from bridge.core.envelope import DeclarationEvent, DocumentStatus, Envelope, EventKind
+from bridge.core.ledger_state import MovementKind
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
-from bridge.core.writeoff import (
-    UNION_GENERAL_DESTINATIONS,
-    LedgerSnapshot,
-    MovementKind,
-    availability,
-    decide,
-)
+from bridge.core.writeoff.batch import decide
+from bridge.core.writeoff.checks import UNION_GENERAL_DESTINATIONS
+from bridge.core.writeoff.decision import LedgerSnapshot
+from bridge.core.writeoff.dry_run import availability
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 DAY = AT.date()

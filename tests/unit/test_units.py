@@ -15,7 +15,8 @@ from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
 from bridge.core.envelope import DeclarationEvent, Envelope, EventKind
 from bridge.core.model import LicenceLine
 from bridge.core.units import UnitError, convert, known_units, parse_unit
-from bridge.core.writeoff import LedgerSnapshot, decide
+from bridge.core.writeoff.batch import decide
+from bridge.core.writeoff.decision import LedgerSnapshot
 from tests.fixtures_mqtt import uk_licence
 
 EXPORTER = "GB896458895015"

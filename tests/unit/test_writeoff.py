@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.adapters.mqtt.publisher import envelope_for_declaration_file
 from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
 from bridge.core.documents import (
     licence_document,
@@ -17,16 +16,11 @@ from bridge.core.documents import (
 )
 from bridge.core.envelope import DeclarationEvent, Envelope, EventKind, read_event
 from bridge.core.errors import ConfigError
+from bridge.core.ledger_state import MovementKind, Outcome, Record, Usage
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
-from bridge.core.writeoff import (
-    DeclarationState,
-    LedgerSnapshot,
-    MovementKind,
-    Outcome,
-    Record,
-    Usage,
-    decide,
-)
+from bridge.core.writeoff.batch import decide
+from bridge.core.writeoff.decision import DeclarationState, LedgerSnapshot
+from bridge.services.customs_events import envelope_for_declaration_file
 from tests.fixtures_mqtt import kg_line, tt_ex004a_licences, uk_licence
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

@@ -1,1 +1,2 @@
-"""MQTT adapters: the mosquitto broker process, the declaration subscriber, the event publisher."""
+"""MQTT adapters: the mosquitto broker process, the declaration subscriber, the QoS 1 publisher,
+and their options (host, login, session)."""

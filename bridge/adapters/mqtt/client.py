@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.services.config import Settings
+from bridge.adapters.mqtt.options import MqttOptions
 
 log = logging.getLogger(__name__)
 
@@ -37,36 +37,36 @@ class Received:
 
 
 def new_client(
-    client_id: str, *, manual_ack: bool = False, settings: Settings | None = None
+    client_id: str, *, manual_ack: bool = False, options: MqttOptions | None = None
 ) -> mqtt.Client:
-    """A paho client for MQTT v5 with the callback API version 2 and the settings' login."""
+    """A paho client for MQTT v5 with the callback API version 2 and the options' login."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
-    if settings is not None and settings.mqtt_username:
-        client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    if options is not None and options.username:
+        client.username_pw_set(options.username, options.password)
     return client
 
 
 class DeclarationSubscriber:
-    """Subscribes `settings.mqtt_topic` at QoS 1 with the stable client id
-    `settings.mqtt_client_id`, clean_start=False and SessionExpiryInterval
-    `settings.mqtt_session_expiry`, so that what is not acked survives a crash. With
-    `settings.mqtt_shared_group` the subscription is shared ($share/<group>/<topic>): each
-    consumer of the group has its own client id and session, and each event goes to one."""
+    """Subscribes `options.topic` at QoS 1 with the stable client id `options.client_id`,
+    clean_start=False and SessionExpiryInterval `options.session_expiry`, so that what is not
+    acked survives a crash. With `options.shared_group` the subscription is shared
+    ($share/<group>/<topic>): each consumer of the group has its own client id and session,
+    and each event goes to one."""
 
     def __init__(
-        self, settings: Settings, *, client_id: str | None = None, topic: str | None = None
+        self, options: MqttOptions, *, client_id: str | None = None, topic: str | None = None
     ) -> None:
-        self.settings = settings
-        self.topic = topic or settings.mqtt_topic
+        self.options = options
+        self.topic = topic or options.topic
         # With a shared group the broker gives each event to one of the group's subscribers.
-        group = settings.mqtt_shared_group
+        group = options.shared_group
         self.subscription = f"$share/{group}/{self.topic}" if group else self.topic
-        self.client_id = client_id or settings.mqtt_client_id
+        self.client_id = client_id or options.client_id
         self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self.subscribed = threading.Event()
         self.disconnected = threading.Event()
@@ -75,10 +75,10 @@ class DeclarationSubscriber:
         self.connection = 0
         self._lock = threading.Lock()
         # The network thread waits here while the inbox holds a whole window (see _on_message).
-        self.window = max(1, min(MAX_RECEIVE, 2 * settings.batch_size))
+        self.window = max(1, min(MAX_RECEIVE, 2 * options.batch_size))
         self._room = threading.Condition()
         self._closing = False
-        self.client = new_client(self.client_id, manual_ack=True, settings=settings)
+        self.client = new_client(self.client_id, manual_ack=True, options=options)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -142,15 +142,15 @@ class DeclarationSubscriber:
 
     def start(self, timeout: float = 15.0) -> DeclarationSubscriber:
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.settings.mqtt_session_expiry
+        properties.SessionExpiryInterval = self.options.session_expiry
         # Acks come a batch at a time: allow two batches in flight so the next one is arriving
         # while the current one is stored.
-        properties.ReceiveMaximum = max(1, min(MAX_RECEIVE, 2 * self.settings.batch_size))
+        properties.ReceiveMaximum = max(1, min(MAX_RECEIVE, 2 * self.options.batch_size))
         # Connected by the network thread, which tries again while the broker is away (say,
         # restarting) until the timeout below: a consumer started then waits, it does not die.
         self.client.connect_async(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
+            self.options.host,
+            self.options.port,
             keepalive=30,
             clean_start=False,
             properties=properties,
@@ -163,7 +163,7 @@ class DeclarationSubscriber:
                 raise ConnectionError(
                     self.refused
                     or f"no subscription to {self.subscription} on"
-                    f" {self.settings.mqtt_host}:{self.settings.mqtt_port} within {timeout}s"
+                    f" {self.options.host}:{self.options.port} within {timeout}s"
                 )
         return self
 
@@ -243,9 +243,9 @@ def unique_client_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def open_session(settings: Settings, timeout: float = 15.0) -> None:
+def open_session(options: MqttOptions, timeout: float = 15.0) -> None:
     """Create (or renew) the bridge's persistent session and subscription, then disconnect.
 
     The broker keeps QoS 1 messages only for sessions that exist: run this once before
     customs start publishing, so that nothing sent while no consumer runs is lost."""
-    DeclarationSubscriber(settings).start(timeout).close()
+    DeclarationSubscriber(options).start(timeout).close()

@@ -1,21 +1,17 @@
-"""Publishing over MQTT at QoS 1, every PUBACK awaited, never more in flight than the broker
-accepts: declaration events (the customs simulator's side, and tests) and the bridge's result
-messages (the consumer keeps one `Publisher` open)."""
+"""Publishing bytes over MQTT at QoS 1, every PUBACK awaited, never more in flight than the
+broker accepts: declaration events (the customs simulator's side, and tests) and the bridge's
+result messages (the consumer keeps one `Publisher` open)."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
 from collections.abc import Iterable
-from datetime import datetime
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from bridge.adapters.mqtt.client import new_client, unique_client_id
-from bridge.core.declaration import read_declaration
-from bridge.core.envelope import EventKind, build_envelope, mrn_from_lrn
-from bridge.services.config import Settings
+from bridge.adapters.mqtt.options import MqttOptions
 
 WINDOW = 1000  # at most this many PUBLISH without PUBACK (less when the broker says so)
 
@@ -23,14 +19,15 @@ WINDOW = 1000  # at most this many PUBLISH without PUBACK (less when the broker 
 class Publisher:
     """A QoS 1 publisher on a connection of its own: every PUBACK awaited, never more in
     flight than the broker accepts (its Receive Maximum). Long-lived (the consumer's result
-    messages) or for one call (`publish_events`). paho reconnects it when the link drops; a
-    publication that gets no PUBACK in time raises, and the caller keeps what it sent."""
+    messages) or for one call (bridge.services.customs_events.publish_events). paho reconnects
+    it when the link drops; a publication that gets no PUBACK in time raises, and the caller
+    keeps what it sent."""
 
-    def __init__(self, settings: Settings, *, client_id: str | None = None) -> None:
-        self.settings = settings
+    def __init__(self, options: MqttOptions, *, client_id: str | None = None) -> None:
+        self.options = options
         self.client = new_client(
-            client_id or unique_client_id(f"{settings.mqtt_client_id}-publisher"),
-            settings=settings,
+            client_id or unique_client_id(f"{options.client_id}-publisher"),
+            options=options,
         )
         self.client.max_inflight_messages_set(0)  # the window below does the flow control
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -54,14 +51,13 @@ class Publisher:
 
     def start(self, timeout: float = 60.0) -> Publisher:
         """Connect; raises ConnectionError when the broker refuses or does not answer."""
-        settings = self.settings
-        self.client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=True)
+        options = self.options
+        self.client.connect(options.host, options.port, keepalive=30, clean_start=True)
         self.client.loop_start()
         if not self.connected.wait(timeout) or self.refused:
             self.close()
             raise ConnectionError(
-                f"could not publish to {settings.mqtt_host}:{settings.mqtt_port}:"
-                f" {self.refused or 'no answer'}"
+                f"could not publish to {options.host}:{options.port}: {self.refused or 'no answer'}"
             )
         return self
 
@@ -106,55 +102,7 @@ class Publisher:
         self.close()
 
 
-def publish_events(
-    settings: Settings,
-    envelopes: Iterable[bytes],
-    *,
-    topic: str | None = None,
-    timeout: float = 60.0,
-) -> int:
-    """Publish each envelope at QoS 1 to `topic` (settings.mqtt_topic by default) and return
-    once the broker has acknowledged every one (their count); raises on refusal or timeout."""
-    with Publisher(settings).start(timeout) as publisher:
-        return publisher.publish(topic or settings.mqtt_topic, envelopes, timeout)
-
-
 def _await(info: mqtt.MQTTMessageInfo, timeout: float) -> None:
     info.wait_for_publish(timeout)
     if not info.is_published():
         raise TimeoutError(f"no PUBACK for message {info.mid} within {timeout}s")
-
-
-def envelope_for_declaration_file(
-    path: Path,
-    *,
-    event: EventKind | str,
-    mrn: str | None = None,
-    version: int = 1,
-    event_time: datetime,
-    message_id: str | None = None,
-    country: str | None = None,
-) -> bytes:
-    """An envelope carrying the WCO declaration in `path`.
-
-    MRN: `mrn` when given, else the declaration's own ID, else one derived from its LRN
-    (`mrn_from_lrn`: event year, customs country, a hash of the LRN), so that the same file
-    always gets the same MRN. Message id: `message_id`, else `<mrn>-<event>-v<version>`, so
-    publishing the same event twice is recognised as a redelivery."""
-    data = Path(path).read_bytes()
-    declaration = read_declaration(data, max_bytes=len(data) + 1, source=str(path))
-    if mrn is None:
-        mrn = declaration.mrn
-    if mrn is None:
-        where = country or declaration.country or "EU"
-        mrn = mrn_from_lrn(declaration.lrn or Path(path).name, year=event_time.year, country=where)
-    kind = EventKind(event)
-    return build_envelope(
-        message_id=message_id or f"{mrn}-{kind}-v{version}",
-        mrn=mrn,
-        event=kind,
-        event_time=event_time,
-        declaration_version=version,
-        payload=data.decode("utf-8"),
-        country=country,
-    )

@@ -8,11 +8,11 @@ It translates and moves bytes; it decides nothing. Every failure becomes a Deliv
 - permanent: a SOAP Client fault (or any fault marked Transient=false), any other HTTP error,
   an answer that is not the acknowledgement the contract promises.
 
-The answer must arrive whole within `settings.soap_timeout` (counted from the request, not per
+The answer must arrive whole within the endpoint's `timeout` (counted from the request, not per
 socket read: a server trickling a byte at a time is cut off) and may not exceed
 MAX_ANSWER_BYTES (refused as it arrives, permanent: the same call would get the same answer).
 
-The WSDL is the project's own contract (schemas/), bound to `settings.soap_url`; one zeep client
+The WSDL is the project's own contract (schemas/), bound to the endpoint's `url`; one zeep client
 is built on first use and reused, since building it costs far more than a call."""
 
 from __future__ import annotations
@@ -43,13 +43,25 @@ from bridge.core.certificate import MAX_CERTIFICATE_BYTES, MAX_STATUS_BYTES
 from bridge.core.errors import DeliveryError, XmlRefused
 from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.xmlsafe import parse_xml
-from bridge.services.config import Settings
 
 BINDING = f"{{{SERVICE_NAMESPACE}}}CertexBinding"
 _TRANSIENT_HTTP = frozenset({408, 429})
 # An acknowledgement or a fault is well under a kilobyte; this leaves room for any detail.
 MAX_ANSWER_BYTES = 1024 * 1024
 _READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CustomsEndpoint:
+    """Where and as whom the client talks to customs: the service `url`, the `timeout` (seconds)
+    an exchange may take in all, the WS-Security UsernameToken (none without `username`) and
+    the Sender id the messages carry."""
+
+    url: str
+    timeout: float = 10.0
+    username: str | None = None
+    password: str | None = None
+    sender_id: str = "ELBRIDGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,11 +307,11 @@ class _UsernameTokenWithTimestamp:
 
 class CustomsClient:
     """Submits certificates and their status updates to the customs single window at
-    `settings.soap_url`. One client per thread: the zeep client and its HTTP session are
-    reused between calls, not shared."""
+    `endpoint.url`. One client per thread: the zeep client and its HTTP session are reused
+    between calls, not shared."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, endpoint: CustomsEndpoint) -> None:
+        self.endpoint = endpoint
         self._service = None
         self._lock = threading.Lock()
 
@@ -307,20 +319,18 @@ class CustomsClient:
         # Built on first use, never at import: loading the WSDL and schemas takes tens of ms.
         with self._lock:
             if self._service is None:
-                timeout = self.settings.soap_timeout
-                transport = _BoundedTransport(timeout)
+                endpoint = self.endpoint
+                transport = _BoundedTransport(endpoint.timeout)
                 wsse = None
-                if self.settings.soap_username:
-                    wsse = _UsernameTokenWithTimestamp(
-                        self.settings.soap_username, self.settings.soap_password or ""
-                    )
+                if endpoint.username:
+                    wsse = _UsernameTokenWithTimestamp(endpoint.username, endpoint.password or "")
                 client = Client(
                     str(SCHEMAS_DIR / WSDL_FILE),
                     transport=transport,
                     wsse=wsse,
                     settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
                 )
-                self._service = client.create_service(BINDING, self.settings.soap_url)
+                self._service = client.create_service(BINDING, endpoint.url)
             return self._service
 
     def submit_certificate(
@@ -370,7 +380,7 @@ class CustomsClient:
     ) -> Acknowledgement:
         if sent_at.tzinfo is None:
             raise ValueError("sent_at must carry its time zone")
-        url = self.settings.soap_url
+        url = self.endpoint.url
         try:
             document = parse_xml(document_xml, max_bytes=max_bytes, what=what)
         except XmlRefused as refused:
@@ -380,14 +390,14 @@ class CustomsClient:
             reply = getattr(service, operation)(
                 MessageId=message_id,
                 SentAt=sent_at.astimezone(UTC),
-                Sender=self.settings.sender_id,
+                Sender=self.endpoint.sender_id,
                 _value_1=document,
             )
         except requests.exceptions.Timeout:
-            raise _no_answer(url, self.settings.soap_timeout) from None
+            raise _no_answer(url, self.endpoint.timeout) from None
         except requests.exceptions.ConnectionError as error:
             if _is_read_timeout(error):  # requests wraps a timeout within the body this way
-                raise _no_answer(url, self.settings.soap_timeout) from None
+                raise _no_answer(url, self.endpoint.timeout) from None
             raise _connection_error(url, error) from None
         except requests.exceptions.RequestException as error:
             raise DeliveryError(

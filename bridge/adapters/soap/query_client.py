@@ -1,14 +1,13 @@
 """A client for the bridge's query service (schemas/certex-query-1.0.wsdl), as a customs
 system uses it: zeep over requests, one client per service URL, built on first use and reused.
-
-`check_before_release` asks CheckAvailability for every dual-use licence document a
-declaration writes off against: what the customs simulator does before it releases goods."""
+It only asks and reads the answers; what customs make of them is theirs
+(bridge.entrypoints.customs_sim.release)."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 import requests
@@ -16,19 +15,10 @@ from zeep import Client, Transport
 from zeep import Settings as ZeepSettings
 from zeep import exceptions as zeep_errors
 
-from bridge.adapters.soap import MESSAGES_NAMESPACE
-from bridge.adapters.soap.query_service import QUERY_SERVICE_NAMESPACE, QUERY_WSDL_FILE
-from bridge.core.availability import (
-    AvailabilityRequest,
-    SupportingDocument,
-    SupportingLine,
-    availability_requests,
-)
-from bridge.core.declaration import Declaration, read_declaration
-from bridge.core.documents import national_document_codes as national_document_codes_table
-from bridge.core.envelope import Reason
+from bridge.adapters.soap import MESSAGES_NAMESPACE, QUERY_SERVICE_NAMESPACE, QUERY_WSDL_FILE
 from bridge.core.errors import BridgeError
 from bridge.core.paths import SCHEMAS_DIR
+from bridge.core.supporting_documents import SupportingDocument, SupportingLine
 
 BINDING = f"{{{QUERY_SERVICE_NAMESPACE}}}CertexQueryBinding"
 
@@ -44,6 +34,14 @@ class QueryFailed(BridgeError):
 
 
 @dataclass(frozen=True, slots=True)
+class Finding:
+    """One refusal or warning in an answer: its code and why."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AvailabilityAnswer:
     """CheckAvailability's answer; `goods_item` and `document_code` say which declaration
     document it is about when it comes from `check_before_release`."""
@@ -52,8 +50,8 @@ class AvailabilityAnswer:
     available: bool
     code: str | None
     reason: str
-    refusals: tuple[Reason, ...] = ()
-    warnings: tuple[Reason, ...] = ()
+    refusals: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
     line_item_number: int | None = None
     remaining_quantity: Decimal | None = None
     unit: str | None = None
@@ -112,24 +110,40 @@ class QueryClient:
                 code="invalid-response",
             ) from None
 
-    def check_availability(self, request: AvailabilityRequest) -> AvailabilityAnswer:
-        """Whether the write-off `request` describes would be accepted now, with the line's
-        remaining balance and every reason when not. Raises QueryFailed."""
+    def check_availability(
+        self,
+        reference: str,
+        *,
+        line_item_number: int | None = None,
+        cn_code: str | None = None,
+        control_list_entry: str | None = None,
+        quantity: Decimal | None = None,
+        unit: str | None = None,
+        amount: Decimal | None = None,
+        currency: str | None = None,
+        on_date: date | None = None,
+        exporter_eori: str | None = None,
+        destination: str | None = None,
+        document_code: str | None = None,
+        country: str | None = None,
+    ) -> AvailabilityAnswer:
+        """Whether the write-off described would be accepted now against licence `reference`,
+        with the line's remaining balance and every reason when not. Raises QueryFailed."""
         values = {
-            "Reference": request.reference,
-            "DocumentCode": request.document_code,
-            "LineItemNumber": request.line_item_number,
-            "CNCode": request.cn_code,
-            "ControlListEntry": request.control_list_entry,
-            "OnDate": request.on_date,
-            "ExporterEORI": request.exporter_eori,
-            "Destination": request.destination,
-            "CustomsCountry": request.country,
+            "Reference": reference,
+            "DocumentCode": document_code,
+            "LineItemNumber": line_item_number,
+            "CNCode": cn_code,
+            "ControlListEntry": control_list_entry,
+            "OnDate": on_date,
+            "ExporterEORI": exporter_eori,
+            "Destination": destination,
+            "CustomsCountry": country,
         }
-        if request.quantity is not None:
-            values["Quantity"] = {"_value_1": request.quantity, "unitCode": request.unit}
-        if request.amount is not None:
-            values["Amount"] = {"_value_1": request.amount, "currencyID": request.currency}
+        if quantity is not None:
+            values["Quantity"] = {"_value_1": quantity, "unitCode": unit}
+        if amount is not None:
+            values["Amount"] = {"_value_1": amount, "currencyID": currency}
         reply = self._call(
             "CheckAvailability", **{k: v for k, v in values.items() if v is not None}
         )
@@ -140,8 +154,8 @@ class QueryClient:
             available=bool(reply.Available),
             code=reply.Code,
             reason=reply.Reason or "",
-            refusals=tuple(Reason(r.Code, r.Reason) for r in reply.Refusal or ()),
-            warnings=tuple(Reason(w.Code, w.Reason) for w in reply.Warning or ()),
+            refusals=tuple(Finding(r.Code, r.Reason) for r in reply.Refusal or ()),
+            warnings=tuple(Finding(w.Code, w.Reason) for w in reply.Warning or ()),
             line_item_number=reply.LineItemNumber,
             remaining_quantity=None if quantity is None else quantity._value_1,
             unit=None if quantity is None else quantity.unitCode,
@@ -234,28 +248,3 @@ def query_client(url: str) -> QueryClient:
         if client is None:
             client = _clients[url] = QueryClient(url)
         return client
-
-
-def check_before_release(
-    query_url: str,
-    declaration: Declaration | bytes,
-    *,
-    on: date | None = None,
-    national_document_codes: str = "",
-) -> list[AvailabilityAnswer]:
-    """CheckAvailability for every dual-use licence document `declaration` (a Declaration, or
-    the WCO DEC-DMS XML) writes off against, on `on` (default: today, UTC), in document order:
-    customs release the goods only when every answer is available. National document codes
-    count as licences as the deployment declares them (`national_document_codes`, written as
-    ELBRIDGE_NATIONAL_DOCUMENT_CODES; the built-in ones always). Raises QueryFailed when the
-    service cannot answer, Rejected for a declaration that cannot be read."""
-    if isinstance(declaration, bytes):
-        declaration = read_declaration(declaration, source="declaration before release")
-    day = on or datetime.now(UTC).date()
-    client = query_client(query_url)
-    national = national_document_codes_table(national_document_codes)
-    answers = []
-    for goods_item, request in availability_requests(declaration, day, national):
-        answer = client.check_availability(request)
-        answers.append(replace(answer, goods_item=goods_item, document_code=request.document_code))
-    return answers

@@ -9,10 +9,9 @@ movements, status changes):
 - PostgreSQL runs at READ COMMITTED and a writer locks the rows it decides on before reading
   them: the declarations of its MRNs, then its licences, each in sorted order so that two
   writers never wait for each other in a circle (bridge.adapters.store.ledger, `lock_licences`).
-  Every
-  statement after a lock sees what the previous holder committed. What no row protects yet (a
-  first event of an MRN, a message id) is protected by its primary key: two writers inserting it
-  at once end in a unique violation for the later one, whose transaction runs again.
+  Every statement after a lock sees what the previous holder committed. What no row protects yet (a
+  first event of an MRN, a message id) is protected by its primary key: two writers inserting it at
+  once end in a unique violation for the later one, whose transaction runs again.
 
 `run_transaction` runs a unit of work again when the database aborted it to resolve such a
 conflict (deadlock, serialisation failure, a concurrent insert of the same key)."""

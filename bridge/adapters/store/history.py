@@ -1,7 +1,7 @@
-"""The ledger queries behind an authority's views: one licence's movements in time order with
-the running balance, one movement and its reversal, a line's totals; refusals and alerts come
-from their own queries (bridge.adapters.store.reconciliation, bridge.adapters.store.alerts) with
-times in UTC."""
+"""The ledger queries behind an authority's views: one licence's movements in time order, one
+movement and its reversal, a line's totals; refusals and alerts come from their own queries
+(bridge.adapters.store.reconciliation, bridge.adapters.store.alerts) with times in UTC. Rows
+only: the running balance and the rendering are bridge.core.history's."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from bridge.adapters.store.alerts import list_alerts
-from bridge.adapters.store.licences import load_licences
 from bridge.adapters.store.reconciliation import refusals
 from bridge.adapters.store.schema import line_total, movement
-from bridge.core.history import HistoryRow, RecordedMovement, reversal_mark, running_balances
-from bridge.core.model import Licence
+from bridge.core.movements import RecordedMovement, reversal_mark
 
 
 def _utc(at: datetime) -> datetime:
@@ -82,16 +80,6 @@ def line_written_off(
         )
     ).first()
     return (row[0], row[1]) if row is not None else (Decimal(0), Decimal(0))
-
-
-def licence_history(
-    conn: Connection, licence_number: str
-) -> tuple[Licence | None, list[HistoryRow]]:
-    """The licence (current version; None when the ledger does not know it) and its movements
-    in time order, each with its line's running balance."""
-    licence = load_licences(conn, [licence_number]).get(licence_number)
-    lines = {line.line_number: line for line in licence.lines} if licence else {}
-    return licence, running_balances(movements_of(conn, licence_number), lines)
 
 
 def refusals_for(conn: Connection, licence_number: str | None = None) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
-"""Customs write-offs in the ledger: load what a batch touches, let the rules decide
-(bridge.core.writeoff), write the result; quarantine for unreadable messages; the result message of
-every event, kept until it is published.
+"""The write-off ledger's rows: declarations, usage per key, movements, refusals, processed
+messages with their result messages, and the quarantine of unreadable messages. Reads and
+writes only; what to write is decided elsewhere (bridge.services.declarations).
 
 A batch costs a handful of grouped queries and one executemany per table, whatever its size.
 The caller owns the transaction: everything a batch writes commits (or not) together, its
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from sqlalchemy import (
     Connection,
@@ -26,7 +24,6 @@ from sqlalchemy import (
     update,
 )
 
-from bridge.adapters.store.alerts import raise_alert
 from bridge.adapters.store.bulk import (
     DECLARATION_COLUMNS,
     MOVEMENT_COLUMNS,
@@ -36,9 +33,7 @@ from bridge.adapters.store.bulk import (
     USAGE_UPDATE_KEYS,
     insert_many,
 )
-from bridge.adapters.store.db import begin_writing, lock_licences
-from bridge.adapters.store.licences import load_licences
-from bridge.adapters.store.line_totals import totals_of_licences
+from bridge.adapters.store.db import begin_writing
 from bridge.adapters.store.schema import (
     declaration,
     movement,
@@ -48,33 +43,19 @@ from bridge.adapters.store.schema import (
     refusal,
     usage,
 )
-from bridge.core.correlation import load_correlation
-from bridge.core.documents import national_document_codes
-from bridge.core.envelope import (
-    DeclarationEvent,
-    DeclarationResult,
-    build_result,
-    read_event,
-    result_message_id,
-)
-from bridge.core.errors import Problem, Rejected
-from bridge.core.writeoff import (
-    DeclarationState,
+from bridge.core.errors import Problem
+from bridge.core.ledger_state import (
     Key,
-    LedgerSnapshot,
-    MessageOutcome,
-    Outcome,
-    Record,
-    StatusChange,
+    Movement,
+    ProcessedMessage,
+    Refusal,
+    StoredDeclaration,
     Usage,
-    decide,
-    referenced_licences,
 )
-from bridge.services.config import Settings
 
-ACTOR = "customs-declaration"
 PENDING = "pending"  # result_state: written, not yet taken by the broker
 PUBLISHED = "published"
+QUARANTINED = "quarantined"  # processed_message.outcome of an unreadable message
 DELIVERED_CERTIFICATE = ("certificate", "delivered")  # outbox kind and status customs acked
 _CHUNK = 500  # bound parameters per IN list, well under every database's limit
 
@@ -83,155 +64,41 @@ _CHUNK = 500  # bound parameters per IN list, well under every database's limit
 PendingResult = tuple[str, bytes]
 
 
-@dataclass(frozen=True)
-class BatchResult:
-    outcomes: tuple[MessageOutcome, ...] = ()
-    movements: int = 0
-    refusals: int = 0
-    counts: dict[str, int] = field(default_factory=dict)  # outcome -> messages
-    results: tuple[PendingResult, ...] = ()  # to publish once the batch is committed, in order
-    status_changes: tuple[
-        StatusChange, ...
-    ] = ()  # for bridge.services.licence_status, same transaction
-    alerts: int = 0
-
-    def count(self, outcome: Outcome) -> int:
-        return self.counts.get(str(outcome), 0)
+# Reads ------------------------------------------------------------------------------------
 
 
-def combine(results: Iterable[BatchResult]) -> BatchResult:
-    """Several results as one (a batch applied in parts)."""
-    outcomes: list[MessageOutcome] = []
-    counts: Counter[str] = Counter()
-    pending: list[PendingResult] = []
-    changes: list[StatusChange] = []
-    movements = refusals = alerts = 0
-    for result in results:
-        outcomes.extend(result.outcomes)
-        counts.update(result.counts)
-        pending.extend(result.results)
-        changes.extend(result.status_changes)
-        movements += result.movements
-        refusals += result.refusals
-        alerts += result.alerts
-    return BatchResult(
-        tuple(outcomes), movements, refusals, dict(counts), tuple(pending), tuple(changes), alerts
-    )
-
-
-@lru_cache(maxsize=16)
-def _national(spec: str):
-    return national_document_codes(spec)
-
-
-def apply_batch(
-    conn: Connection, events: Sequence[DeclarationEvent], *, now: datetime, settings: Settings
-) -> BatchResult:
-    """Apply `events` (in order) to the ledger inside the caller's transaction, record every
-    message id with its outcome and its result message (pending publication) in
-    processed_message, and raise the decision's alerts. The licence status changes the rules
-    decided are returned for the caller to make in the same transaction
-    (bridge.services.licence_status); the results to publish after the commit, in event order."""
-    if not events:
-        return BatchResult()
-    snapshot = load_snapshot(conn, events)
-    decision = decide(
-        events,
-        snapshot,
-        national=_national(settings.national_document_codes),
-        correlation=load_correlation(),
-    )
-
-    insert_many(
-        conn,
-        movement,
-        MOVEMENT_COLUMNS,
-        [
-            (
-                m.licence_number,
-                m.line_number,
-                str(m.kind),
-                m.quantity,
-                m.value,
-                m.declared_quantity,
-                m.declared_unit,
-                m.mrn,
-                m.goods_item,
-                m.document_code,
-                m.document_ref,
-                m.message_id,
-                ACTOR,
-                m.reason,
-                now,
-            )
-            for m in decision.movements
-        ],
-    )
-    _write_usage(conn, decision.usage, snapshot.usage, now)
-    insert_many(
-        conn,
-        refusal,
-        REFUSAL_COLUMNS,
-        [
-            (
-                r.mrn,
-                r.goods_item,
-                r.document_code,
-                r.document_ref,
-                r.licence_number,
-                r.line_number,
-                r.code,
-                r.reason,
-                r.message_id,
-                now,
-            )
-            for r in decision.refusals
-        ],
-    )
-    _write_declarations(conn, decision.declarations, snapshot.declarations, now)
-    results = _write_processed(conn, decision.outcomes, now)
-    results += _resend_results(conn, decision.outcomes, snapshot.seen_message_ids)
-    for alert in decision.alerts:  # rare: over-use, CN/CLE warnings
-        raise_alert(
-            conn,
-            alert.kind,
-            alert.message,
-            now=now,
-            licence_number=alert.licence_number,
-            line_number=alert.line_number,
-            mrn=alert.mrn,
-            details=dict(alert.details),
-        )
-    counts = Counter(str(o.outcome) for o in decision.outcomes if o.record is not Record.UPDATE)
-    return BatchResult(
-        outcomes=tuple(decision.outcomes),
-        movements=len(decision.movements),
-        refusals=len(decision.refusals),
-        counts=dict(counts),
-        results=tuple(results),
-        status_changes=tuple(decision.status_changes),
-        alerts=len(decision.alerts),
-    )
-
-
-def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> LedgerSnapshot:
-    """The ledger state `events` touch: processed message ids, declaration states, usage of
-    their MRNs, the licences they quote and those licences' line totals.
-
-    Read under the writers' locks (bridge.adapters.store.db), held until the caller's transaction
-    ends:
-    on SQLite the write lock first; on PostgreSQL the MRNs' declaration rows, then the
-    licences, before anything that depends on them is read. So two consumers, or a consumer
-    and a manual movement, never both decide on the same remaining balance."""
+def lock_declarations(conn: Connection, mrns: Iterable[str]) -> dict[str, StoredDeclaration]:
+    """Take the writers' lock (bridge.adapters.store.db.begin_writing: SQLite's write lock),
+    then read the MRNs' declaration rows, locked in MRN order on PostgreSQL until the caller's
+    transaction ends. A held amendment comes back as the bytes received."""
     begin_writing(conn)
-    mrns = {event.mrn for event in events}
-    states = _load_declarations(conn, mrns, lock=True)
-    seen = _processed_ids(conn, {event.message_id for event in events})
-    held = [state.held for state in states.values() if state.held is not None]
-    current_usage: dict[Key, Usage] = {}
+    states = {}
+    for chunk in _chunks(mrns):
+        query = (
+            select(declaration)
+            .where(declaration.c.mrn.in_(chunk))
+            .order_by(declaration.c.mrn)
+            .with_for_update(key_share=True)
+        )
+        for row in conn.execute(query):
+            states[row.mrn] = StoredDeclaration(
+                mrn=row.mrn,
+                version=row.version,
+                event=row.event,
+                invalidated=bool(row.invalidated),
+                message_id=row.message_id,
+                held_version=row.held_version,
+                held_message=None if row.held_message is None else bytes(row.held_message),
+            )
+    return states
+
+
+def usage_of(conn: Connection, mrns: Iterable[str]) -> dict[Key, Usage]:
+    """What each key of these MRNs writes off now."""
+    found: dict[Key, Usage] = {}
     for chunk in _chunks(mrns):
         for row in conn.execute(select(usage).where(usage.c.mrn.in_(chunk))):
-            current_usage[(row.mrn, row.goods_item, row.document_code, row.document_ref)] = Usage(
+            found[(row.mrn, row.goods_item, row.document_code, row.document_ref)] = Usage(
                 row.licence_number,
                 row.line_number,
                 row.quantity,
@@ -239,24 +106,21 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
                 row.declaration_version,
                 row.event,
             )
-    # The licences quoted, and those the MRNs wrote off before (an invalidation or amendment
-    # gives back to them, which may end their exhaustion).
-    numbers = referenced_licences([*events, *held])
-    numbers.update(u.licence_number for u in current_usage.values())
-    lock_licences(conn, numbers)
-    licences = load_licences(conn, numbers) if numbers else {}
-    # One row per line (line_total), however long the line's history.
-    totals = totals_of_licences(
-        conn, set(licences) | {u.licence_number for u in current_usage.values()}
-    )
-    return LedgerSnapshot(
-        licences=licences,
-        usage=current_usage,
-        line_totals=totals,
-        declarations=states,
-        seen_message_ids=frozenset(seen),
-        known_to_customs=frozenset(known_to_customs(conn, licences)),
-    )
+    return found
+
+
+def processed_ids(conn: Connection, message_ids: Iterable[str]) -> set[str]:
+    """Which of these message ids the ledger has processed already."""
+    seen: set[str] = set()
+    for chunk in _chunks(message_ids):
+        seen.update(
+            conn.execute(
+                select(processed_message.c.message_id).where(
+                    processed_message.c.message_id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return seen
 
 
 def known_to_customs(conn: Connection, numbers: Iterable[str]) -> set[str]:
@@ -277,35 +141,43 @@ def known_to_customs(conn: Connection, numbers: Iterable[str]) -> set[str]:
     return known
 
 
-def _load_declarations(
-    conn: Connection, mrns: Iterable[str], *, lock: bool = False
-) -> dict[str, DeclarationState]:
-    """The declarations' states; with `lock`, their rows locked (in MRN order) on PostgreSQL."""
-    states = {}
-    for chunk in _chunks(mrns):
-        query = select(declaration).where(declaration.c.mrn.in_(chunk))
-        if lock:
-            query = query.order_by(declaration.c.mrn).with_for_update(key_share=True)
-        for row in conn.execute(query):
-            held = None
-            if row.held_message is not None:
-                # It was read once before it was held; read it again (whatever today's limit).
-                raw = bytes(row.held_message)
-                held = read_event(raw, max_bytes=len(raw))
-            states[row.mrn] = DeclarationState(
-                mrn=row.mrn,
-                version=row.version,
-                event=row.event,
-                invalidated=bool(row.invalidated),
-                message_id=row.message_id,
-                held=held,
-            )
-    return states
+# Writes -----------------------------------------------------------------------------------
 
 
-def _write_usage(
-    conn: Connection, changed: dict[Key, Usage], before: Mapping[Key, Usage], now: datetime
+def insert_movements(
+    conn: Connection, movements: Sequence[Movement], *, actor: str, now: datetime
 ) -> None:
+    insert_many(
+        conn,
+        movement,
+        MOVEMENT_COLUMNS,
+        [
+            (
+                m.licence_number,
+                m.line_number,
+                str(m.kind),
+                m.quantity,
+                m.value,
+                m.declared_quantity,
+                m.declared_unit,
+                m.mrn,
+                m.goods_item,
+                m.document_code,
+                m.document_ref,
+                m.message_id,
+                actor,
+                m.reason,
+                now,
+            )
+            for m in movements
+        ],
+    )
+
+
+def write_usage(
+    conn: Connection, changed: Mapping[Key, Usage], existing: Container[Key], now: datetime
+) -> None:
+    """Each changed key's usage: inserted, or updated where `existing` holds its row."""
     rows = [
         (
             *key,
@@ -319,10 +191,11 @@ def _write_usage(
         )
         for key, u in changed.items()
     ]
-    new = [row for row in rows if row[:4] not in before]
-    insert_many(conn, usage, USAGE_COLUMNS, new)
-    existing = [dict(zip(USAGE_UPDATE_KEYS, row, strict=True)) for row in rows if row[:4] in before]
-    if existing:
+    insert_many(conn, usage, USAGE_COLUMNS, [row for row in rows if row[:4] not in existing])
+    updated = [
+        dict(zip(USAGE_UPDATE_KEYS, row, strict=True)) for row in rows if row[:4] in existing
+    ]
+    if updated:
         conn.execute(
             update(usage).where(
                 and_(
@@ -332,16 +205,40 @@ def _write_usage(
                     usage.c.document_ref == bindparam("k_document_ref"),
                 )
             ),  # SET: the row's other keys, by column name
-            existing,
+            updated,
         )
 
 
-def _write_declarations(
+def insert_refusals(conn: Connection, refusals: Sequence[Refusal], now: datetime) -> None:
+    insert_many(
+        conn,
+        refusal,
+        REFUSAL_COLUMNS,
+        [
+            (
+                r.mrn,
+                r.goods_item,
+                r.document_code,
+                r.document_ref,
+                r.licence_number,
+                r.line_number,
+                r.code,
+                r.reason,
+                r.message_id,
+                now,
+            )
+            for r in refusals
+        ],
+    )
+
+
+def write_declarations(
     conn: Connection,
-    changed: dict[str, DeclarationState],
-    before: Mapping[str, DeclarationState],
+    changed: Iterable[StoredDeclaration],
+    existing: Container[str],
     now: datetime,
 ) -> None:
+    """Each changed declaration's row: inserted, or updated where `existing` holds its MRN."""
     rows = [
         (
             state.mrn,
@@ -349,65 +246,45 @@ def _write_declarations(
             state.event,
             int(state.invalidated),
             state.message_id,
-            state.held.version if state.held else None,
-            state.held.raw if state.held else None,
+            state.held_version,
+            state.held_message,
             now,
         )
-        for state in changed.values()
+        for state in changed
     ]
-    insert_many(conn, declaration, DECLARATION_COLUMNS, [r for r in rows if r[0] not in before])
-    existing = [
+    insert_many(conn, declaration, DECLARATION_COLUMNS, [r for r in rows if r[0] not in existing])
+    updated = [
         dict(zip(("k_mrn", *DECLARATION_COLUMNS[1:]), row, strict=True))
         for row in rows
-        if row[0] in before
+        if row[0] in existing
     ]
-    if existing:
+    if updated:
         conn.execute(
             update(declaration).where(declaration.c.mrn == bindparam("k_mrn")),
-            existing,
+            updated,
         )
 
 
-def _result(outcome: MessageOutcome, now: datetime) -> bytes:
-    return build_result(
-        DeclarationResult(
-            message_id=result_message_id(outcome.message_id, str(outcome.outcome)),
-            in_reply_to=outcome.message_id,
-            outcome=str(outcome.outcome),
-            processed_at=now,
-            mrn=outcome.mrn,
-            declaration_version=outcome.version,
-            event=outcome.event,
-            detail=outcome.detail,
-            documents=outcome.documents,
-        )
-    )
-
-
-def _write_processed(
-    conn: Connection, outcomes: Sequence[MessageOutcome], now: datetime
+def record_processed(
+    conn: Connection, messages: Sequence[ProcessedMessage], now: datetime
 ) -> list[PendingResult]:
-    """Record the outcomes with their result messages; returns the results to publish."""
-    results: list[PendingResult] = []
+    """Record each message's outcome with its result message, pending publication; returns the
+    results to publish, in order."""
     new = []
     later = []
-    for o in outcomes:
-        if o.record is Record.NONE:
-            continue
-        result = _result(o, now)
-        results.append((o.message_id, result))
-        if o.record is Record.INSERT:
-            new.append((o.message_id, o.mrn, o.event, str(o.outcome), now, result, PENDING))
-        else:
+    for m in messages:
+        if m.update:
             later.append(
                 {
-                    "k_message_id": o.message_id,
-                    "outcome": str(o.outcome),
-                    "result": result,
+                    "k_message_id": m.message_id,
+                    "outcome": m.outcome,
+                    "result": m.result,
                     "result_state": PENDING,
                     "result_published_at": None,
                 }
             )
+        else:
+            new.append((m.message_id, m.mrn, m.event, m.outcome, now, m.result, PENDING))
     insert_many(conn, processed_message, PROCESSED_COLUMNS, new)
     if later:
         conn.execute(
@@ -416,23 +293,14 @@ def _write_processed(
             ),
             later,
         )
-    return results
+    return [(m.message_id, m.result) for m in messages if m.result is not None]
 
 
-def _resend_results(
-    conn: Connection, outcomes: Sequence[MessageOutcome], seen_before: frozenset[str]
-) -> list[PendingResult]:
-    """A message processed in an earlier batch came again: its stored result goes out again,
-    unchanged (customs may have missed it; the same id lets them recognise it)."""
-    again = sorted(
-        {o.message_id for o in outcomes if o.record is Record.NONE and o.message_id in seen_before}
-    )
-    return _set_pending(conn, again)
-
-
-def _set_pending(conn: Connection, keys: Sequence[str]) -> list[PendingResult]:
+def resend_results(conn: Connection, message_ids: Sequence[str]) -> list[PendingResult]:
+    """The stored results of these messages, set pending again (to go out again unchanged);
+    in the order given, those without a stored result left out."""
     stored: dict[str, bytes] = {}
-    for chunk in _chunks(keys):
+    for chunk in _chunks(message_ids):
         stored.update(
             (key, bytes(result))
             for key, result in conn.execute(
@@ -450,7 +318,7 @@ def _set_pending(conn: Connection, keys: Sequence[str]) -> list[PendingResult]:
             )
             .values(result_state=PENDING, result_published_at=None)
         )
-    return [(key, stored[key]) for key in keys if key in stored]
+    return [(key, stored[key]) for key in message_ids if key in stored]
 
 
 def pending_results(conn: Connection, *, limit: int = 1000) -> list[PendingResult]:
@@ -480,6 +348,9 @@ def mark_results_published(conn: Connection, keys: Iterable[str], now: datetime)
     return marked
 
 
+# Quarantine -------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Unreadable:
     """A message that could not be read: kept byte for byte with every reason."""
@@ -496,33 +367,32 @@ def quarantine_key(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
-def quarantine_messages(conn: Connection, messages: Sequence[Unreadable], now: datetime) -> int:
-    """Store unreadable messages with their reasons, once each (a redelivery of the same bytes
-    is recognised). Returns how many were stored now."""
-    return quarantine_batch(conn, messages, now)[0]
-
-
 def quarantine_batch(
-    conn: Connection, messages: Sequence[Unreadable], now: datetime
+    conn: Connection,
+    messages: Sequence[Unreadable],
+    now: datetime,
+    results: Mapping[str, bytes] | None = None,
 ) -> tuple[int, list[PendingResult]]:
-    """`quarantine_messages`, with the result messages to publish: one `quarantined` result
-    for each message whose sender's message id could be read (the others cannot be answered);
-    a redelivery sends its stored result again."""
+    """Store unreadable messages with their reasons, once each (a redelivery of the same bytes
+    is recognised), each with its result message from `results` (by `quarantine_key`) when it
+    has one. Returns how many were stored now, and the results to publish: those of the
+    messages stored now, and the stored results of redeliveries, set pending again."""
+    results = results or {}
     keys = [quarantine_key(m.payload) for m in messages]
     # SQLite: the write lock before the read. PostgreSQL: two consumers storing the same bytes
     # at once meet on processed_message's key, and the later one's transaction runs again.
     begin_writing(conn)
-    seen_before = _processed_ids(conn, keys)
+    seen_before = processed_ids(conn, keys)
     seen = set(seen_before)
     fresh = []
     for key, message in zip(keys, messages, strict=True):
         if key not in seen:
             seen.add(key)
             fresh.append((key, message))
-    again = _set_pending(conn, sorted({key for key in keys if key in seen_before}))
+    again = resend_results(conn, sorted({key for key in keys if key in seen_before}))
     if not fresh:
         return 0, again
-    results = {key: _quarantined_result(m, now) for key, m in fresh if m.message_id is not None}
+    answers = {key: results[key] for key, _ in fresh if key in results}
     conn.execute(
         insert(quarantine),
         [
@@ -540,13 +410,13 @@ def quarantine_batch(
     conn.execute(
         insert(processed_message),
         [
-            {"message_id": key, "mrn": None, "event": None, "outcome": "quarantined"}
-            | {"received_at": now, "result": results.get(key)}
-            | {"result_state": PENDING if key in results else None}
+            {"message_id": key, "mrn": None, "event": None, "outcome": QUARANTINED}
+            | {"received_at": now, "result": answers.get(key)}
+            | {"result_state": PENDING if key in answers else None}
             for key, _ in fresh
         ],
     )
-    return len(fresh), [*again, *results.items()]
+    return len(fresh), [*again, *answers.items()]
 
 
 def _storable(text: str) -> str:
@@ -555,67 +425,7 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
-def _quarantined_result(message: Unreadable, now: datetime) -> bytes:
-    assert message.message_id is not None
-    return build_result(
-        DeclarationResult(
-            message_id=result_message_id(message.message_id, str(Outcome.QUARANTINED)),
-            in_reply_to=message.message_id,
-            outcome=str(Outcome.QUARANTINED),
-            processed_at=now,
-            detail="\n".join(str(p) for p in message.problems) or "unreadable",
-        )
-    )
-
-
-def quarantine_message(
-    conn: Connection,
-    topic: str,
-    payload: bytes,
-    message_id: str | None,
-    problems: Sequence[Problem] | Rejected,
-    now: datetime,
-) -> bool:
-    """Store one unreadable message with its reasons; False when it was stored before."""
-    if isinstance(problems, Rejected):
-        problems = problems.problems
-    stored = quarantine_messages(
-        conn, [Unreadable(topic, payload, message_id, tuple(problems))], now
-    )
-    return stored == 1
-
-
-def _processed_ids(conn: Connection, message_ids: Iterable[str]) -> set[str]:
-    """Which of these message ids the ledger has processed already."""
-    seen: set[str] = set()
-    for chunk in _chunks(message_ids):
-        seen.update(
-            conn.execute(
-                select(processed_message.c.message_id).where(
-                    processed_message.c.message_id.in_(chunk)
-                )
-            ).scalars()
-        )
-    return seen
-
-
 def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
     ordered = sorted(values)
     for start in range(0, len(ordered), _CHUNK):
         yield ordered[start : start + _CHUNK]
-
-
-__all__ = [
-    "BatchResult",
-    "PendingResult",
-    "Unreadable",
-    "apply_batch",
-    "combine",
-    "known_to_customs",
-    "load_snapshot",
-    "mark_results_published",
-    "pending_results",
-    "quarantine_batch",
-    "quarantine_message",
-    "quarantine_messages",
-]

@@ -1,5 +1,5 @@
-"""Manual movements in the ledger: append the movement the rules (bridge.core.manual) decided, and
-serialise manual acts on one licence. Rows are only ever added, never edited or deleted."""
+"""Manual movements in the ledger: append a decided movement (bridge.core.movements.ManualMovement),
+and serialise manual acts on one licence. Rows are only ever added, never edited or deleted."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert
 
 from bridge.adapters.store.db import lock_licences
 from bridge.adapters.store.schema import movement
-from bridge.core.manual import ManualMovement
+from bridge.core.movements import ManualMovement
 
 
 def lock_licence(conn: Connection, licence_number: str) -> None:

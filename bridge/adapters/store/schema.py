@@ -4,9 +4,8 @@ Quantities and amounts are stored as exact integers of millionths (`Micro`), so 
 on every database and Decimal never passes through a float. Balances are derived from
 `movement` rows (the audit trail): `line_total` holds each line's sums, kept by the database
 itself in the same transaction as every movement (bridge.adapters.store.line_totals), so that
-reading a
-balance costs one row whatever the line's history; `usage` only records, per declaration key,
-what is written off now so that redeliveries, amendments and invalidations know what to
+reading a balance costs one row whatever the line's history; `usage` only records, per declaration
+key, what is written off now so that redeliveries, amendments and invalidations know what to
 adjust."""
 
 from __future__ import annotations

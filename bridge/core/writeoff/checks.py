@@ -1,0 +1,378 @@
+"""The write-off rules, one function per rule: may this licence be used on this day, does the
+document code agree with it, is the exporter its holder, which line the goods use, may they go
+there, what the write-off counts in the line's terms, would it exceed a ceiling, what remains.
+
+Shared by the batch (bridge.core.writeoff.batch) and the dry run (bridge.core.writeoff.dry_run),
+so that an answer "available" means the same write-off is accepted. Each returns findings
+(code, reason), never raises, and knows no ledger beyond the totals it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from decimal import Decimal
+
+from bridge.core.codes import normalise_eori, union_general_authorisation_for
+from bridge.core.correlation import WARNING as CORRELATION_WARNING
+from bridge.core.correlation import Correlation
+from bridge.core.envelope import Balance, Reason
+from bridge.core.ledger_state import (
+    LEDGER_LIMIT,
+    ZERO,
+    Finding,
+    LineKey,
+    Totals,
+    ledger_quantity,
+)
+from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
+from bridge.core.units import UnitError, convert, plain
+
+# Union general export authorisations (Regulation (EU) 2021/821, Annex II): the destinations
+# each covers, where the bridge can state them. EU001 covers exports to these countries only.
+# EU002-EU008 have conditions (item lists, excluded destinations, the purpose of the export)
+# the bridge does not enforce from a declaration: None. The registration record's own line
+# destinations, when it lists any, still apply to every authorisation.
+UNION_GENERAL_DESTINATIONS: dict[str, frozenset[str] | None] = {
+    # Australia, Canada, Iceland, Japan, New Zealand, Norway, Switzerland incl. Liechtenstein,
+    # United Kingdom, United States.
+    "EU001": frozenset({"AU", "CA", "IS", "JP", "NZ", "NO", "CH", "LI", "GB", "US"}),
+    "EU002": None,
+    "EU003": None,
+    "EU004": None,
+    "EU005": None,
+    "EU006": None,
+    "EU007": None,
+    "EU008": None,
+}
+
+
+def licence_state_problems(licence: Licence, *, on: date, known_to_customs: bool) -> list[Finding]:
+    """Whether the licence may be used on `on`: customs know it (a certificate of it was
+    acknowledged), its status is valid, `on` is within its validity."""
+    number = licence.number
+    problems: list[Finding] = []
+    if not known_to_customs:
+        problems.append(
+            (
+                "not-known-to-customs",
+                f"customs have acknowledged no certificate of licence {number}: they cannot"
+                " have checked it, so it cannot be written off",
+            )
+        )
+    if licence.status is not LicenceStatus.VALID:
+        problems.append(
+            ("licence-not-valid", f"licence {number} is {licence.status}, not valid, on {on}")
+        )
+    if on < licence.valid_from or (licence.valid_to is not None and on > licence.valid_to):
+        until = licence.valid_to.isoformat() if licence.valid_to else "open end"
+        problems.append(
+            (
+                "outside-validity",
+                f"the event date {on} is outside licence {number}'s validity"
+                f" {licence.valid_from} to {until}",
+            )
+        )
+    return problems
+
+
+def document_type_problems(
+    licence: Licence, document_code: str, asserted: LicenceType | None
+) -> list[Finding]:
+    """Whether the document code agrees with the licence: X060 individual, X061-X068 the Union
+    general authorisation EU001-EU008 the licence registers, X070 global, X071 national
+    general; X002 (and national codes of type `any`) take the licence's own type."""
+    number = licence.number
+    problems: list[Finding] = []
+    if asserted is not None and licence.type is not asserted:
+        problems.append(
+            (
+                "document-type-mismatch",
+                f"document code {document_code} is for a {asserted} licence;"
+                f" {number} is {licence.type}",
+            )
+        )
+    authorisation = union_general_authorisation_for(document_code)
+    registered = licence.general_authorisation
+    if (
+        authorisation
+        and (licence.type is LicenceType.UNION_GENERAL or registered)
+        and registered != authorisation
+    ):
+        problems.append(
+            (
+                "document-type-mismatch",
+                f"document code {document_code} stands for {authorisation};"
+                f" {number} is {registered or 'registered for no Union general authorisation'}",
+            )
+        )
+    return problems
+
+
+def exporter_problems(licence: Licence, exporter: str | None) -> list[Finding]:
+    """The exporter must be the licence's holder; for a general authorisation, the one its
+    registration record names."""
+    holder = normalise_eori(licence.holder_eori)
+    if exporter == holder:
+        return []
+    if licence.type.has_ceiling:
+        reason = (
+            f"the exporter {exporter or '(none)'} is not the holder of licence {licence.number}"
+            f" ({licence.holder_eori})"
+        )
+    else:
+        reason = (
+            f"the exporter {exporter or '(none)'} is not registered for"
+            f" {licence.general_authorisation or 'this general authorisation'}: registration"
+            f" {licence.number} is {licence.holder_eori}'s"
+        )
+    return [("wrong-exporter", reason)]
+
+
+def match_line(
+    licence: Licence, *, line_number: int | None, cn_code: str | None
+) -> tuple[LicenceLine | None, Finding | None]:
+    """The licence line a goods item uses: the document line item number when given; else the
+    one line whose CN code covers the declared one (a 6- or 8-digit line code covers the
+    longer codes under it). The declaration carries no CLE, so CN is all there is to match: two
+    lines under one CN are ambiguous, and a licence of one line without a CN code takes it."""
+    number = licence.number
+    if line_number is not None:
+        line = licence.line(line_number)
+        if line is None:
+            lines = ", ".join(str(x.line_number) for x in licence.lines)
+            return None, (
+                "no-matching-line",
+                f"licence {number} has no line {line_number} (lines {lines})",
+            )
+        return line, None
+    if cn_code:
+        matches = [line for line in licence.lines if _cn_covers(line.cn_code, cn_code)]
+        if len(matches) == 1:
+            return matches[0], None
+        if len(matches) > 1:
+            return None, (
+                "ambiguous-line",
+                f"CN code {cn_code} matches lines"
+                f" {', '.join(str(x.line_number) for x in matches)} of licence {number}; the"
+                " declaration must give the document line item number",
+            )
+        if len(licence.lines) == 1 and not licence.lines[0].cn_code:
+            return licence.lines[0], None
+        return None, (
+            "no-matching-line",
+            f"CN code {cn_code} matches no line of licence {number}"
+            f" (lines: {_line_codes(licence)})",
+        )
+    if len(licence.lines) == 1:
+        return licence.lines[0], None
+    return None, (
+        "no-matching-line",
+        f"the goods item declares neither a CN code nor a document line item number, and"
+        f" licence {number} has {len(licence.lines)} lines",
+    )
+
+
+def allowed_destinations(licence: Licence) -> frozenset[str] | None:
+    """The destinations a Union general authorisation covers (None: not enforced here)."""
+    if licence.type is not LicenceType.UNION_GENERAL or not licence.general_authorisation:
+        return None
+    return UNION_GENERAL_DESTINATIONS.get(licence.general_authorisation)
+
+
+def destination_problems(
+    licence: Licence, line: LicenceLine, destination: str | None
+) -> list[Finding]:
+    """The destination must be among the line's (when it lists any) and, for EU001, among the
+    countries the authorisation covers."""
+    shown = destination or "(none declared)"
+    problems: list[Finding] = []
+    if line.destinations and destination not in line.destinations:
+        problems.append(
+            (
+                "destination-not-allowed",
+                f"destination {shown} is not among licence {licence.number} line"
+                f" {line.line_number}'s {', '.join(line.destinations)}",
+            )
+        )
+    covered = allowed_destinations(licence)
+    if covered is not None and destination not in covered:
+        problems.append(
+            (
+                "destination-not-allowed",
+                f"{licence.general_authorisation} covers exports to"
+                f" {', '.join(sorted(covered))} only; the destination is {shown}",
+            )
+        )
+    return problems
+
+
+def line_measures(
+    licence: Licence,
+    line: LicenceLine,
+    *,
+    quantity: Decimal | None,
+    unit: str | None,
+    amount: Decimal | None,
+    currency: str | None,
+) -> tuple[Decimal, Decimal, list[Finding]]:
+    """(quantity in the line's unit, value in its currency, problems). Units convert by the
+    explicit table (bridge.core.units) or are refused; the currency must be the line's; a write-off
+    of a licence with ceilings must give something the line counts."""
+    number = licence.number
+    problems: list[Finding] = []
+    in_line_unit = ZERO
+    if quantity is not None and line.unit:
+        try:
+            in_line_unit = ledger_quantity(convert(quantity, unit or "", line.unit))
+        except UnitError as error:
+            problems.append(("unit-mismatch", f"{error} (licence line unit {line.unit})"))
+    for figure in (quantity, in_line_unit):
+        if figure is not None and figure >= LEDGER_LIMIT:
+            problems.append(
+                (
+                    "out-of-range",
+                    f"a write-off quantity of {figure} is beyond what the ledger keeps",
+                )
+            )
+            break
+    value = ZERO
+    if amount is not None and line.currency:
+        if currency != line.currency:
+            problems.append(
+                (
+                    "currency-mismatch",
+                    f"the write-off is in {currency}; licence {number} line"
+                    f" {line.line_number} is in {line.currency}",
+                )
+            )
+        elif amount >= LEDGER_LIMIT:
+            problems.append(
+                ("out-of-range", f"a write-off amount of {amount} is beyond the ledger")
+            )
+        else:
+            value = plain(amount)
+    counts_quantity = line.quantity is not None
+    counts_value = line.value is not None
+    if (
+        licence.type.has_ceiling
+        and (counts_quantity or counts_value)
+        and (quantity is not None or amount is not None)
+        and not (quantity is not None and counts_quantity)
+        and not (amount is not None and counts_value)
+    ):
+        if counts_value:
+            problems.append(
+                (
+                    "unit-mismatch",
+                    f"licence {number} line {line.line_number} counts value in {line.currency},"
+                    " not quantity; the write-off gives a quantity only",
+                )
+            )
+        else:
+            problems.append(
+                (
+                    "currency-mismatch",
+                    f"licence {number} line {line.line_number} counts quantity in {line.unit},"
+                    " not value; the write-off gives an amount only",
+                )
+            )
+    return in_line_unit, value, problems
+
+
+def ceiling_excess(
+    licence: Licence, line: LicenceLine, used: Totals, delta_q: Decimal, delta_v: Decimal
+) -> list[tuple[str, str]]:
+    """(`quantity` or `value`, why) for each ceiling of the line an increase of (delta_q,
+    delta_v) over `used` would exceed. General authorisations have no ceiling; a decrease is
+    always allowed; a line with both ceilings must respect both. The one ceiling rule, for
+    customs write-offs and manual movements alike."""
+    if not licence.type.has_ceiling:
+        return []
+    used_q, used_v = used
+    where = f"licence {licence.number} line {line.line_number}"
+    excess = []
+    if line.quantity is not None and delta_q > ZERO and used_q + delta_q > line.quantity:
+        excess.append(
+            (
+                "quantity",
+                f"{plain(delta_q)} {line.unit} more exceeds the {plain(line.quantity - used_q)}"
+                f" {line.unit} remaining on {where}",
+            )
+        )
+    if line.value is not None and delta_v > ZERO and used_v + delta_v > line.value:
+        excess.append(
+            (
+                "value",
+                f"{plain(delta_v)} {line.currency} more exceeds the"
+                f" {plain(line.value - used_v)} {line.currency} remaining on {where}",
+            )
+        )
+    return excess
+
+
+def over_use(
+    licence: Licence, line: LicenceLine, used: Totals, delta_q: Decimal, delta_v: Decimal
+) -> str | None:
+    """Why an increase of (delta_q, delta_v) would exceed what remains on the line, or None
+    (`ceiling_excess`, as one reason)."""
+    reasons = [why for _, why in ceiling_excess(licence, line, used, delta_q, delta_v)]
+    return "; ".join(reasons) + " (nothing written off)" if reasons else None
+
+
+def remaining(licence: Licence, line: LicenceLine, used: Totals) -> Balance | None:
+    """What the line has left; None when it has no ceiling (general authorisations)."""
+    if not licence.type.has_ceiling or (line.quantity is None and line.value is None):
+        return None
+    used_q, used_v = used
+    return Balance(
+        quantity=None if line.quantity is None else plain(line.quantity - used_q),
+        unit=line.unit if line.quantity is not None else None,
+        value=None if line.value is None else plain(line.value - used_v),
+        currency=line.currency if line.value is not None else None,
+    )
+
+
+def used_up(licence: Licence, totals: Mapping[LineKey, Totals]) -> bool:
+    """Every line with a ceiling has nothing left (its remaining quantity or its remaining
+    value is 0 or less). False for a licence without ceilings."""
+    lines = [x for x in licence.lines if x.quantity is not None or x.value is not None]
+    if not licence.type.has_ceiling or not lines:
+        return False
+    for line in lines:
+        used_q, used_v = totals.get((licence.number, line.line_number), (ZERO, ZERO))
+        if not (
+            (line.quantity is not None and used_q >= line.quantity)
+            or (line.value is not None and used_v >= line.value)
+        ):
+            return False
+    return True
+
+
+def correlation_warnings(
+    correlation: Correlation | None, licence: Licence, line: LicenceLine, cn_code: str | None
+) -> list[Finding]:
+    """A warning when the declared CN code is indicatively linked to other CLEs than the
+    line's (never a refusal: the correlation is indicative only)."""
+    if correlation is None:
+        return []
+    why = correlation.warning(cn_code, line.control_list_entry)
+    if why is None:
+        return []
+    return [(CORRELATION_WARNING, f"licence {licence.number} line {line.line_number}: {why}")]
+
+
+def merged_reasons(findings: Iterable[Finding]) -> tuple[Reason, ...]:
+    """One reason per code, in the order the codes first came, their reasons together."""
+    merged: dict[str, str] = {}
+    for code, reason in findings:
+        merged[code] = f"{merged[code]}; {reason}" if code in merged else reason
+    return tuple(Reason(code, reason) for code, reason in merged.items())
+
+
+def _line_codes(licence: Licence) -> str:
+    return ", ".join(f"{x.line_number} CN {x.cn_code or '-'}" for x in licence.lines)
+
+
+def _cn_covers(line_cn: str | None, declared_cn: str) -> bool:
+    # A line's 6- or 8-digit code covers the longer TARIC codes under it.
+    return bool(line_cn) and declared_cn.startswith(line_cn)
