@@ -221,7 +221,7 @@ def history_rows(
     def declaration_rows():
         for d in range(declarations):
             mrn = f"25PF{d:014d}"
-            yield (mrn, 1, "released", 0, f"{mrn}-released-v1", None, None, AT)
+            yield (mrn, 1, "released", 0, f"{mrn}-released-v1", None, None, AT, None)
 
     def processed_rows():
         for d in range(declarations):

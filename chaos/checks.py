@@ -154,7 +154,8 @@ def write_offs_once(engine: Engine, oracle: Oracle) -> Check:
 
 def events_once(engine: Engine, oracle: Oracle) -> Check:
     """Every valid message recorded once with an outcome (processed_message), none refused or
-    quarantined; nothing recorded that was not sent."""
+    quarantined, every declaration that does not concern the bridge `ignored`; nothing
+    recorded that was not sent."""
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT message_id, outcome FROM processed_message")).all()
     outcomes = Counter(outcome for _, outcome in rows)
@@ -166,10 +167,23 @@ def events_once(engine: Engine, oracle: Oracle) -> Check:
     problems = [f"{i}: never recorded" for i in sorted(missing)]
     problems += [f"{i}: recorded but never sent" for i in sorted(extra)]
     problems += [f"{i}: {o}" for i, o in sorted(wrongly.items())]
+    not_ignored = {
+        i: valid.get(i) for i in oracle.irrelevant_ids if valid.get(i, "ignored") != "ignored"
+    }
+    problems += [
+        f"{i}: {o}, not ignored (no dual-use document)" for i, o in sorted(not_ignored.items())
+    ]
+    figures["irrelevant"] = len(oracle.irrelevant_ids)
+    figures["partial_amendments"] = Counter(valid.get(i) for i in oracle.partial_ids)
     if problems:
         return Check("events once", False, _differences(problems), figures)
     shown = ", ".join(f"{o} {n:,}" for o, n in sorted(outcomes.items()))
-    detail = f"{len(valid):,} valid messages each recorded once ({shown})"
+    detail = (
+        f"{len(valid):,} valid messages each recorded once ({shown}); the"
+        f" {len(oracle.irrelevant_ids):,} irrelevant declarations all ignored;"
+        f" {len(oracle.partial_ids):,} partial amendments"
+        f" ({', '.join(f'{o} {n}' for o, n in sorted(figures['partial_amendments'].items()))})"
+    )
     return Check("events once", True, detail, figures)
 
 

@@ -9,8 +9,15 @@ licences' authorised quantities, and adds them up with its own few rules:
 - an unreadable message belongs in the quarantine, once per distinct payload;
 - per declaration (MRN), the highest version received is what stands, whatever order the
   versions came in;
+- a partial amendment (bridge.testkit.customs_traffic_stream: FunctionCode 13, only the goods
+  items it changes) is merged onto the declaration: the goods items it carries replace theirs,
+  documents and all (a document an item is carried without is given back), the others keep
+  theirs; the amendments of a declaration are merged in version order, whatever order they
+  came in;
 - an invalidated declaration writes off nothing, whichever of its versions came before or
   after the invalidation;
+- a declaration that quotes no dual-use document (an import, transit, an export quoting only
+  Y901) is answered `ignored` and writes nothing off;
 - a licence line's written-off total is the sum of what the standing declarations write off
   against it; its balance is its authorised quantity (value) minus that total.
 
@@ -59,6 +66,12 @@ class Oracle:
     valid_ids: set[str] = field(default_factory=set)
     bad_payloads: dict[bytes, str] = field(default_factory=dict)  # payload -> kind of badness
     standing: dict[str, tuple[int, tuple[PlannedWriteOff, ...]]] = field(default_factory=dict)
+    # Per MRN, its partial amendments by version: (goods items carried, what they write off).
+    partials: dict[str, dict[int, tuple[frozenset[int], tuple[PlannedWriteOff, ...]]]] = field(
+        default_factory=dict
+    )
+    irrelevant_ids: set[str] = field(default_factory=set)
+    partial_ids: set[str] = field(default_factory=set)
     invalidated: set[str] = field(default_factory=set)
     messages: int = 0
     redeliveries: int = 0
@@ -87,10 +100,21 @@ class Oracle:
             self._count("redelivery")
             return
         self.valid_ids.add(event.message_id)
-        self._count(event.kind)
         assert event.mrn is not None
+        if not getattr(event, "irrelevant", False) and not getattr(event, "partial", False):
+            self._count(event.kind)
         if event.kind == INVALIDATED:
             self.invalidated.add(event.mrn)
+            return
+        if getattr(event, "irrelevant", False):
+            self.irrelevant_ids.add(event.message_id)
+            self._count(f"{event.kind} (irrelevant)")
+            return
+        if getattr(event, "partial", False):
+            self.partial_ids.add(event.message_id)
+            self._count(f"{event.kind} (partial)")
+            carried = event.carried_items  # type: ignore[attr-defined]
+            self.partials.setdefault(event.mrn, {})[event.version] = (carried, event.write_offs)
             return
         version, _ = self.standing.get(event.mrn, (0, ()))
         if event.version > version:
@@ -105,14 +129,30 @@ class Oracle:
         distinct unreadable payload once."""
         return len(self.valid_ids) + len(self.bad_payloads)
 
+    def final_write_offs(self, mrn: str) -> tuple[PlannedWriteOff, ...]:
+        """What declaration `mrn` writes off in the end: its highest whole version, with every
+        newer partial amendment merged onto it in version order (nothing once invalidated, or
+        while no release came)."""
+        if mrn in self.invalidated or mrn not in self.standing:
+            return ()
+        version, write_offs = self.standing[mrn]
+        by_item: dict[int, list[PlannedWriteOff]] = {}
+        for w in write_offs:
+            by_item.setdefault(w.goods_item, []).append(w)
+        for amended in sorted(self.partials.get(mrn, {})):
+            if amended <= version:
+                continue
+            carried, amended_write_offs = self.partials[mrn][amended]
+            for item in carried:
+                by_item[item] = [w for w in amended_write_offs if w.goods_item == item]
+        return tuple(w for item in sorted(by_item) for w in by_item[item])
+
     def document_write_offs(self) -> dict[DocumentKey, Amounts]:
         """What each dual-use document of each declaration writes off in the end (zero for a
         document of an invalidated declaration, or one an amendment dropped)."""
         found: dict[DocumentKey, Amounts] = {}
-        for mrn, (_, write_offs) in self.standing.items():
-            if mrn in self.invalidated:
-                continue
-            for w in write_offs:
+        for mrn in self.standing:
+            for w in self.final_write_offs(mrn):
                 key = (mrn, w.goods_item, w.document_code, w.reference)
                 quantity, value = found.get(key, (ZERO, ZERO))
                 found[key] = (quantity + w.quantity, value + w.value)
@@ -121,10 +161,8 @@ class Oracle:
     def line_totals(self) -> dict[LineKey, Amounts]:
         """Per licence line, the quantity and value written off (or recorded) in the end."""
         totals: dict[LineKey, Amounts] = {line: (ZERO, ZERO) for line in self.ceilings}
-        for mrn, (_, write_offs) in self.standing.items():
-            if mrn in self.invalidated:
-                continue
-            for w in write_offs:
+        for mrn in self.standing:
+            for w in self.final_write_offs(mrn):
                 key = (w.reference, w.line_number)
                 quantity, value = totals.get(key, (ZERO, ZERO))
                 totals[key] = (quantity + w.quantity, value + w.value)

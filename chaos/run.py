@@ -29,8 +29,9 @@ from bridge.entrypoints.customs_sim import KNOWN_FAULT_KINDS, SimulatorProcess, 
 from bridge.services.config import Settings, settings_env
 from bridge.services.licence_status import change_status
 from bridge.services.mqtt_endpoints import open_session
+from bridge.testkit.customs_traffic_stream import traffic_stream
 from bridge.testkit.licences import licences as synthetic_licences
-from bridge.testkit.streams import BAD_KINDS, HOSTILE_KINDS, event_stream
+from bridge.testkit.streams import BAD_KINDS, HOSTILE_KINDS
 from chaos import checks
 from chaos.faults import (
     CONSUMER_APPLICATION,
@@ -227,10 +228,12 @@ class ChaosRun:
         self.consumer.start()
         self.probe = self._probe()
         self.stack.callback(self.probe.close)
-        events = event_stream(
+        events = traffic_stream(
             traded,
             size.events,
             seed=self.seed + 1,
+            partial_amendments=size.partial_amendments,
+            irrelevant=size.irrelevant,
             duplicates=size.duplicates,
             reorder=size.reorder,
             amendments=size.amendments,

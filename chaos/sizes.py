@@ -26,6 +26,8 @@ class Size:
     amendments: float = 0.08
     invalidations: float = 0.04
     bad: float = 0.01
+    partial_amendments: float = 0.06  # partial amendments (13/COR) and their own releases
+    irrelevant: float = 0.05  # imports, transit, Y901-only exports: all must be ignored
     soap_fault_rate: float = 0.30
     batch_size: int = 200
     drain_timeout: float = 180.0  # seconds without progress before the run gives up waiting

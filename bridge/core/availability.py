@@ -14,16 +14,16 @@ from datetime import date
 from decimal import Decimal
 
 from bridge.core.certificate import document_code_for
-from bridge.core.codes import normalise_cle
+from bridge.core.control_lists import ControlLists, project_control_lists
 from bridge.core.declaration import Declaration
 from bridge.core.documents import NATIONAL_DOCUMENT_CODES, licence_document
 from bridge.core.envelope import Reason
 from bridge.core.errors import Rejected
 from bridge.core.ledger_state import Totals
-from bridge.core.model import Licence, LicenceType
+from bridge.core.model import ANNEX_I_LIST, OPEN_LINE, Licence, LicenceLine, LicenceType
 from bridge.core.reconcile import ReconciliationRow
 from bridge.core.supporting_documents import SupportingDocument, SupportingLine
-from bridge.core.writeoff.checks import licence_state_problems
+from bridge.core.writeoff.checks import licence_state_problems, scope_problems
 from bridge.core.writeoff.dry_run import Availability, availability
 
 __all__ = [
@@ -105,19 +105,25 @@ def check_availability(
     *,
     known_to_customs: bool = True,
     national: Mapping[str, Mapping[str, LicenceType | None]] | None = None,
+    control_lists: ControlLists | None = None,
 ) -> Availability:
     """Whether the write-off `request` describes could happen on `request.on_date` (else `on`),
     with the line's remaining balance and, when not, every refusal (code and reason) the
     write-off rules would give. A control list entry given without a line number picks the
-    line; given with one, it must be that line's. `national`: the deployment's national
+    line; given with one, it must be that line's. The entry asked is read in each line's own
+    list (`control_lists`, default the project's table): ML1a finds a Common Military List line
+    ML1.a, 6A002a3f an Annex I line 6A002.a.3.f. `national`: the deployment's national
     document codes, as the write-offs read them (default: the built-in table)."""
     day = request.on_date or on
     line_number = request.line_item_number
-    asked_cle = None
-    if request.control_list_entry is not None:
-        asked_cle = normalise_cle(request.control_list_entry) or request.control_list_entry
-    if licence is not None and asked_cle is not None and line_number is None:
-        by_cle = [x for x in licence.lines if normalise_cle(x.control_list_entry) == asked_cle]
+    asked_cle = request.control_list_entry
+    lists = control_lists or project_control_lists()
+
+    def is_asked(line: LicenceLine) -> bool:
+        return _same_entry(lists, line, asked_cle or "")
+
+    if licence is not None and asked_cle is not None and line_number is None and licence.lines:
+        by_cle = [x for x in licence.lines if is_asked(x)]
         if len(by_cle) == 1:
             line_number = by_cle[0].line_number
         elif not by_cle:
@@ -155,16 +161,19 @@ def check_availability(
     line = (
         None if licence is None or answer.line_number is None else licence.line(answer.line_number)
     )
-    if (
-        line is not None
-        and asked_cle is not None
-        and normalise_cle(line.control_list_entry) != asked_cle
-    ):
+    outside: list[tuple[str, str]] = []
+    if line is None or asked_cle is None:
+        pass
+    elif licence.is_open:  # its scope, not a line's entry
+        outside = scope_problems(licence, request.control_list_entry)
+    elif not is_asked(line):
         why = (
             f"licence {licence.number} line {line.line_number} is control list entry"
             f" {line.control_list_entry}, not {request.control_list_entry}"
         )
-        refusals = (*answer.refusals, Reason("no-matching-line", why))
+        outside = [("no-matching-line", why)]
+    if outside:
+        refusals = (*answer.refusals, *(Reason(code, why) for code, why in outside))
         return replace(
             answer,
             available=False,
@@ -173,6 +182,13 @@ def check_availability(
             refusals=refusals,
         )
     return answer
+
+
+def _same_entry(lists: ControlLists, line: LicenceLine, asked: str) -> bool:
+    """Whether `asked` is the line's control list entry, both read in the line's own list."""
+    wanted = lists.spelling(line.control_list, asked)
+    own = lists.spelling(line.control_list, line.control_list_entry) or line.control_list_entry
+    return wanted is not None and wanted == own
 
 
 def supporting_documents(
@@ -206,8 +222,12 @@ def supporting_documents(
                 authorised_value=row.authorised_value,
                 written_off_value=row.written_off_value,
                 remaining_value=row.remaining_value,
+                control_list=_control_list(licence, row.line_number),
             )
             for row in rows.get(licence.number, [])
+            # A dropped line is no longer the licence's; an open licence's line 0 is no line
+            # customs could quote (the contract's lines are numbered from 1).
+            if row.dropped_in_version is None and row.line_number != OPEN_LINE
         )
         found.append(
             SupportingDocument(
@@ -222,6 +242,11 @@ def supporting_documents(
             )
         )
     return found
+
+
+def _control_list(licence: Licence, line_number: int) -> str:
+    line = licence.line(line_number)
+    return ANNEX_I_LIST if line is None else line.control_list
 
 
 def _cn(licence: Licence, line_number: int) -> str | None:

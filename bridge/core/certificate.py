@@ -15,18 +15,26 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
 from lxml import etree
 
 from bridge.core.codes import UNION_GENERAL_AUTHORISATIONS, union_general_authorisation_for
 from bridge.core.errors import Problem, Rejected, XmlRefused
-from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
+from bridge.core.model import (
+    ANNEX_I_LIST,
+    Licence,
+    LicenceLine,
+    LicenceStatus,
+    LicenceType,
+    Party,
+)
 from bridge.core.paths import SCHEMAS_DIR
-from bridge.core.xmlsafe import parse_xml, schema_from_file
+from bridge.core.xmlsafe import parse_project_file, parse_xml, schema_from_file
 
 NAMESPACE = "urn:elicensing-bridge:certex:certificate:1.0"
 SCHEMA_FILE = "certex-certificate-1.0.xsd"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.0"  # the instances' fixed attribute; the schema itself is 1.3
 MAX_CERTIFICATE_BYTES = 8 * 1024 * 1024  # 99,999 lines at their longest stay far below
 
 _DOCUMENT_CODES = {
@@ -72,6 +80,8 @@ _CONSIGNEE = _q("Consignee")
 _END_USER = _q("EndUser")
 _COUNTRY = _q("Country")
 _ADDRESS = _q("Address")
+_OPEN_SCOPE = _q("OpenScope")
+_SCOPE_ENTRY = _q("ScopeEntry")
 
 
 def document_code_for(licence: Licence) -> str:
@@ -191,21 +201,15 @@ def _line(writer: _Writer, line: LicenceLine, index: int) -> None:
     ind = "    "
     writer.parts.append("\n  <Line>")
     leaf(ind, "LineNumber", line.line_number, f"{path}.line_number")
-    leaf(ind, "ControlListEntry", line.control_list_entry, f"{path}.control_list_entry")
+    # The list is named only when it is not the EU dual-use list (1.3): an Annex I line is
+    # written exactly as before, so its certificate keeps its bytes.
+    listed = None if line.control_list == ANNEX_I_LIST else line.control_list
+    cle_list = ("list", listed, f"{path}.control_list")
+    leaf(ind, "ControlListEntry", line.control_list_entry, f"{path}.control_list_entry", cle_list)
     if line.cn_code is not None:
         leaf(ind, "CNCode", line.cn_code, f"{path}.cn_code")
     leaf(ind, "Description", line.description, f"{path}.description")
-    if line.quantity is not None:
-        # Without a unit the XSD reports the missing unitCode, with line and path.
-        unit = ("unitCode", line.unit, f"{path}.unit")
-        leaf(ind, "Quantity", _decimal_text(line.quantity), f"{path}.quantity", unit)
-    elif line.unit is not None:
-        leaf(ind, "UsageUnit", line.unit, f"{path}.unit")
-    if line.value is not None:
-        currency = ("currencyID", line.currency, f"{path}.currency")
-        leaf(ind, "Value", _decimal_text(line.value), f"{path}.value", currency)
-    elif line.currency is not None:
-        leaf(ind, "UsageCurrency", line.currency, f"{path}.currency")
+    _measures(writer, ind, line, f"{path}.")
     for position, country in enumerate(line.destinations):
         leaf(ind, "DestinationCountry", country, f"{path}.destinations[{position}]")
     if line.consignee is not None:
@@ -213,6 +217,39 @@ def _line(writer: _Writer, line: LicenceLine, index: int) -> None:
     if line.end_user is not None:
         writer.party(ind, "EndUser", line.end_user, f"{path}.end_user")
     writer.parts.append("\n  </Line>")
+
+
+def _measures(
+    writer: _Writer,
+    ind: str,
+    figures: LicenceLine | Licence,
+    path: str,
+) -> None:
+    """The quantity ceiling (or the unit usage is recorded in) and the value ceiling (or the
+    currency), of a line or of an open licence."""
+    leaf = writer.leaf
+    if figures.quantity is not None:
+        # Without a unit the XSD reports the missing unitCode, with line and path.
+        unit = ("unitCode", figures.unit, f"{path}unit")
+        leaf(ind, "Quantity", _decimal_text(figures.quantity), f"{path}quantity", unit)
+    elif figures.unit is not None:
+        leaf(ind, "UsageUnit", figures.unit, f"{path}unit")
+    if figures.value is not None:
+        currency = ("currencyID", figures.currency, f"{path}currency")
+        leaf(ind, "Value", _decimal_text(figures.value), f"{path}value", currency)
+    elif figures.currency is not None:
+        leaf(ind, "UsageCurrency", figures.currency, f"{path}currency")
+
+
+def _open_scope(writer: _Writer, licence: Licence) -> None:
+    ind = "    "
+    writer.parts.append("\n  <OpenScope>")
+    for position, entry in enumerate(licence.control_list_entries):
+        writer.leaf(ind, "ScopeEntry", entry, f"control_list_entries[{position}]")
+    for position, country in enumerate(licence.destinations):
+        writer.leaf(ind, "DestinationCountry", country, f"destinations[{position}]")
+    _measures(writer, ind, licence, "")
+    writer.parts.append("\n  </OpenScope>")
 
 
 def build_certificate(licence: Licence) -> bytes:
@@ -250,6 +287,8 @@ def build_certificate(licence: Licence) -> bytes:
         leaf("  ", "GeneralAuthorisation", licence.general_authorisation, "general_authorisation")
     for index, line in enumerate(licence.lines):
         _line(writer, line, index)
+    if not licence.lines:
+        _open_scope(writer, licence)
     parts.append("\n</Certificate>")
     if writer.problems:
         raise Rejected(writer.problems, summary=f"no certificate for {_source(licence)}")
@@ -328,8 +367,51 @@ def xsd_problems(schema: etree.XMLSchema, root: etree._Element, source: str) -> 
     return problems
 
 
+@cache
+def _annex_i_spelling() -> re.Pattern[str]:
+    """The schema's own AnnexIEntryType pattern (read from the XSD, not restated here)."""
+    xsd = "{http://www.w3.org/2001/XMLSchema}"
+    tree = parse_project_file(SCHEMAS_DIR / SCHEMA_FILE)
+    (pattern,) = tree.getroot().iterfind(
+        f"{xsd}simpleType[@name='AnnexIEntryType']/{xsd}restriction/{xsd}pattern"
+    )
+    # An XSD pattern is anchored at both ends (fullmatch) and this one uses no syntax Python
+    # reads differently.
+    return re.compile(pattern.get("value") or "")
+
+
+def _entry_problems(root: etree._Element, source: str) -> list[Problem]:
+    """An entry of the EU dual-use list (no list attribute, or list="eu-dual-use") must be in
+    the Annex I spelling; XSD 1.0 cannot tie the pattern to the attribute."""
+    problems = []
+    spelling = _annex_i_spelling()
+    for position, line in enumerate(root.iterchildren(_LINE), start=1):
+        entry = line.find(_CLE)
+        if entry is None or entry.get("list", ANNEX_I_LIST) != ANNEX_I_LIST:
+            continue
+        text = entry.text or ""
+        if not spelling.fullmatch(text):
+            problems.append(
+                Problem(
+                    f"an entry of the EU dual-use list ({ANNEX_I_LIST}) is written in the"
+                    " Annex I spelling (AnnexIEntryType, such as 6A003.b.4.b); an entry of"
+                    ' another list names it in the list attribute (list="eu-military")',
+                    f"/Certificate/Line[{position}]/ControlListEntry (line {entry.sourceline})",
+                    source,
+                    text,
+                    "schema",
+                )
+            )
+    return problems
+
+
 def _contract_problems(root: etree._Element, source: str) -> list[Problem]:
-    """Rules XSD 1.0 cannot say: the document code and the general authorisation agree."""
+    """Rules XSD 1.0 cannot say: an entry without a list is in the Annex I spelling, and the
+    document code and the general authorisation agree."""
+    return _entry_problems(root, source) + _authorisation_problems(root, source)
+
+
+def _authorisation_problems(root: etree._Element, source: str) -> list[Problem]:
     code = root.findtext(_DOCUMENT_CODE)
     general = root.findtext(_GENERAL_AUTHORISATION)
     expected = union_general_authorisation_for(code or "")
@@ -410,7 +492,10 @@ def _decimal(text: str | None) -> Decimal | None:
         raise ValueError(f"{text!r} is not a decimal") from None
 
 
-def _read_line(element: etree._Element) -> LicenceLine:
+def _read_measures(
+    element: etree._Element,
+) -> tuple[Decimal | None, str | None, Decimal | None, str | None]:
+    """(quantity, unit, value, currency) of a Line or an OpenScope element."""
     quantity_element = element.find(_QUANTITY)
     value_element = element.find(_VALUE)
     if quantity_element is not None:
@@ -421,9 +506,32 @@ def _read_line(element: etree._Element) -> LicenceLine:
         value, currency = _decimal(value_element.text), value_element.get("currencyID")
     else:
         value, currency = None, _text(element, _USAGE_CURRENCY)
+    return quantity, unit, value, currency
+
+
+def _read_open_scope(root: etree._Element) -> dict:
+    """An open licence's scope and ceilings as Licence keywords ({} for a licence with lines)."""
+    element = root.find(_OPEN_SCOPE)
+    if element is None:
+        return {}
+    quantity, unit, value, currency = _read_measures(element)
+    return {
+        "control_list_entries": tuple(c.text or "" for c in element.iterchildren(_SCOPE_ENTRY)),
+        "destinations": tuple(c.text or "" for c in element.iterchildren(_DESTINATION)),
+        "quantity": quantity,
+        "unit": unit,
+        "value": value,
+        "currency": currency,
+    }
+
+
+def _read_line(element: etree._Element) -> LicenceLine:
+    quantity, unit, value, currency = _read_measures(element)
+    entry = element.find(_CLE)
     return LicenceLine(
         line_number=int((_text(element, _LINE_NUMBER) or "").strip()),
-        control_list_entry=_text(element, _CLE) or "",
+        control_list_entry=(entry.text or "") if entry is not None else "",
+        control_list=(entry.get("list") if entry is not None else None) or ANNEX_I_LIST,
         description=_text(element, _DESCRIPTION) or "",
         cn_code=_text(element, _CN_CODE),
         quantity=quantity,
@@ -460,6 +568,7 @@ def licence_from_certificate_element(root: etree._Element, *, source: str) -> Li
         status=LicenceStatus(root.findtext(_STATUS)),
         version=int((root.findtext(_VERSION) or "").strip()),
         general_authorisation=root.findtext(_GENERAL_AUTHORISATION),
+        **_read_open_scope(root),
     )
 
 

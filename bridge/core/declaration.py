@@ -2,7 +2,14 @@
 
 Pure: bytes in, a `Declaration` out, or `Rejected` listing every problem found. The subset read
 (and why) is described in schemas/wco-dec-dms-subset.md. Every outside XML goes through the one
-hardened parser (`bridge.core.xmlsafe.parse_xml`): no DTD, no entities, a size limit."""
+hardened parser (`bridge.core.xmlsafe.parse_xml`): no DTD, no entities, a size limit.
+
+The reader is tolerant where the bridge may have nothing to do: it does not know the national
+document codes a deployment declares, so a problem on a document that is no EU dual-use code
+(or on the exporter of a declaration quoting none) stays with the declaration
+(`Declaration.problems`, `DocumentUse.problems`) for the write-off rules, which decide whether
+the declaration concerns the bridge at all; only what cannot be read, or a problem on an EU
+dual-use document (X002, X060-X072), refuses the whole message."""
 
 from __future__ import annotations
 
@@ -11,14 +18,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from bridge.core.codes import country_problem, eori_problem, normalise_cn, normalise_eori
+from bridge.core.codes import (
+    DUAL_USE_DOCUMENT_CODES,
+    country_problem,
+    eori_problem,
+    normalise_cn,
+    normalise_eori,
+)
 from bridge.core.errors import Problem, Rejected, XmlRefused
 from bridge.core.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 
 DEC_NS = "urn:wco:datamodel:WCO:DEC-DMS:2"
 METADATA_NS = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"
 
-CANCELLATION_FUNCTION_CODE = "13"
+ORIGINAL_FUNCTION_CODE = "9"  # an original declaration (what a release carries)
+REQUEST_FUNCTION_CODE = "13"  # an additional message: an amendment or a cancellation
+CANCELLATION_FUNCTION_CODE = REQUEST_FUNCTION_CODE
 CANCELLATION_TYPE_CODE = "INV"
 CN_CLASSIFICATION = "TSP"  # Classification/IdentificationTypeCode of the CN code (DE 6/14)
 
@@ -55,6 +70,12 @@ _ADDITIONAL_DOCUMENT = _d("AdditionalDocument")
 _CATEGORY_CODE = _d("CategoryCode")
 _LPCO_EXEMPTION = _d("LPCOExemptionCode")
 _LINE_NUMERIC = _d("LineNumeric")
+_EXPORT_COUNTRY = _d("ExportCountry")
+_AMENDMENT = _d("Amendment")
+_CHANGE_REASON = _d("ChangeReasonCode")
+_POINTER = _d("Pointer")
+_SECTION_CODE = _d("DocumentSectionCode")
+_TAG_ID = _d("TagID")
 _WRITE_OFF = _d("WriteOff")
 _WRITE_OFF_QUANTITY = _d("QuantityQuantity")
 _WRITE_OFF_AMOUNT = _d("AmountAmount")
@@ -74,6 +95,11 @@ class DocumentUse:
     currency: str | None = None
     line_item_number: int | None = None  # only when the message carries one
     path: str = ""  # where it sits in the declaration
+    position: int | None = None  # its place among the goods item's AdditionalDocuments (1..)
+    # What could not be read in it, when its code is no EU dual-use code (for those the whole
+    # message is refused): the rules refuse it if the deployment's national table makes it a
+    # licence, and ignore it otherwise.
+    problems: tuple[Problem, ...] = ()
 
     @property
     def writes_off(self) -> bool:
@@ -87,6 +113,27 @@ class GoodsItem:
     description: str | None
     destination: str | None  # the item's own, else the shipment's (DE 5/8)
     documents: tuple[DocumentUse, ...]
+    own_destination: str | None = None  # the item's own Destination, when it carries one
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """One step of an amendment's path to what it changes (WCO 97A): the section (EDIFACT
+    1049 code of the WCO class: 42A Declaration, 67A GoodsShipment, 68A goods item, 02A
+    AdditionalDocument...), which occurrence of it, and the data element tag when it names one."""
+
+    section: str | None
+    sequence: int | None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """An `Amendment` section (WCO 06A): why (ChangeReasonCode) and the path of Pointers to
+    what changed."""
+
+    change_reason: str | None
+    pointers: tuple[Pointer, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +145,48 @@ class Declaration:
     exporter_eori: str | None
     country: str | None  # MetaData ResponsibleCountryCode: whose customs rules apply
     goods_items: tuple[GoodsItem, ...]
+    destination: str | None = None  # GoodsShipment/Destination/CountryCode (DE 5/8)
+    dispatch: str | None = None  # GoodsShipment/ExportCountry/ID (DE 5/14)
+    amendments: tuple[Amendment, ...] = ()
+    # What could not be read outside the documents (an exporter ID that is no EORI) of a
+    # declaration quoting no EU dual-use document: the rules decide whether it matters.
+    problems: tuple[Problem, ...] = ()
 
     @property
     def is_cancellation(self) -> bool:
         return (
             self.function_code == CANCELLATION_FUNCTION_CODE
             and self.type_code == CANCELLATION_TYPE_CODE
+        )
+
+    @property
+    def is_amendment(self) -> bool:
+        """An additional message (FunctionCode 13) of any type but a cancellation."""
+        return self.function_code == REQUEST_FUNCTION_CODE and not self.is_cancellation
+
+    @property
+    def is_original(self) -> bool:
+        return self.function_code == ORIGINAL_FUNCTION_CODE
+
+    @property
+    def kind_of_message(self) -> str:
+        """What the payload says it is, in words for messages: the codes with their meaning."""
+        codes = f"FunctionCode {self.function_code or '-'}, TypeCode {self.type_code or '-'}"
+        if self.is_original:
+            return f"an original declaration ({codes})"
+        if self.is_cancellation:
+            return f"a cancellation ({codes})"
+        if self.is_amendment:
+            return f"an amendment ({codes})"
+        return f"a declaration message of unknown function ({codes})"
+
+    @property
+    def quotes_dual_use(self) -> bool:
+        """Whether a goods item quotes an EU dual-use document code (X002, X060-X072)."""
+        return any(
+            document.document_code in DUAL_USE_DOCUMENT_CODES
+            for item in self.goods_items
+            for document in item.documents
         )
 
     def write_offs(self) -> Iterator[tuple[GoodsItem, DocumentUse]]:
@@ -120,9 +203,12 @@ def read_declaration(
     """The declaration in `xml` (a WCO DEC-DMS Declaration, bare or inside md:MetaData).
 
     Raises `Rejected` listing every problem at once: unreadable or unsafe XML (code
-    xml-refused), a root outside urn:wco:datamodel:WCO:DEC-DMS:2, goods items without or with
-    repeated numbers, write-off quantities or amounts that are not plain positive decimals
-    within the schema's digits, a release without an exporter. Paths are relative to
+    xml-refused), a root outside urn:wco:datamodel:WCO:DEC-DMS:2, no FunctionCode, goods items
+    without or with repeated numbers, an amendment Pointer without a number; and, when the
+    declaration quotes an EU dual-use document, write-off quantities or amounts that are not
+    plain positive decimals within the schema's digits and an exporter ID that is no EORI.
+    Otherwise those stay in `problems` (see the module docstring). A missing exporter is no
+    problem here: the rules need one only for a licence they write off. Paths are relative to
     Declaration, e.g. GoodsShipment/GovernmentAgencyGoodsItem[2]/AdditionalDocument[5]."""
     try:
         root = parse_xml(xml, max_bytes=max_bytes, what="declaration")
@@ -131,9 +217,19 @@ def read_declaration(
         raise Rejected([problem], summary="declaration refused") from None
     reader = _Reader(source)
     declaration = reader.read(root)
-    if reader.problems or declaration is None:
-        raise Rejected(reader.problems, summary=f"declaration refused ({source or 'payload'})")
+    problems = list(reader.problems)
+    if declaration is not None and declaration.quotes_dual_use:
+        problems += declaration.problems
+        problems += [p for _, d in _all_documents(declaration) for p in d.problems]
+    if problems or declaration is None:
+        raise Rejected(problems, summary=f"declaration refused ({source or 'payload'})")
     return declaration
+
+
+def _all_documents(declaration: Declaration) -> Iterator[tuple[GoodsItem, DocumentUse]]:
+    for item in declaration.goods_items:
+        for document in item.documents:
+            yield item, document
 
 
 class _Reader:
@@ -163,15 +259,35 @@ class _Reader:
                 return None
         elif root.tag == _DECLARATION:
             element = root
+        elif (inner := self.unwrap(root)) is not None:
+            return self.read(inner)
         else:
-            self.problem(
-                f"the root element is {root.tag}; expected Declaration in namespace"
-                f" {DEC_NS}, bare or inside MetaData of {METADATA_NS}",
-                "/",
-                code="wrong-namespace",
-            )
+            if not self.problems:  # else unwrap found several declarations, and said so
+                self.problem(
+                    f"the root element is {root.tag}; expected Declaration in namespace"
+                    f" {DEC_NS}, bare or inside MetaData of {METADATA_NS}",
+                    "/",
+                    code="wrong-namespace",
+                )
             return None
         return self.read_declaration(element, country)
+
+    def unwrap(self, root):
+        """The one MetaData or Declaration inside a transport wrapper of another namespace (a
+        national gateway's envelope, a SOAP body), or None when it holds none; several are
+        refused (one declaration per message)."""
+        found = [
+            e for e in root.iterdescendants(_METADATA, _DECLARATION) if e.getparent() is not None
+        ]
+        outer = [e for e in found if not any(a.tag == _METADATA for a in e.iterancestors())]
+        if len(outer) > 1:
+            self.problem(
+                f"the {root.tag} wrapper holds {len(outer)} declarations; a message carries one",
+                "/",
+                code="several-declarations",
+            )
+            return None
+        return outer[0] if outer else None
 
     def read_declaration(self, element, country: str | None) -> Declaration:
         function_code = _text(element.find(_FUNCTION_CODE))
@@ -187,18 +303,19 @@ class _Reader:
         exporter = element.find(_EXPORTER)
         exporter_id = _text(exporter.find(_ID)) if exporter is not None else None
         exporter_eori = normalise_eori(exporter_id) if exporter_id else None
-        if exporter_eori is None and not cancellation:
-            self.problem(
-                "a released declaration needs the exporter's EORI (DE 3/2, Exporter/ID)",
-                "Exporter/ID",
-                code="missing-exporter",
-            )
-        elif exporter_eori is not None and (reason := eori_problem(exporter_eori)):
-            self.problem(reason, "Exporter/ID", exporter_id)
+        deferred = []
+        if exporter_eori is not None and (reason := eori_problem(exporter_eori)):
+            deferred.append(Problem(reason, "Exporter/ID", self.source, exporter_id, "invalid"))
         goods_items: tuple[GoodsItem, ...] = ()
+        destination = dispatch = None
         shipment = element.find(_GOODS_SHIPMENT)
         if shipment is not None:
             goods_items = self.read_goods_items(shipment)
+            destination = _destination(shipment)
+            export_country = shipment.find(_EXPORT_COUNTRY)
+            if export_country is not None:
+                found = _text(export_country.find(_ID))
+                dispatch = found.upper() if found else None
         return Declaration(
             function_code=function_code or "",
             type_code=type_code,
@@ -207,7 +324,40 @@ class _Reader:
             exporter_eori=exporter_eori,
             country=country,
             goods_items=goods_items,
+            destination=destination,
+            dispatch=dispatch,
+            amendments=self.read_amendments(element),
+            problems=tuple(deferred),
         )
+
+    def read_amendments(self, element) -> tuple[Amendment, ...]:
+        amendments = []
+        for position, section in enumerate(element.iterchildren(_AMENDMENT), start=1):
+            pointers = []
+            for number, pointer in enumerate(section.iterchildren(_POINTER), start=1):
+                path = f"Amendment[{position}]/Pointer[{number}]/SequenceNumeric"
+                raw = _text(pointer.find(_SEQUENCE))
+                sequence = None
+                if raw is not None:
+                    if raw.isascii() and raw.isdigit() and len(raw) <= 5:
+                        sequence = int(raw)
+                    else:
+                        self.problem(
+                            "a Pointer's SequenceNumeric is a whole number of up to 5 digits"
+                            " (which occurrence of the section it names)",
+                            path,
+                            raw,
+                        )
+                section_code = _text(pointer.find(_SECTION_CODE))
+                pointers.append(
+                    Pointer(
+                        section_code.upper() if section_code else None,
+                        sequence,
+                        _text(pointer.find(_TAG_ID)),
+                    )
+                )
+            amendments.append(Amendment(_text(section.find(_CHANGE_REASON)), tuple(pointers)))
+        return tuple(amendments)
 
     def read_goods_items(self, shipment) -> tuple[GoodsItem, ...]:
         shipment_destination = _destination(shipment)
@@ -246,6 +396,7 @@ class _Reader:
                     description=description,
                     destination=destination or shipment_destination,
                     documents=self.read_documents(documents, path),
+                    own_destination=destination,
                 )
             )
         return tuple(items)
@@ -271,6 +422,8 @@ class _Reader:
         documents: list[DocumentUse] = []
         written_off: dict[tuple[str, str], str] = {}
         for position, element in enumerate(elements, start=1):
+            # A document's problems are its own (see the module docstring): collected apart.
+            outer, self.problems = self.problems, []
             path = f"{item_path}/AdditionalDocument[{position}]"
             category = type_code = reference = status = raw_line = None
             write_off = None
@@ -324,8 +477,13 @@ class _Reader:
                         code="duplicate-document",
                     )
                 written_off[key] = path
-            if not code:
-                continue  # a document without a code is nothing the bridge can act on
+            line_item_number = self.line_item_number(raw_line, path)
+            found, self.problems = self.problems, outer
+            if not (category and type_code):
+                # Nothing the bridge can act on, unless it writes off: then what it writes
+                # off against cannot be told, and the message cannot be read.
+                self.problems += found
+                continue
             documents.append(
                 DocumentUse(
                     document_code=code,
@@ -335,8 +493,10 @@ class _Reader:
                     unit=unit,
                     amount=amount,
                     currency=currency,
-                    line_item_number=self.line_item_number(raw_line, path),
+                    line_item_number=line_item_number,
                     path=path,
+                    position=position,
+                    problems=tuple(found),
                 )
             )
         return tuple(documents)

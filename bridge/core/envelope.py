@@ -18,7 +18,13 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.core.codes import country_problem
-from bridge.core.declaration import Declaration, read_declaration
+from bridge.core.declaration import (
+    CANCELLATION_TYPE_CODE,
+    ORIGINAL_FUNCTION_CODE,
+    REQUEST_FUNCTION_CODE,
+    Declaration,
+    read_declaration,
+)
 from bridge.core.errors import Problem, Rejected
 
 ENVELOPE = "elbridge.declaration-event/1"
@@ -43,11 +49,31 @@ class EventKind(StrEnum):
     INVALIDATED = "invalidated"
 
 
+def event_kind(function_code: str | None, type_code: str | None) -> EventKind | None:
+    """The event a declaration message is, by its FunctionCode and TypeCode: 9 (an original
+    declaration) is a release, 13 with TypeCode INV a cancellation (invalidation), any other
+    13 an amendment; None for another FunctionCode."""
+    if function_code == ORIGINAL_FUNCTION_CODE:
+        return EventKind.RELEASED
+    if function_code == REQUEST_FUNCTION_CODE:
+        if type_code == CANCELLATION_TYPE_CODE:
+            return EventKind.INVALIDATED
+        return EventKind.AMENDED
+    return None
+
+
+def declared_kind(declaration: Declaration) -> EventKind | None:
+    """The event `declaration` is (`event_kind` of its codes)."""
+    return event_kind(declaration.function_code, declaration.type_code)
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     message_id: str
     mrn: str
-    event: EventKind
+    # As sent; None when the sender left it out. Once read with its payload (`read_event`),
+    # always the kind the declaration is.
+    event: EventKind | None
     event_time: datetime  # timezone-aware, as sent
     declaration_version: int
     country: str | None
@@ -74,6 +100,7 @@ class DeclarationEvent:
 
     @property
     def kind(self) -> EventKind:
+        assert self.envelope.event is not None  # read_event settles it
         return self.envelope.event
 
     @property
@@ -146,8 +173,13 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
     elif reason := mrn_problem(mrn):
         problem(reason, "mrn", mrn)
     event = document.get("event")
-    if event not in tuple(EventKind):
-        problem(f"event must be one of {', '.join(EventKind)}", "event", event)
+    if event is not None and event not in tuple(EventKind):
+        problem(
+            f"event must be one of {', '.join(EventKind)}, or left out (the declaration's"
+            " FunctionCode and TypeCode then say it)",
+            "event",
+            event,
+        )
     event_time = _event_time(document.get("event_time"), problem)
     version = document.get("declaration_version")
     if (
@@ -182,12 +214,18 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
         )
     elif payload is None and event in (EventKind.RELEASED, EventKind.AMENDED):
         problem(f"a {event} event carries the declaration in payload", "payload")
+    elif payload is None and event is None:
+        problem(
+            "without event, the message carries the declaration in payload (its FunctionCode"
+            " and TypeCode say what it is)",
+            "payload",
+        )
     if problems:
         raise Rejected(problems, summary="envelope refused")
     return Envelope(
         message_id=message_id,
         mrn=mrn,
-        event=EventKind(event),
+        event=None if event is None else EventKind(event),
         event_time=event_time,
         declaration_version=version,
         country=country,
@@ -198,15 +236,18 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
 
 def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationEvent:
     """The envelope and the declaration it carries, checked together: the envelope's MRN must
-    be the declaration's Declaration/ID when it has one, a release or amendment is not a
-    cancellation, and the envelope's country agrees with the declaration's.
+    be the declaration's Declaration/ID when it has one, the envelope's country agrees with the
+    declaration's, and the event is the one the declaration is (`declared_kind`): when the
+    envelope leaves `event` out it is taken from the declaration; when it names another kind
+    (an amendment sent as `released`, an original as `amended`, a cancellation as `released`...)
+    the message is refused (`event-mismatch`, naming both), never applied as either.
 
     The event's envelope no longer holds the payload text once it is read: the declaration
     is there as read, and the message as received in `raw` (a batch holds hundreds of events
     and needs neither twice)."""
     envelope = parse_envelope(data, max_bytes=max_bytes, source=source)
     source = source or envelope.message_id
-    if envelope.payload is None:
+    if envelope.payload is None:  # an invalidation without payload: parse_envelope saw to it
         return DeclarationEvent(envelope, None, data)
     declaration = read_declaration(
         envelope.payload.encode("utf-8"), max_bytes=max_bytes, source=source
@@ -222,10 +263,25 @@ def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationE
                 "mrn-mismatch",
             )
         )
-    if declaration.is_cancellation and envelope.event is not EventKind.INVALIDATED:
+    kind = declared_kind(declaration)
+    if kind is None and envelope.event is None:
         problems.append(
             Problem(
-                f"a {envelope.event} event carries a cancellation (FunctionCode 13, TypeCode INV)",
+                f"the envelope names no event and the payload is {declaration.kind_of_message}:"
+                " FunctionCode 9 is an original declaration (released), 13 an amendment, or"
+                " with TypeCode INV a cancellation (invalidated)",
+                "event",
+                source,
+                None,
+                "event-unknown",
+            )
+        )
+    elif kind is not None and envelope.event is not None and kind is not envelope.event:
+        problems.append(
+            Problem(
+                f"the envelope says {envelope.event} but the payload is"
+                f" {declaration.kind_of_message}, which is {kind}: the message is refused,"
+                " not applied as either",
                 "event",
                 source,
                 str(envelope.event),
@@ -245,20 +301,61 @@ def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationE
         )
     if problems:
         raise Rejected(problems, summary="event refused")
-    return DeclarationEvent(replace(envelope, payload=None), declaration, data)
+    settled = replace(envelope, payload=None, event=envelope.event or kind)
+    return DeclarationEvent(settled, declaration, data)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeHints:
+    """What a message that cannot be read still says about itself, for its quarantine record
+    and its `quarantined` result: each member only when it is well formed."""
+
+    message_id: str | None = None
+    mrn: str | None = None
+    event: str | None = None
+
+
+def envelope_hints(data: bytes, *, max_bytes: int) -> EnvelopeHints:
+    """The message id, MRN and event of a message whose envelope is a JSON object, however
+    wrong the rest; the event taken from the payload's FunctionCode and TypeCode when the
+    envelope names none and the payload can be read."""
+    if len(data) > max_bytes:
+        return EnvelopeHints()
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return EnvelopeHints()
+    if not isinstance(document, dict):
+        return EnvelopeHints()
+    message_id = document.get("message_id")
+    mrn = document.get("mrn")
+    event = document.get("event")
+    if event is None and isinstance(document.get("payload"), str):
+        try:
+            declaration = read_declaration(document["payload"].encode("utf-8"), max_bytes=max_bytes)
+        except (Rejected, UnicodeEncodeError):
+            declaration = None
+        found = declared_kind(declaration) if declaration is not None else None
+        event = None if found is None else str(found)
+    return EnvelopeHints(
+        message_id=message_id[:MAX_MESSAGE_ID] if isinstance(message_id, str) else None,
+        mrn=mrn if isinstance(mrn, str) and mrn_problem(mrn) is None else None,
+        event=event if event in tuple(EventKind) else None,
+    )
 
 
 def build_envelope(
     *,
     message_id: str,
     mrn: str,
-    event: EventKind | str,
+    event: EventKind | str | None,
     event_time: datetime,
     declaration_version: int = 1,
     payload: str | bytes | None = None,
     country: str | None = None,
 ) -> bytes:
-    """One envelope as UTF-8 JSON bytes. `event_time` must be timezone-aware."""
+    """One envelope as UTF-8 JSON bytes (without `event` when it is None: the bridge takes it
+    from the declaration). `event_time` must be timezone-aware."""
     if event_time.tzinfo is None or event_time.utcoffset() is None:
         raise ValueError("event_time must carry its time zone")
     if isinstance(payload, bytes):
@@ -267,11 +364,13 @@ def build_envelope(
         "envelope": ENVELOPE,
         "message_id": message_id,
         "mrn": mrn,
-        "event": str(EventKind(event)),
+        "event": None if event is None else str(EventKind(event)),
         "event_time": event_time.isoformat(),
         "declaration_version": declaration_version,
         "payload_format": PAYLOAD_FORMAT,
     }
+    if event is None:
+        del document["event"]
     if country is not None:
         document["country"] = country
     if payload is not None:
@@ -284,7 +383,7 @@ def envelope_for_declaration(
     *,
     source: str,
     name: str | None = None,
-    event: EventKind | str,
+    event: EventKind | str | None,
     mrn: str | None = None,
     version: int = 1,
     event_time: datetime,
@@ -297,18 +396,19 @@ def envelope_for_declaration(
     (`mrn_from_lrn`: event year, customs country, a hash of the LRN, or of `name` when it has
     none), so that the same declaration always gets the same MRN. Message id: `message_id`,
     else `<mrn>-<event>-v<version>`, so publishing the same event twice is recognised as a
-    redelivery."""
+    redelivery. Without `event` the envelope leaves it out (the bridge takes it from the
+    declaration) and the default message id names the kind the declaration is."""
     declaration = read_declaration(data, max_bytes=len(data) + 1, source=source)
     if mrn is None:
         mrn = declaration.mrn
     if mrn is None:
         where = country or declaration.country or "EU"
         mrn = mrn_from_lrn(declaration.lrn or name or source, year=event_time.year, country=where)
-    kind = EventKind(event)
+    kind = EventKind(event) if event is not None else declared_kind(declaration)
     return build_envelope(
-        message_id=message_id or f"{mrn}-{kind}-v{version}",
+        message_id=message_id or f"{mrn}-{kind or 'event'}-v{version}",
         mrn=mrn,
-        event=kind,
+        event=None if event is None else kind,
         event_time=event_time,
         declaration_version=version,
         payload=data.decode("utf-8"),
@@ -427,7 +527,8 @@ def result_message_id(in_reply_to: str, outcome: str) -> str:
 
 
 def build_result(result: DeclarationResult) -> bytes:
-    """A result message as UTF-8 JSON bytes; Decimals as strings, exactly."""
+    """A result message as UTF-8 JSON bytes; Decimals as plain decimal strings, exactly (10,
+    never 1E+1; 0.000001, never 1E-6)."""
     if result.processed_at.tzinfo is None or result.processed_at.utcoffset() is None:
         raise ValueError("processed_at must carry its time zone")
     document: dict[str, Any] = {
@@ -478,8 +579,17 @@ def parse_result(data: bytes) -> DeclarationResult:
         raise refuse(f"malformed result message: {error!r}") from None
 
 
+def plain_decimal(value: Decimal) -> str:
+    """`value` in fixed-point notation, exactly, without trailing zeros: 1E+1 -> "10",
+    1.500 -> "1.5", -0 -> "0". The one way a decimal goes out in a result message."""
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    return text
+
+
 def _decimal(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else plain_decimal(value)
 
 
 def _balance_json(balance: Balance | None) -> dict[str, Any] | None:

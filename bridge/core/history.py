@@ -40,7 +40,8 @@ def running_balances(
     movements: Iterable[RecordedMovement], lines: Mapping[int, LicenceLine]
 ) -> list[HistoryRow]:
     """Each movement (in the order given: the ledger's time order) with the running totals of
-    its line. A line missing from `lines` (dropped by a later licence version) has no ceiling."""
+    its line. `lines` are the current version's, with any line a later version dropped as its
+    last version had it; a line missing from `lines` has no ceiling."""
     used: dict[int, tuple[Decimal, Decimal]] = {}
     rows = []
     for m in movements:
@@ -72,6 +73,7 @@ HISTORY_COLUMNS: tuple[Column, ...] = (
     ("id", "id", True),
     ("line", "line_number", True),
     ("kind", "kind", False),
+    ("contingency", "contingency", False),
     ("undoes", "reverses", True),
     ("MRN", "mrn", False),
     ("item", "goods_item", True),
@@ -141,6 +143,7 @@ def history_record(row: HistoryRow) -> dict[str, Any]:
         "actor": m.actor,
         "reason": m.reason,
         "reverses": m.reverses,
+        "contingency": m.contingency,
         "used_quantity": row.used_quantity,
         "remaining_quantity": row.remaining_quantity,
         "used_value": row.used_value,
@@ -183,6 +186,8 @@ def _csv_value(value: Any) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, Decimal):
         return f"{value:f}"
     if isinstance(value, datetime):
@@ -239,13 +244,15 @@ def render_history(licence_number: str, rows: Sequence[HistoryRow], fmt: str = "
     """One licence's movements in time order with the running balance of their line."""
     records = [history_record(row) for row in rows]
     lines = sorted({row.movement.line_number for row in rows})
+    contingent = sum(1 for row in rows if row.movement.contingency)
     return _render(
         records,
         HISTORY_COLUMNS,
         fmt,
         name="movements",
         header={"licence_number": licence_number},
-        footer=f"licence {licence_number}: {len(rows)} movements on {len(lines)} line(s)",
+        footer=f"licence {licence_number}: {len(rows)} movements on {len(lines)} line(s)"
+        + (f", {contingent} contingency write-off(s)" if contingent else ""),
     )
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from bridge.core.model import LicenceStatus
-from bridge.core.units import plain
 
 LEDGER_DECIMALS = Decimal("0.000001")  # the ledger keeps six decimals (schema.Micro)
 # Micro holds up to about 9.2e12; one write-off stays far enough below for line sums to fit.
@@ -82,6 +81,8 @@ class Movement:
     reason: str
     declared_quantity: Decimal | None = None
     declared_unit: str | None = None
+    # Recorded after the goods left without the bridge's check (docs/contingency.md).
+    contingency: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +123,18 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class StoredDeclaration:
-    """A declaration's row as the ledger keeps it; a held amendment as the bytes received."""
+    """A declaration's row as the ledger keeps it: held amendments as the messages received
+    (`held_messages`, by version), the declaration acted on as its JSON
+    (bridge.core.acted_on.to_json)."""
 
     mrn: str
     version: int = 0
     event: str | None = None
     invalidated: bool = False
     message_id: str | None = None
-    held_version: int | None = None
-    held_message: bytes | None = None
+    held_messages: tuple[bytes, ...] = ()
+    held_version: int | None = None  # the newest held amendment's version
+    acted_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +148,3 @@ class ProcessedMessage:
     outcome: str
     result: bytes | None
     update: bool = False
-
-
-def ledger_quantity(quantity: Decimal) -> Decimal:
-    """A converted quantity within the ledger's six decimals, rounded up so that a licence is
-    never charged less than was declared (1.5 g is 0.0015 kg; 0.0000015 kg stays 0.000002),
-    without trailing zeros (10.00 is 10, as the ledger gives it back)."""
-    return plain(quantity.quantize(LEDGER_DECIMALS, rounding=ROUND_CEILING))

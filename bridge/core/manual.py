@@ -26,8 +26,8 @@ from bridge.core.errors import Problem, Rejected
 from bridge.core.ledger_state import LEDGER_LIMIT
 from bridge.core.model import Licence, LicenceLine, LicenceStatus
 from bridge.core.movements import ManualKind, ManualMovement, RecordedMovement, reversal_mark
-from bridge.core.units import UnitError, convert, parse_unit
-from bridge.core.writeoff.checks import ceiling_excess
+from bridge.core.units import UnitError, UnitPrecisionError, convert_exact, parse_unit
+from bridge.core.writeoff.checks import ceiling_excess, precision_reason
 
 QUANTITY_DECIMALS = 6  # n..16,6, what the ledger keeps (store.schema.Micro)
 VALUE_DECIMALS = 2  # n..16,2: amounts as customs write them
@@ -357,29 +357,24 @@ def _quantity(
         return None
     if not line.unit:
         return ZERO
+    place = f"licence {request.licence_number} line {line.line_number}"
     try:
-        converted = convert(declared, request.unit, line.unit)
+        # The write-off rules' own exactness rule (units.convert_exact): never rounded.
+        return convert_exact(declared, request.unit, line.unit, QUANTITY_DECIMALS)
+    except UnitPrecisionError as error:
+        problems.append(
+            Problem(
+                precision_reason(error, place),
+                path="quantity",
+                value=f"{declared:f}",
+                code="unit-precision",
+            )
+        )
     except UnitError as error:
         problems.append(
-            Problem(
-                f"{error} (licence {request.licence_number} line {line.line_number} counts in"
-                f" {line.unit})",
-                path="unit",
-                code="unit-mismatch",
-            )
+            Problem(f"{error} ({place} counts in {line.unit})", path="unit", code="unit-mismatch")
         )
-        return None
-    if not _decimals(converted, QUANTITY_DECIMALS):
-        problems.append(
-            Problem(
-                f"{declared:f} {request.unit} is {converted:f} {line.unit}: more than"
-                f" {QUANTITY_DECIMALS} decimals in the line's unit (give it in {line.unit})",
-                path="quantity",
-                code="too-many-decimals",
-            )
-        )
-        return None
-    return converted
+    return None
 
 
 def _value(

@@ -30,6 +30,10 @@ class LicenceStatus(StrEnum):
     EXHAUSTED = "exhausted"
 
 
+# The id of the EU dual-use list (Annex I to Regulation (EU) 2021/821) among the control lists.
+ANNEX_I_LIST = "eu-dual-use"
+
+
 @dataclass(frozen=True, slots=True)
 class Party:
     """A consignee or end user as the licence names it."""
@@ -55,11 +59,30 @@ class LicenceLine:
     destinations: tuple[str, ...] = ()
     consignee: Party | None = None
     end_user: Party | None = None
+    # The control list the entry belongs to (mappings/reference/control-lists.yaml):
+    # the EU dual-use list (Annex I) unless the national record says otherwise.
+    control_list: str = ANNEX_I_LIST
+
+
+# The ledger records an open licence's usage on this line number: the licence as a whole.
+OPEN_LINE = 0
+# Which licence types may be open (no goods lines): those granted for types or categories of
+# items rather than named goods. An individual licence names its goods, line by line.
+OPEN_TYPES = frozenset(
+    {LicenceType.GLOBAL, LicenceType.NATIONAL_GENERAL, LicenceType.UNION_GENERAL}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Licence:
-    """A licence header with its lines, at one version."""
+    """A licence header with its lines, at one version.
+
+    An open licence (global or general authorisation) has no lines: it covers items by
+    category or control list entry (`control_list_entries`: Annex I entries, a category `5`, a
+    category and group `5A`, national or military list entries) and/or destinations, with
+    optional licence-level ceilings (`quantity` in `unit`, `value` in `currency`; a `unit` or
+    `currency` alone records usage in it without a ceiling). Its usage is recorded on line
+    `OPEN_LINE` (`open_line`). A licence with lines carries all of this on its lines."""
 
     number: str
     type: LicenceType
@@ -73,9 +96,42 @@ class Licence:
     status: LicenceStatus = LicenceStatus.VALID
     version: int = 1
     general_authorisation: str | None = None  # e.g. EU001, DK002 for general authorisations
+    # An open licence's scope and ceilings (see the class docstring); empty on other licences.
+    control_list_entries: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()
+    quantity: Decimal | None = None
+    unit: str | None = None
+    value: Decimal | None = None
+    currency: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def is_open(self) -> bool:
+        """No goods lines: the licence covers items by category or destination."""
+        return not self.lines
+
+    def open_line(self) -> LicenceLine:
+        """The licence as a whole, as the line its usage is recorded on (`OPEN_LINE`): the
+        licence-level ceilings and destinations, the scope as its control list entry."""
+        return LicenceLine(
+            line_number=OPEN_LINE,
+            control_list_entry=" ".join(self.control_list_entries),
+            description="open licence: the licence as a whole",
+            quantity=self.quantity,
+            unit=self.unit,
+            value=self.value,
+            currency=self.currency,
+            destinations=self.destinations,
+        )
+
+    @property
+    def ledger_lines(self) -> tuple[LicenceLine, ...]:
+        """The lines usage is recorded on: the licence's lines, or its `open_line`."""
+        return self.lines if self.lines else (self.open_line(),)
+
     def line(self, line_number: int) -> LicenceLine | None:
+        if not self.lines:
+            return self.open_line() if line_number == OPEN_LINE else None
         for line in self.lines:  # a plain loop: the rules ask this for every write-off
             if line.line_number == line_number:
                 return line
@@ -106,6 +162,7 @@ def licence_to_dict(licence: Licence) -> dict[str, Any]:
         "status": licence.status.value,
         "version": licence.version,
         "general_authorisation": licence.general_authorisation,
+        **_open_scope_to_dict(licence),
         "lines": [
             {
                 "line_number": line.line_number,
@@ -119,6 +176,11 @@ def licence_to_dict(licence: Licence) -> dict[str, Any]:
                 "destinations": list(line.destinations),
                 "consignee": party(line.consignee),
                 "end_user": party(line.end_user),
+                # Only when not Annex I: a line's document (and so the content hash that
+                # decides whether a record is a new version) stays what it was before.
+                **(
+                    {} if line.control_list == ANNEX_I_LIST else {"control_list": line.control_list}
+                ),
             }
             for line in licence.lines
         ],
@@ -144,6 +206,12 @@ def licence_from_dict(data: dict[str, Any]) -> Licence:
         status=LicenceStatus(data.get("status", "valid")),
         version=int(data.get("version", 1)),
         general_authorisation=data.get("general_authorisation"),
+        control_list_entries=tuple(data.get("control_list_entries") or ()),
+        destinations=tuple(data.get("destinations") or ()),
+        quantity=dec(data.get("quantity")),
+        unit=data.get("unit"),
+        value=dec(data.get("value")),
+        currency=data.get("currency"),
         lines=tuple(
             LicenceLine(
                 line_number=int(line["line_number"]),
@@ -157,7 +225,24 @@ def licence_from_dict(data: dict[str, Any]) -> Licence:
                 destinations=tuple(line.get("destinations") or ()),
                 consignee=party(line.get("consignee")),
                 end_user=party(line.get("end_user")),
+                control_list=line.get("control_list") or ANNEX_I_LIST,
             )
             for line in data["lines"]
         ),
     )
+
+
+def _open_scope_to_dict(licence: Licence) -> dict[str, Any]:
+    # Only what an open licence says: a licence with lines keeps the document (and so its
+    # content hash, which decides whether a record is a new version) it had before open
+    # licences existed.
+    scope: dict[str, Any] = {}
+    if licence.control_list_entries:
+        scope["control_list_entries"] = list(licence.control_list_entries)
+    if licence.destinations:
+        scope["destinations"] = list(licence.destinations)
+    for name in ("quantity", "unit", "value", "currency"):
+        figure = getattr(licence, name)
+        if figure is not None:
+            scope[name] = str(figure)
+    return scope

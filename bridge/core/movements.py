@@ -40,6 +40,7 @@ class RecordedMovement:
     actor: str
     reason: str | None
     at: datetime
+    contingency: bool = False  # recorded after the goods left unchecked (docs/contingency.md)
 
     @property
     def reverses(self) -> int | None:

@@ -3,7 +3,10 @@
 Pure: rows come from the ledger (bridge.adapters.store.reconciliation) and are rendered here as a
 table, CSV or JSON. A line is over-used when what was written off exceeds what was authorised
 (possible after an authority lowers a ceiling below what is already used, or by manual correction);
-general authorisations have no ceiling and are never over-used."""
+general authorisations have no ceiling and are never over-used. An open licence (no goods lines)
+is reconciled as its line 0, the licence as a whole; a line a later version dropped keeps its
+row (`dropped_in_version`, nothing authorised); contingency write-offs are counted per line
+(docs/contingency.md)."""
 
 from __future__ import annotations
 
@@ -33,6 +36,14 @@ class ReconciliationRow:
     written_off_value: Decimal
     movements: int
     certificate: str = "none"  # delivery of the current version to customs
+    # Contingency write-offs on the line (docs/contingency.md): how many movements, and what
+    # they wrote off (already in the written-off totals).
+    contingency_movements: int = 0
+    contingency_quantity: Decimal = Decimal(0)
+    contingency_value: Decimal = Decimal(0)
+    # The version that dropped this line (None: the current version has it). A dropped line
+    # keeps what was written off on it and authorises nothing more.
+    dropped_in_version: int | None = None
 
     @property
     def remaining_quantity(self) -> Decimal | None:
@@ -68,10 +79,14 @@ COLUMNS = (
     "movements",
     "certificate",
     "over_used",
+    "contingency_movements",
+    "contingency_quantity",
+    "contingency_value",
+    "dropped_in_version",
 )
 
 
-MONEY = frozenset({"authorised_value", "written_off_value", "remaining_value"})
+MONEY = frozenset({"authorised_value", "written_off_value", "remaining_value", "contingency_value"})
 CENT = Decimal("0.01")
 
 
@@ -113,6 +128,14 @@ def summary(rows: Sequence[ReconciliationRow]) -> dict[str, Any]:
         "over_used_lines": [
             f"{row.licence_number}/{row.line_number}" for row in rows if row.over_used
         ],
+        "contingency_lines": [
+            f"{row.licence_number}/{row.line_number}" for row in rows if row.contingency_movements
+        ],
+        "dropped_lines": [
+            f"{row.licence_number}/{row.line_number}"
+            for row in rows
+            if row.dropped_in_version is not None
+        ],
     }
 
 
@@ -148,7 +171,14 @@ _TABLE = (
     ("moves", "movements"),
     ("customs", "certificate"),
     ("over-use", "over_used"),
+    ("contingency", "contingency_movements"),
+    ("dropped in", "dropped_in_version"),
 )
+
+
+def _also(totals: dict[str, Any], key: str, what: str) -> str:
+    found = totals[key]
+    return f"; {len(found)} {what}: {', '.join(found)}" if found else ""
 
 
 def _table(rows: Sequence[ReconciliationRow]) -> str:
@@ -164,6 +194,8 @@ def _table(rows: Sequence[ReconciliationRow]) -> str:
         "value used",
         "value left",
         "moves",
+        "contingency",
+        "dropped in",
     }
     out = []
     for index, line in enumerate(cells):
@@ -181,5 +213,7 @@ def _table(rows: Sequence[ReconciliationRow]) -> str:
         f" {totals['lines_with_write_offs']} with write-offs,"
         f" {len(totals['over_used_lines'])} over-used"
         + (f": {', '.join(totals['over_used_lines'])}" if totals["over_used_lines"] else "")
+        + _also(totals, "contingency_lines", "with contingency write-offs")
+        + _also(totals, "dropped_lines", "dropped by a later version")
     )
     return "\n".join(out) + "\n"

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from bridge.core.model import ANNEX_I_LIST
+
 
 @dataclass(frozen=True, slots=True)
 class SupportingLine:
@@ -26,6 +28,7 @@ class SupportingLine:
     authorised_value: Decimal | None
     written_off_value: Decimal
     remaining_value: Decimal | None
+    control_list: str = ANNEX_I_LIST  # the list the entry belongs to (certificate 1.3)
 
 
 @dataclass(frozen=True, slots=True)

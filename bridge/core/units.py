@@ -2,12 +2,18 @@
 conversions the bridge allows. Mass to mass and volume to volume convert exactly in Decimal;
 anything else is refused with a reason, never guessed.
 
-A unit may carry a qualifier after '#': `KGM#G` is kilogram gross, `KGM#N` kilogram net."""
+A unit may carry a qualifier after '#': `KGM#G` is kilogram gross, `KGM#N` kilogram net.
+
+The micro units national systems use for toxins, pathogens and reagents (microgram `MC`,
+microlitre `4G`, micrometre `4H`, cubic millimetre `MMQ`...) are Rec 20 units like the others.
+Their factors are exact powers of ten, so every conversion is exact; but the ledger keeps six
+decimals, and `convert_exact` refuses a conversion whose result would need more (one microgram
+is 0.000000001 kg): the line must then count in a finer unit, nothing is rounded."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from functools import lru_cache
 
 
@@ -22,20 +28,30 @@ class Unit:
 _UNITS = {
     u.code: u
     for u in (
+        Unit("MC", "mass", Decimal("0.000000001"), "microgram"),
         Unit("MGM", "mass", Decimal("0.000001"), "milligram"),
+        Unit("DG", "mass", Decimal("0.0001"), "decigram"),
         Unit("GRM", "mass", Decimal("0.001"), "gram"),
+        Unit("HGM", "mass", Decimal("0.1"), "hectogram"),
         Unit("KGM", "mass", Decimal(1), "kilogram"),
         Unit("DTN", "mass", Decimal(100), "decitonne"),
         Unit("TNE", "mass", Decimal(1000), "tonne"),
+        Unit("4G", "volume", Decimal("0.000001"), "microlitre"),
+        Unit("MMQ", "volume", Decimal("0.000001"), "cubic millimetre"),
         Unit("MLT", "volume", Decimal("0.001"), "millilitre"),
+        Unit("CMQ", "volume", Decimal("0.001"), "cubic centimetre"),
         Unit("CLT", "volume", Decimal("0.01"), "centilitre"),
+        Unit("DLT", "volume", Decimal("0.1"), "decilitre"),
         Unit("LTR", "volume", Decimal(1), "litre"),
+        Unit("DMQ", "volume", Decimal(1), "cubic decimetre"),
         Unit("HLT", "volume", Decimal(100), "hectolitre"),
         Unit("MTQ", "volume", Decimal(1000), "cubic metre"),
+        Unit("4H", "length", Decimal("0.000001"), "micrometre"),
         Unit("MMT", "length", Decimal("0.001"), "millimetre"),
         Unit("CMT", "length", Decimal("0.01"), "centimetre"),
         Unit("MTR", "length", Decimal(1), "metre"),
         Unit("KMT", "length", Decimal(1000), "kilometre"),
+        Unit("MMK", "area", Decimal("0.000001"), "square millimetre"),
         Unit("CMK", "area", Decimal("0.0001"), "square centimetre"),
         Unit("MTK", "area", Decimal(1), "square metre"),
         # Items: NAR is the EU tariff unit, C62 ("one") and H87 ("piece") its Rec 20 peers.
@@ -44,15 +60,42 @@ _UNITS = {
         Unit("H87", "items", Decimal(1), "piece"),
         Unit("NPR", "pairs", Decimal(1), "number of pairs"),
         Unit("KWH", "energy", Decimal(1), "kilowatt hour"),
+        Unit("MWH", "energy", Decimal(1000), "megawatt hour"),
         Unit("GFI", "fissile", Decimal(1), "gram of fissile isotopes"),
     )
 }
 
 QUALIFIERS = {"G": "gross", "N": "net"}
+# The ledger keeps quantities in millionths (customs data model: quantity n..16,6).
+LEDGER_DECIMALS = 6
 
 
 class UnitError(ValueError):
     """A unit is unknown or two units do not convert."""
+
+
+class UnitPrecisionError(UnitError):
+    """Two units convert, but this quantity in the target unit needs more decimals than are
+    kept (`convert_exact`): refused, never rounded. Carries the figures for a caller's own
+    wording."""
+
+    def __init__(
+        self,
+        quantity: Decimal,
+        from_code: str,
+        converted: Decimal,
+        to_code: str,
+        needed: int,
+        decimals: int,
+    ) -> None:
+        self.quantity, self.from_code = quantity, from_code
+        self.converted, self.to_code = converted, to_code
+        self.needed, self.decimals = needed, decimals
+        super().__init__(
+            f"{plain(quantity):f} {from_code} is {converted:f} {to_code}, which needs {needed}"
+            f" decimals; the ledger keeps {decimals}, and a quantity is never rounded into a"
+            f" coarser unit: count it in {from_code} or a unit between"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +158,37 @@ def plain(quantity: Decimal) -> Decimal:
     """The same number without exponent notation or trailing zeros: 1.0200E+5 -> 102000."""
     normal = quantity.normalize()
     return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal
+
+
+def decimals_needed(quantity: Decimal) -> int:
+    """How many decimal places `quantity` needs (trailing zeros need none): 1.50 needs 1."""
+    exponent = quantity.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def convert_exact(
+    quantity: Decimal, from_code: str, to_code: str, decimals: int = LEDGER_DECIMALS
+) -> Decimal:
+    """`convert`, refused when the result needs more than `decimals` decimals: UnitError when
+    the units do not convert, its subclass UnitPrecisionError when this quantity does not fit.
+
+    The rule: a quantity is never rounded into a coarser unit. 250 MC is 0.25 MGM and
+    0.00025 GRM, but 0.00000025 KGM needs eight decimals where the ledger keeps six, so MC to
+    KGM is refused for it (while 2500000 MC, 0.0025 KGM, converts). The same rule holds for a
+    write-off counted on a licence line (bridge.core.writeoff.checks, bridge.core.manual):
+    refused with code `unit-precision`, never charged a rounded quantity."""
+    converted = convert(quantity, from_code, to_code)
+    needed = decimals_needed(converted)
+    if needed > decimals:
+        raise UnitPrecisionError(quantity, from_code, converted, to_code, needed, decimals)
+    return converted
+
+
+def scale_exact(quantity: Decimal, factor: Decimal) -> Decimal:
+    """`quantity` times `factor`, exactly (Decimal arithmetic with precision to spare; a result
+    that would need rounding raises UnitError rather than lose a digit)."""
+    context = Context(prec=80, traps=[Inexact])
+    try:
+        return plain(context.multiply(quantity, factor))
+    except Inexact:
+        raise UnitError(f"{quantity} times {factor} cannot be computed exactly") from None

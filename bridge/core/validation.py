@@ -15,8 +15,17 @@ from typing import Any
 
 from bridge.core import codes, units
 from bridge.core.codes import UNION_GENERAL_AUTHORISATIONS
+from bridge.core.control_lists import ControlLists, project_control_lists
 from bridge.core.errors import Problem
-from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
+from bridge.core.model import (
+    ANNEX_I_LIST,
+    OPEN_TYPES,
+    Licence,
+    LicenceLine,
+    LicenceStatus,
+    LicenceType,
+    Party,
+)
 
 # Code lists repeat across licences (a few hundred countries, units, CLEs, CN codes): the
 # answers are cached, which keeps validation cheap at tens of thousands of licences a second.
@@ -141,7 +150,9 @@ def _party(found: _Found, path: str, party: Party | None, what: str) -> None:
         found.text(f"{path}.address", party.address, f"the {what}'s address", MAX_ADDRESS)
 
 
-def _line(found: _Found, path: str, line: LicenceLine, licence_type: Any) -> None:
+def _line(
+    found: _Found, path: str, line: LicenceLine, licence_type: Any, lists: ControlLists
+) -> None:
     number = line.line_number
     if number is None:
         found.add(f"{path}.line_number", "the line number is missing", "missing")
@@ -158,15 +169,24 @@ def _line(found: _Found, path: str, line: LicenceLine, licence_type: Any) -> Non
         )
 
     cle = line.control_list_entry
-    annex = normalise_cle(cle) if isinstance(cle, str) else None
-    if cle is None or (isinstance(cle, str) and not cle.strip()):
+    control_list = lists.get(line.control_list) if isinstance(line.control_list, str) else None
+    normal = control_list.normalise(cle) if control_list and isinstance(cle, str) else None
+    if control_list is None:
+        found.add(
+            f"{path}.control_list",
+            f"{line.control_list!r} is not a known control list (known: {lists.ids()})",
+            "control-list",
+            line.control_list,
+        )
+    elif cle is None or (isinstance(cle, str) and not cle.strip()):
         found.add(f"{path}.control_list_entry", "the control list entry is missing", "missing")
-    elif annex is None:
-        found.add(f"{path}.control_list_entry", cle_problem(str(cle)) or "", "cle", cle)
-    elif annex != cle:
+    elif normal is None:
+        found.add(f"{path}.control_list_entry", control_list.problem(str(cle)) or "", "cle", cle)
+    elif normal != cle:
+        spelling = "Annex I" if control_list.id == ANNEX_I_LIST else f"{control_list.id} list's"
         found.add(
             f"{path}.control_list_entry",
-            f"a control list entry is stored in the Annex I spelling ({annex})",
+            f"a control list entry is stored in the {spelling} spelling ({normal})",
             "cle",
             cle,
         )
@@ -227,9 +247,108 @@ def _line(found: _Found, path: str, line: LicenceLine, licence_type: Any) -> Non
         )
 
 
-def licence_problems(licence: Licence, source: str) -> list[Problem]:
-    """Everything wrong with `licence` (read from `source`), all at once; [] when it is valid."""
+# A scope entry of an open licence that is not an Annex I entry: a category (`5`), a category
+# and group (`5A`), or an entry of a national or military list (`ML1.a`, `PL5001`).
+_SCOPE_CATEGORY = re.compile(r"[0-9][A-E]?")
+_SCOPE_OTHER = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-/]*")
+_ANNEX_LOOK = re.compile(r"[0-9][A-Ea-e][0-9]")
+
+
+def _open_scope(found: _Found, licence: Licence, kind: Any, has_lines: bool) -> None:
+    """An open licence (no lines) is a global licence or a general authorisation, with its
+    scope and ceilings on the licence; a licence with lines carries them on its lines."""
+    scope = {
+        "control_list_entries": licence.control_list_entries,
+        "destinations": licence.destinations,
+        "quantity": licence.quantity,
+        "unit": licence.unit,
+        "value": licence.value,
+        "currency": licence.currency,
+    }
+    if has_lines:
+        for name, value in scope.items():
+            if value not in (None, ()):
+                found.add(
+                    name,
+                    f"a licence with lines carries its {name.replace('_', ' ')} on its lines;"
+                    " licence-level scope and ceilings are for open licences (no lines)",
+                    "open-scope-with-lines",
+                )
+        return
+    if isinstance(kind, LicenceType) and kind not in OPEN_TYPES:
+        found.add(
+            "lines",
+            f"a{'n' if kind is LicenceType.INDIVIDUAL else ''} {kind.value} licence has at"
+            " least one line; only global licences and general authorisations may be open"
+            " (no lines: items by category or destination)",
+            "no-lines",
+        )
+    for index, entry in enumerate(licence.control_list_entries or ()):
+        path = f"control_list_entries[{index}]"
+        if not isinstance(entry, str) or not entry.strip():
+            found.add(path, "a control list entry or category is missing", "missing")
+        elif len(entry) > MAX_CLE:
+            found.add(path, f"longer than {MAX_CLE} characters", "too-long", entry)
+        elif _ANNEX_LOOK.match(entry) and normalise_cle(entry) != entry:
+            annex = normalise_cle(entry)
+            found.add(
+                path,
+                f"an Annex I entry is stored in its Annex I spelling ({annex})"
+                if annex
+                else cle_problem(entry) or "not an Annex I control list entry",
+                "cle",
+                entry,
+            )
+        elif not (
+            _SCOPE_CATEGORY.fullmatch(entry)
+            or normalise_cle(entry) == entry
+            or _SCOPE_OTHER.fullmatch(entry)
+        ):
+            found.add(
+                path,
+                "a scope entry is an Annex I entry (5A002.a), a category (5) or category and"
+                " group (5A), or a national or military list entry (ML1.a, PL5001)",
+                "cle",
+                entry,
+            )
+    for index, country in enumerate(licence.destinations or ()):
+        found.country(f"destinations[{index}]", country, "a destination")
+    if licence.quantity is not None:
+        _amount(
+            found,
+            "quantity",
+            licence.quantity,
+            "the licence's quantity ceiling",
+            QUANTITY_DECIMALS,
+            QUANTITY_INTEGER_DIGITS,
+        )
+        if licence.unit is None:
+            found.add("unit", "a quantity ceiling needs its unit", "unit-missing")
+    if licence.unit is not None and (reason := unit_problem(licence.unit)):
+        found.add("unit", reason, "unit", licence.unit)
+    if licence.value is not None:
+        _amount(
+            found,
+            "value",
+            licence.value,
+            "the licence's value ceiling",
+            VALUE_DECIMALS,
+            VALUE_INTEGER_DIGITS,
+        )
+        if licence.currency is None:
+            found.add("currency", "a value ceiling needs its currency", "currency-missing")
+    if licence.currency is not None and (reason := currency_problem(licence.currency)):
+        found.add("currency", reason, "currency", licence.currency)
+
+
+def licence_problems(
+    licence: Licence, source: str, control_lists: ControlLists | None = None
+) -> list[Problem]:
+    """Everything wrong with `licence` (read from `source`), all at once; [] when it is valid.
+    A line's control list entry is checked against its list in `control_lists` (the project's
+    table, mappings/reference/control-lists.yaml, by default)."""
     found = _Found(source)
+    lists = control_lists or project_control_lists()
     number = licence.number
     found.text("number", number, "the licence number", MAX_NUMBER)
     if isinstance(number, str) and number.strip():
@@ -313,12 +432,11 @@ def licence_problems(licence: Licence, source: str) -> list[Problem]:
         )
 
     lines = licence.lines or ()
-    if not lines:
-        found.add("lines", "a licence has at least one line", "no-lines")
+    _open_scope(found, licence, kind, bool(lines))
     first_index: dict[Any, int] = {}
     for index, line in enumerate(lines):
         path = f"lines[{index}]"
-        _line(found, path, line, kind)
+        _line(found, path, line, kind, lists)
         number = line.line_number
         if number is None:
             continue

@@ -19,6 +19,7 @@ from bridge.entrypoints.cli_authority import (
     wants_view,
 )
 from bridge.entrypoints.cli_licences import add_licence_commands, add_query_service_commands
+from bridge.entrypoints.cli_quarantine import add_quarantine_commands
 from bridge.services.config import Settings, load_settings
 
 
@@ -119,21 +120,45 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_publish(args: argparse.Namespace) -> int:
-    from bridge.services.customs_events import envelope_for_declaration_file, publish_events
+    """Exit status 1 when --check found a file the bridge would quarantine (nothing sent)."""
+    from bridge.services.customs_events import (
+        VersionBook,
+        check_events,
+        events_for_files,
+        publish_events,
+    )
 
     settings = _settings(args)
     event_time = datetime.fromisoformat(args.event_time) if args.event_time else datetime.now(UTC)
-    envelopes = [
-        envelope_for_declaration_file(
-            Path(path),
-            event=args.event,
-            mrn=args.mrn,
-            version=args.version,
-            event_time=event_time,
-        )
-        for path in args.files
-    ]
-    sent = publish_events(settings, envelopes)
+    if event_time.tzinfo is None:
+        event_time = event_time.replace(tzinfo=UTC)
+    book = VersionBook(
+        Path(args.versions) if args.versions else settings.home / "customs-sim" / "versions.json"
+    )
+    events = events_for_files(
+        [Path(path) for path in args.files],
+        event_time=event_time,
+        event=args.event,
+        mrn=args.mrn,
+        version=args.version,
+        country=args.country,
+        versions=book,
+        as_message=args.as_message,
+        without_event=args.without_event,
+    )
+    if args.check:
+        verdicts = check_events(settings, events)
+        for verdict in verdicts:
+            print(verdict.describe())
+        refused = [v for v in verdicts if v.quarantined]
+        if refused:
+            print(f"nothing sent: the bridge would quarantine {len(refused)} of {len(events)}")
+            return 1
+    sent = publish_events(settings, [event.message for event in events])
+    if not args.as_message:
+        book.save()  # only what was sent counts
+    for event in events:
+        print(f"sent {event.path} as {event.message_id}: {event.how}")
     print(f"published {sent} declaration events to {settings.mqtt_topic}")
     return 0
 
@@ -201,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_authority_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
     add_licence_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
     add_query_service_commands(commands, ledger_url=lambda args: _settings(args).ledger_url)
+    add_quarantine_commands(
+        commands, read_settings=_settings, open_ledger=lambda args: _engine(_settings(args))
+    )
 
     sim = commands.add_parser(
         "customs-sim", help="the customs single window simulator (SOAP server, event publisher)"
@@ -214,13 +242,42 @@ def build_parser() -> argparse.ArgumentParser:
     publish = sim_commands.add_parser(
         "publish", help="publish WCO DEC-DMS declaration files as declaration events"
     )
-    publish.add_argument("files", nargs="+", help="WCO DEC-DMS XML files")
     publish.add_argument(
-        "--event", choices=("released", "amended", "invalidated"), default="released"
+        "files", nargs="+", help="WCO DEC-DMS XML files, sent as they are (bad ones too)"
+    )
+    publish.add_argument(
+        "--event",
+        choices=("released", "amended", "invalidated"),
+        help="the event to announce (default: what FunctionCode/TypeCode say: 9 released,"
+        " 13 with INV invalidated, other 13 amended)",
+    )
+    publish.add_argument(
+        "--without-event",
+        action="store_true",
+        help="leave the event out of the envelope, as customs systems that cannot set it do",
     )
     publish.add_argument("--mrn", help="MRN (default: Declaration/ID, else derived from LRN)")
-    publish.add_argument("--version", type=int, default=1, help="declaration version")
+    publish.add_argument(
+        "--version",
+        type=int,
+        help="declaration version (default: 1 for an original, then counted per MRN in the"
+        " order files are first sent, remembered in --versions)",
+    )
+    publish.add_argument(
+        "--versions", help="file of versions counted per MRN (default: HOME/customs-sim/)"
+    )
+    publish.add_argument("--country", help="the envelope's country (ISO 3166 alpha-2)")
     publish.add_argument("--event-time", help="ISO 8601 time of the event (default: now)")
+    publish.add_argument(
+        "--check",
+        action="store_true",
+        help="read each message as the bridge will first; send nothing if it would quarantine one",
+    )
+    publish.add_argument(
+        "--as-message",
+        action="store_true",
+        help="each file is the whole MQTT message (an envelope made by hand), sent as it is",
+    )
     publish.set_defaults(func=cmd_sim_publish)
 
     demo = commands.add_parser(

@@ -47,6 +47,7 @@ from bridge.core.certificate import xsd_problems
 from bridge.core.codes import normalise_eori
 from bridge.core.documents import national_document_codes as national_document_codes_table
 from bridge.core.errors import reasons
+from bridge.core.model import ANNEX_I_LIST
 from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.supporting_documents import SupportingDocument
 from bridge.core.xmlsafe import schema_from_file
@@ -129,7 +130,7 @@ def availability_answer(answer: Availability) -> etree._Element:
             element = etree.SubElement(root, _q(tag))
             _leaf(element, "Code", finding.code)
             _leaf(element, "Reason", finding.reason)
-    if answer.line_number is not None:
+    if answer.line_number:  # an open licence's line 0 is the licence as a whole: no number
         _leaf(root, "LineItemNumber", answer.line_number)
     balance = answer.remaining
     if balance is not None and balance.quantity is not None and balance.unit:
@@ -162,7 +163,9 @@ def supporting_documents_answer(
         for line in document.lines:
             row = etree.SubElement(element, _q("Line"))
             _leaf(row, "LineItemNumber", line.line_number)
-            _leaf(row, "ControlListEntry", line.control_list_entry)
+            # The list only when it is not the EU dual-use list, as on the certificate (1.3).
+            listed = {} if line.control_list == ANNEX_I_LIST else {"list": line.control_list}
+            _leaf(row, "ControlListEntry", line.control_list_entry, **listed)
             if line.cn_code:
                 _leaf(row, "CNCode", line.cn_code)
             if line.authorised_quantity is not None:

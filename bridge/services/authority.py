@@ -12,7 +12,7 @@ connection of their own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from bridge.adapters.store import history
 from bridge.adapters.store.alerts import raise_alert
 from bridge.adapters.store.db import run_transaction
-from bridge.adapters.store.licences import load_licences
+from bridge.adapters.store.licences import lines_of_every_version, load_licences
 from bridge.adapters.store.manual import lock_licence, record_manual_movement
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.core.errors import Problem, Rejected
@@ -166,12 +166,16 @@ def licence_history(engine: Engine, licence_number: str) -> list[HistoryRow]:
     with engine.connect() as conn:
         licence = _licence(conn, licence_number)
         movements = history.movements_of(conn, licence_number)
+        every = lines_of_every_version(conn, licence_number) if licence else {}
     if licence is None and not movements:
         raise Rejected(
             [Problem(f"licence {licence_number} is not in the ledger", code="licence-unknown")],
             summary=f"no history for licence {licence_number}",
         )
-    lines = {line.line_number: line for line in licence.lines} if licence else {}
+    # A line a later version dropped keeps its movements, counted in the unit and currency of
+    # the last version that had it, with no ceiling left (as reconciliation shows it).
+    lines = {n: replace(line, quantity=None, value=None) for n, line in every.items()}
+    lines.update((line.line_number, line) for line in (licence.ledger_lines if licence else ()))
     return running_balances(movements, lines)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.adapters.mqtt.options import MqttOptions
 from bridge.core.errors import ConfigError
+from bridge.core.paths import MAPPINGS_DIR
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class Settings:
     soap_senders: int = 4
     # National document codes a deployment reads as dual-use licences, "9104=individual,..."
     national_document_codes: str = ""
+    # Where the national mappings are (ELBRIDGE_MAPPINGS_DIR): one or more folders separated by
+    # os.pathsep, each with its *.yaml mappings and optionally reference/control-lists.yaml;
+    # empty: the project's own mappings/.
+    mappings_dir: str = ""
     sender_id: str = "ELBRIDGE"
 
     @property
@@ -118,6 +123,15 @@ def load_settings(**overrides: Any) -> Settings:
         if raw is not None and raw != "":
             values[f.name] = _coerce(f.name, f.type, raw)
     return Settings(**values).with_overrides(**overrides)
+
+
+def mapping_dirs(settings: Settings) -> tuple[Path, ...]:
+    """The folders the national mappings are read from, in order: ELBRIDGE_MAPPINGS_DIR's, or
+    the project's own mappings/ when it is not set."""
+    folders = [part for part in settings.mappings_dir.split(os.pathsep) if part.strip()]
+    if not folders:
+        return (MAPPINGS_DIR,)
+    return tuple(Path(folder.strip()).expanduser() for folder in folders)
 
 
 def mqtt_options(settings: Settings) -> MqttOptions:

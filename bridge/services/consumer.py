@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import signal
 import threading
@@ -38,15 +37,17 @@ from bridge.adapters.store.ledger import (
     mark_results_published,
     pending_results,
 )
-from bridge.core.envelope import DeclarationEvent, read_event
+from bridge.core.envelope import DeclarationEvent, envelope_hints, read_event
 from bridge.core.errors import Problem, Rejected
 from bridge.core.ledger_state import Outcome
+from bridge.core.writeoff.batch import unreadable_licence_documents
 from bridge.services import mqtt_endpoints
 from bridge.services.config import Settings
 from bridge.services.declarations import (
     BatchResult,
     apply_declarations,
     combine,
+    national_table,
     quarantine_messages,
 )
 
@@ -163,12 +164,29 @@ def read_batch(
         try:
             event = read_event(message.payload, max_bytes=settings.max_message_bytes)
         except Rejected as rejected:
+            hints = envelope_hints(message.payload, max_bytes=settings.max_message_bytes)
             unreadable.append(
                 Unreadable(
                     message.topic,
                     message.payload,
-                    _message_id_hint(message.payload, settings.max_message_bytes),
+                    hints.message_id,
                     tuple(rejected.problems),
+                    mrn=hints.mrn,
+                    event=hints.event,
+                )
+            )
+            continue
+        # A document the deployment's national table makes a licence, unreadable.
+        national = national_table(settings.national_document_codes)
+        if problems := unreadable_licence_documents(event, national):
+            unreadable.append(
+                Unreadable(
+                    message.topic,
+                    message.payload,
+                    event.message_id,
+                    tuple(problems),
+                    mrn=event.mrn,
+                    event=str(event.kind),
                 )
             )
         else:
@@ -283,7 +301,16 @@ def _store_one_by_one(
                 event.message_id,
                 code="internal-error",
             )
-            failed.append(Unreadable(message.topic, message.payload, event.message_id, (problem,)))
+            failed.append(
+                Unreadable(
+                    message.topic,
+                    message.payload,
+                    event.message_id,
+                    (problem,),
+                    mrn=event.mrn,
+                    event=str(event.kind),
+                )
+            )
     quarantined = [*unreadable, *failed]
     stored, answers = (
         run_transaction(engine, lambda conn: quarantine_messages(conn, quarantined, utcnow()))
@@ -455,19 +482,6 @@ def _outage(error: BaseException) -> bool:
     if isinstance(error, OperationalError):
         return True
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
-
-
-def _message_id_hint(payload: bytes, max_bytes: int) -> str | None:
-    # For the quarantine record only: the id the sender meant, when one can be read.
-    if len(payload) > max_bytes:
-        return None
-    try:
-        document = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    if isinstance(document, dict) and isinstance(document.get("message_id"), str):
-        return document["message_id"][:200]
-    return None
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from bridge.adapters.store.db import lock_licences
 from bridge.adapters.store.ledger import PendingResult, Unreadable, quarantine_key
 from bridge.adapters.store.licences import load_licences
 from bridge.adapters.store.line_totals import totals_of_licences
+from bridge.core import acted_on
 from bridge.core.correlation import load_correlation
 from bridge.core.documents import national_document_codes
 from bridge.core.envelope import (
@@ -112,7 +113,7 @@ def apply_declarations(
     decision = decide(
         events,
         snapshot,
-        national=_national(settings.national_document_codes),
+        national=national_table(settings.national_document_codes),
         correlation=load_correlation(),
     )
     results = write_decision(conn, decision, snapshot, now)
@@ -154,11 +155,12 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
         mrn: _declaration_state(row) for mrn, row in ledger.lock_declarations(conn, mrns).items()
     }
     seen = ledger.processed_ids(conn, {event.message_id for event in events})
-    held = [state.held for state in states.values() if state.held is not None]
+    held = [event for state in states.values() for event in state.held]
     usage = ledger.usage_of(conn, mrns)
-    # The licences quoted, and those the MRNs wrote off before (an invalidation or amendment
+    # The licences quoted, those the declarations acted on quote (an amendment rechecks the
+    # merged declaration), and those the MRNs wrote off before (an invalidation or amendment
     # gives back to them, which may end their exhaustion).
-    numbers = referenced_licences([*events, *held])
+    numbers = referenced_licences([*events, *held], states.values())
     numbers.update(u.licence_number for u in usage.values())
     lock_licences(conn, numbers)
     licences = load_licences(conn, numbers) if numbers else {}
@@ -257,17 +259,16 @@ def _change_status(conn: Connection, change: StatusChange, now: datetime) -> Non
 
 
 def _declaration_state(row: StoredDeclaration) -> DeclarationState:
-    held = None
-    if row.held_message is not None:
-        # It was read once before it was held; read it again (whatever today's limit).
-        held = read_event(row.held_message, max_bytes=len(row.held_message))
+    # Each was read once before it was held; read again (whatever today's limit).
+    held = tuple(read_event(raw, max_bytes=len(raw)) for raw in row.held_messages)
     return DeclarationState(
         mrn=row.mrn,
         version=row.version,
         event=row.event,
         invalidated=row.invalidated,
         message_id=row.message_id,
-        held=held,
+        held=tuple(sorted(held, key=lambda event: event.version)),
+        acted_on=None if row.acted_on is None else acted_on.from_json(row.acted_on),
     )
 
 
@@ -278,8 +279,9 @@ def _stored(state: DeclarationState) -> StoredDeclaration:
         event=state.event,
         invalidated=state.invalidated,
         message_id=state.message_id,
-        held_version=state.held.version if state.held else None,
-        held_message=state.held.raw if state.held else None,
+        held_messages=tuple(event.raw for event in state.held),
+        held_version=max((event.version for event in state.held), default=None),
+        acted_on=None if state.acted_on is None else acted_on.to_json(state.acted_on),
     )
 
 
@@ -307,11 +309,14 @@ def _quarantined_result(message: Unreadable, now: datetime) -> bytes:
             in_reply_to=message.message_id,
             outcome=str(Outcome.QUARANTINED),
             processed_at=now,
+            mrn=message.mrn,
+            event=message.event,
             detail="\n".join(str(p) for p in message.problems) or "unreadable",
         )
     )
 
 
 @lru_cache(maxsize=16)
-def _national(spec: str):
+def national_table(spec: str):
+    """The national document code table of a deployment's `national_document_codes`."""
     return national_document_codes(spec)

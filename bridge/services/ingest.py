@@ -3,25 +3,40 @@ keep what is not (with every reason) in the rejects store.
 
 One transaction per file. A file that cannot be read at all (no mapping claims it, wrong
 encoding, malformed JSON or XML) raises UnreadableFile; `ingest_inbox` sets such files aside in
-inbox/failed/ with a .reason.txt beside them."""
+inbox/failed/ with a .reason.txt beside them.
+
+The mappings are read from ELBRIDGE_MAPPINGS_DIR (one or more folders; the project's own
+mappings/ by default). A mapping file that is itself wrong is reported with its reason and
+skipped: the other formats still go in, and a file only the broken mapping claims waits in the
+inbox until it is fixed."""
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from sqlalchemy import Engine
 
 from bridge.adapters.store.db import utcnow
 from bridge.adapters.store.licences import SaveOutcome, save_licence
 from bridge.adapters.store.rejects import save_reject
-from bridge.core.errors import MappingError, Problem
+from bridge.core.control_lists import (
+    REFERENCE_NAME,
+    ControlLists,
+    parse_control_lists,
+    project_control_lists,
+)
+from bridge.core.errors import ConfigError, MappingError, Problem
 from bridge.core.mapping import Mapping, UnreadableFile, mapping_for, parse_mapping, translate
 from bridge.core.model import Licence
 from bridge.core.paths import MAPPINGS_DIR
-from bridge.services.licence_status import on_new_version
+from bridge.services.config import load_settings, mapping_dirs
+from bridge.services.licence_status import on_first_version, on_new_version
 
 # Files still being written by their producer, by convention, are not picked up.
 _UNFINISHED = (".part", ".tmp", ".partial")
@@ -49,12 +64,17 @@ class IngestReport:
     rejects: list[RejectedRecord] = field(default_factory=list)
     changed: list[tuple[str, int]] = field(default_factory=list)
     failure: str | None = None  # why the file could not be read at all (inbox only)
+    # "file", or "mapping": a mapping file that is itself wrong, skipped (`file` is its path)
+    kind: str = "file"
+    broken_mappings: tuple[str, ...] = ()  # mappings skipped while this file was read
 
     @property
     def records(self) -> int:
         return self.new + self.new_version + self.unchanged + self.stale + self.rejected
 
     def describe(self) -> str:
+        if self.kind == "mapping":
+            return f"mapping {self.file}: not loaded, skipped: {self.failure}"
         if self.failure is not None:
             return f"{self.file}: not read: {self.failure}"
         head = (
@@ -66,7 +86,8 @@ class IngestReport:
             + "\n".join(f"    - {p.path or '(record)'}: {p.reason}" for p in r.problems)
             for r in self.rejects
         ]
-        return "\n".join([head, *details])
+        skipped = [f"  mapping skipped: {reason}" for reason in self.broken_mappings]
+        return "\n".join([head, *details, *skipped])
 
     def __str__(self) -> str:
         return self.describe()
@@ -89,49 +110,172 @@ class IngestReport:
             self.changed.append((stored.number, stored.version))
 
 
-_cache: dict[Path, tuple[tuple[int, int], Mapping]] = {}
+class WaitingForMapping(UnreadableFile):
+    """The file is claimed only by a mapping that is broken: it waits for the mapping's fix."""
 
 
-def load_mappings(mappings_dir: Path = MAPPINGS_DIR) -> list[Mapping]:
-    """Every mapping in `mappings_dir` (*.yaml, *.yml), compiled; a broken one raises
-    MappingError naming the file and the key. Unchanged files are not compiled again."""
-    found = []
-    for path in sorted([*mappings_dir.glob("*.yaml"), *mappings_dir.glob("*.yml")]):
-        stat = path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        cached = _cache.get(path)
-        if cached is None or cached[0] != stamp:
-            text = path.read_text(encoding="utf-8")
-            cached = _cache[path] = (stamp, parse_mapping(text, str(path), path.stem))
-        found.append(cached[1])
-    names = [m.name for m in found]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise MappingError(f"{mappings_dir}: several mappings are named {', '.join(duplicates)}")
-    return found
+@dataclass(frozen=True, slots=True)
+class BrokenMapping:
+    """A mapping file (or a folder's control list table) that could not be loaded, why, and
+    the file-name patterns it declares when they could still be read."""
+
+    path: Path
+    reason: str
+    files: tuple[str, ...] = ()
+
+    def claims(self, file_name: str) -> bool:
+        lowered = file_name.lower()
+        return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in self.files)
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """The mappings of the configured folders: those that load, and those skipped with why."""
+
+    mappings: tuple[Mapping, ...]
+    broken: tuple[BrokenMapping, ...]
+    folders: tuple[Path, ...]
+
+
+Folders = Path | Sequence[Path] | None
+_cache: dict[tuple[Path, tuple[int, int], tuple], Mapping] = {}
+
+
+def _folders(mappings_dir: Folders) -> tuple[Path, ...]:
+    if mappings_dir is None:
+        return mapping_dirs(load_settings())
+    if isinstance(mappings_dir, Path | str):
+        return (Path(mappings_dir),)
+    return tuple(Path(folder) for folder in mappings_dir)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def _control_lists(folders: tuple[Path, ...]) -> tuple[ControlLists, tuple, list[BrokenMapping]]:
+    """The project's control lists and those each folder's reference/control-lists.yaml adds
+    (the project's own folder adds nothing: its table is the base); a table that is wrong is
+    skipped with its reason."""
+    lists = project_control_lists()
+    key: list[tuple[str, tuple[int, int]]] = []
+    broken = []
+    for folder in folders:
+        table = folder / "reference" / REFERENCE_NAME
+        if not table.is_file() or folder.resolve() == MAPPINGS_DIR.resolve():
+            continue
+        try:
+            lists = lists.merged(
+                parse_control_lists(table.read_text(encoding="utf-8"), origin=str(table)),
+                str(table),
+            )
+            key.append((str(table), _stamp(table)))
+        except (ConfigError, OSError, UnicodeDecodeError) as error:
+            broken.append(BrokenMapping(table, str(error)))
+    return lists, tuple(key), broken
+
+
+def _declared_files(text: str) -> tuple[str, ...]:
+    """The `files` patterns of a mapping that does not compile, when they can still be read."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return ()
+    files = document.get("files") if isinstance(document, dict) else None
+    files = [files] if isinstance(files, str) else files
+    return tuple(f for f in files if isinstance(f, str)) if isinstance(files, list) else ()
+
+
+def load_mapping_set(mappings_dir: Folders = None) -> MappingSet:
+    """Every mapping (*.yaml, *.yml) of the folders (ELBRIDGE_MAPPINGS_DIR's by default),
+    compiled, in folder order. A file that is wrong, or whose name a mapping read before it
+    already has, is kept in `broken` with its reason, never raised. Unchanged files are not
+    compiled again."""
+    folders = _folders(mappings_dir)
+    lists, lists_key, broken = _control_lists(folders)
+    found: list[Mapping] = []
+    names: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            broken.append(BrokenMapping(folder, f"{folder}: the mappings folder does not exist"))
+            continue
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            text = ""
+            try:
+                key = (path, _stamp(path), lists_key)
+                mapping = _cache.get(key)
+                if mapping is None:
+                    text = path.read_text(encoding="utf-8")
+                    mapping = _cache[key] = parse_mapping(text, str(path), path.stem, lists)
+            except (MappingError, OSError, UnicodeDecodeError) as error:
+                reason = str(error) if isinstance(error, MappingError) else f"{path}: {error}"
+                broken.append(BrokenMapping(path, reason, _declared_files(text)))
+                continue
+            if mapping.name in names:
+                first = names[mapping.name]
+                reason = f"{path}: the name {mapping.name!r} is already used by {first}"
+                broken.append(BrokenMapping(path, reason, mapping.files))
+                continue
+            names[mapping.name] = path
+            found.append(mapping)
+    return MappingSet(tuple(found), tuple(broken), folders)
+
+
+def load_mappings(mappings_dir: Folders = None) -> list[Mapping]:
+    """Every mapping of the folders, compiled; the first broken one raises MappingError
+    naming the file and the key (for tools that need all of them; ingest skips broken ones)."""
+    found = load_mapping_set(mappings_dir)
+    if found.broken:
+        raise MappingError(found.broken[0].reason)
+    return list(found.mappings)
+
+
+def _mapping(file_name: str, found: MappingSet, mapping_name: str | None) -> Mapping:
+    try:
+        return mapping_for(file_name, found.mappings, mapping_name)
+    except UnreadableFile as error:
+        if mapping_name is None:
+            waiting = [b for b in found.broken if b.claims(file_name)]
+            if waiting:
+                raise WaitingForMapping(
+                    f"{file_name} waits for its mapping, which is broken: {waiting[0].reason}"
+                ) from None
+        if found.broken:
+            skipped = "; ".join(b.reason for b in found.broken)
+            raise UnreadableFile(f"{error}; mappings not loaded: {skipped}") from None
+        raise
 
 
 def ingest_file(
     engine: Engine,
     path: Path,
     *,
-    mappings_dir: Path = MAPPINGS_DIR,
+    mappings_dir: Folders = None,
     mapping_name: str | None = None,
     now: datetime | None = None,
+    mapping_set: MappingSet | None = None,
 ) -> IngestReport:
     """Read one national file into the ledger and report what each record did.
 
     Every valid record is saved even when neighbours are rejected; every rejected record is
     stored with all its problems and its text as read. Raises UnreadableFile when the file
-    cannot be read at all (nothing is written then)."""
+    cannot be read at all (nothing is written then), WaitingForMapping (one) when only a
+    broken mapping claims it. `mapping_set` is the mappings already loaded (else the folders
+    `mappings_dir`, ELBRIDGE_MAPPINGS_DIR's by default, are read)."""
     now = now or utcnow()
-    mapping = mapping_for(path.name, load_mappings(mappings_dir), mapping_name)
+    found = mapping_set or load_mapping_set(mappings_dir)
+    mapping = _mapping(path.name, found, mapping_name)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise UnreadableFile(f"{path}: {error.strerror or error}") from None
     records = translate(mapping, data, path.name)
-    report = IngestReport(file=path.name, mapping=mapping.name)
+    report = IngestReport(
+        file=path.name,
+        mapping=mapping.name,
+        broken_mappings=tuple(b.reason for b in found.broken),
+    )
     with engine.begin() as conn:
         for record in records:
             if record.licence is None:
@@ -147,6 +291,8 @@ def ingest_file(
             )
             if outcome is SaveOutcome.NEW_VERSION:
                 on_new_version(conn, stored, now=now)  # status in force, ceilings below usage
+            elif outcome is SaveOutcome.NEW:
+                on_first_version(conn, stored, now=now)  # past its end date: expired at once
             report.count_saved(outcome, stored)
     return report
 
@@ -167,24 +313,31 @@ def ingest_inbox(
     engine: Engine,
     inbox: Path,
     *,
-    mappings_dir: Path = MAPPINGS_DIR,
+    mappings_dir: Folders = None,
     now: datetime | None = None,
 ) -> list[IngestReport]:
     """Ingest every file waiting in `inbox` (not hidden, not *.part/*.tmp), in name order,
     then move it to inbox/done/, or to inbox/failed/ with a .reason.txt when it cannot be
-    read at all. A broken mapping raises MappingError and leaves every file in place.
+    read at all. A broken mapping is reported first (a report of kind "mapping") and skipped;
+    a file only it claims stays in the inbox, reported, until the mapping is fixed.
 
     A file moved only after its transaction commits may be read twice after a crash; the
     second reading finds every licence unchanged."""
     if not inbox.is_dir():
         return []
-    load_mappings(mappings_dir)  # a broken mapping stops the run before any file moves
-    reports = []
+    found = load_mapping_set(mappings_dir)
+    reports = [
+        IngestReport(file=str(broken.path), mapping="", failure=broken.reason, kind="mapping")
+        for broken in found.broken
+    ]
     for path in sorted(inbox.iterdir()):
         if not path.is_file() or path.name.startswith(".") or path.name.endswith(_UNFINISHED):
             continue
         try:
-            report = ingest_file(engine, path, mappings_dir=mappings_dir, now=now)
+            report = ingest_file(engine, path, now=now, mapping_set=found)
+        except WaitingForMapping as error:
+            reports.append(IngestReport(file=path.name, mapping="", failure=str(error)))
+            continue
         except UnreadableFile as error:
             target = _move(path, inbox / "failed")
             target.with_name(target.name + ".reason.txt").write_text(f"{error}\n", encoding="utf-8")

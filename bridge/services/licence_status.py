@@ -284,6 +284,35 @@ def status_held_before(conn: Connection, number: str, version: int) -> LicenceSt
     return store.status_of_version_before(conn, number, version)
 
 
+def on_first_version(conn: Connection, stored: Licence, *, now: datetime) -> LicenceStatus:
+    """What a licence new to the ledger does beyond its certificate, in the caller's (ingest's)
+    transaction; returns the status in force.
+
+    A licence whose last valid day has passed before it reached the bridge is expired at once:
+    stored as the national records issued it (that version is what customs get certified), its
+    status in the ledger `expired` with a licence_event saying why, and a status update to
+    `expired` in the outbox right after its certificate (delivered only once customs
+    acknowledged the certificate). It is sent rather than withheld so that customs know the
+    licence: a declaration quoting it is refused as expired, not as unknown, and goods released
+    before its end date whose events come late are written off against it
+    (docs/contingency.md). A suspended, revoked or annulled record keeps its status."""
+    if not (
+        stored.valid_to is not None
+        and stored.valid_to < now.date()
+        and stored.status in (LicenceStatus.VALID, LicenceStatus.EXHAUSTED)
+    ):
+        return stored.status
+    header = store.licence_header(conn, stored.number)
+    if header is None:
+        return stored.status
+    reason = (
+        f"validity ended on {stored.valid_to.isoformat()}, before the licence reached the"
+        f" bridge (the national records say {stored.status})"
+    )
+    _record(conn, header, EXPIRED, reason=reason, actor=BRIDGE_ACTOR, now=now)
+    return EXPIRED
+
+
 def on_new_version(conn: Connection, stored: Licence, *, now: datetime) -> LicenceStatus:
     """What a new version of a licence from the national records does beyond its certificate,
     in the caller's (ingest's) transaction; returns the status in force.
@@ -292,7 +321,9 @@ def on_new_version(conn: Connection, stored: Licence, *, now: datetime) -> Licen
     version says, the licence keeps it and customs get a status update for the new version
     right after its certificate; every status change is in licence_event. Usage carries over
     (movements belong to licence lines), and a ceiling now below what is already used is
-    accepted but raised to the authority (`flag_ceilings_below_usage`)."""
+    accepted but raised to the authority (`flag_ceilings_below_usage`), as is a line the version
+    drops that has usage (`flag_dropped_lines`): that usage stays on the line, in reconciliation
+    and history."""
     number = stored.number
     held = status_held_before(conn, number, stored.version)
     totals = _line_totals(conn, number)
@@ -336,7 +367,49 @@ def on_new_version(conn: Connection, stored: Licence, *, now: datetime) -> Licen
                 at=now,
             )
     flag_ceilings_below_usage(conn, stored, now=now)
+    flag_dropped_lines(conn, stored, now=now)
     return status
+
+
+def flag_dropped_lines(conn: Connection, licence: Licence, *, now: datetime) -> list[int]:
+    """Raise a `line-dropped-with-usage` alert for every line that `licence` (a new version)
+    no longer has and that has movements: the version is accepted, what was written off on the
+    line stays on it (reconciliation shows it as dropped), and nothing more can be written off
+    it. Returns the line numbers flagged."""
+    flagged = []
+    for row in reconciliation_rows(conn, licence.number):
+        if row.dropped_in_version != licence.version:
+            continue
+        flagged.append(row.line_number)
+        used = " and ".join(
+            f"{figure(amount)} {what}"
+            for amount, what, counted in (
+                (row.written_off_quantity, row.unit, row.unit is not None),
+                (row.written_off_value, row.currency, row.currency is not None),
+            )
+            if counted or amount
+        )
+        raise_alert(
+            conn,
+            "line-dropped-with-usage",
+            f"licence {licence.number} v{licence.version} drops line {row.line_number}"
+            f" ({row.control_list_entry}), on which {used or 'nothing'} is written off in"
+            f" {row.movements} movement(s): the usage stays on the dropped line; nothing more"
+            " can be written off it",
+            now=now,
+            licence_number=licence.number,
+            line_number=row.line_number,
+            details={
+                "version": licence.version,
+                "control_list_entry": row.control_list_entry,
+                "written_off_quantity": figure(row.written_off_quantity),
+                "unit": row.unit,
+                "written_off_value": figure(row.written_off_value),
+                "currency": row.currency,
+                "movements": row.movements,
+            },
+        )
+    return flagged
 
 
 def flag_ceilings_below_usage(conn: Connection, licence: Licence, *, now: datetime) -> list[int]:

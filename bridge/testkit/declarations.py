@@ -43,10 +43,11 @@ def render_declaration(plan: DeclarationPlan) -> bytes:
         _el(out, i1, "md:ResponsibleAgencyName", "Customs")
         _el(out, i1, "md:AgencyAssignedCustomizationVersionCode", "v2.1")
     out.append(f"{i1}<Declaration>")
-    _el(out, i2, "FunctionCode", "9")
+    # An amendment is an additional message (FunctionCode 13, TypeCode COR), resent whole.
+    _el(out, i2, "FunctionCode", "13" if plan.amended else "9")
     _el(out, i2, "FunctionalReferenceID", plan.lrn)
     _el(out, i2, "ID", plan.mrn)
-    _el(out, i2, "TypeCode", plan.type_code)
+    _el(out, i2, "TypeCode", "COR" if plan.amended else plan.type_code)
     if not minimal:
         total = sum((it.statistical_value for it in plan.goods_items), Decimal(0))
         _el(out, i2, "GoodsItemQuantity", str(len(plan.goods_items)))

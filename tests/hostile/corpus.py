@@ -17,6 +17,7 @@ any other. Every case is deterministic: the same corpus each run."""
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -335,8 +336,26 @@ def _envelope_cases(b: _Builder) -> None:
         "payload": "payload",
         "country": "country",
     }
+    # Without event (absent or null) the bridge takes it from the payload: TT_EX004a is an
+    # original declaration (released), read and checked; its licences made unknown here, so
+    # that it writes nothing off.
+    unknown_licences = (
+        b.base.text()
+        .replace("GBSIEXYK3ZZZPADR-0002", "GB-NOT-A-LICENCE-1")
+        .replace("GBSIEXYK3ZZZ-0001", "GB-NOT-A-LICENCE-2")
+    )
     for member, reason in expected_reason.items():
         for kind, value in wrong_values.items():
+            if member == "event" and kind == "null":
+                b.message(
+                    "wrong-type/event-null",
+                    _set(member, value),
+                    payload=unknown_licences,
+                    fate=Fate.REFUSED,
+                    reason="is not in the ledger",
+                    code="licence-unknown",
+                )
+                continue
             if member == "payload" and kind == "null":
                 reason_here = "carries the declaration in payload"
             elif member == "country" and kind == "null":
@@ -363,10 +382,26 @@ def _envelope_cases(b: _Builder) -> None:
 
     # --- missing members
     for member in REQUIRED_MEMBERS:
+        if member == "event":
+            continue  # optional now: below
         reason = expected_reason[member]
         if member == "payload":
             reason = "a released event carries the declaration in payload"
         b.message(f"missing-member/{member}", _drop(member), reason=reason, code="bad-envelope")
+    b.message(
+        "missing-member/event",
+        _drop("event"),
+        payload=unknown_licences,
+        fate=Fate.REFUSED,
+        reason="is not in the ledger",
+        code="licence-unknown",
+    )
+    b.message(
+        "missing-member/event-and-payload",
+        lambda d: {k: v for k, v in d.items() if k not in ("event", "payload")},
+        reason="without event, the message carries the declaration in payload",
+        code="bad-envelope",
+    )
     b.message("missing-member/all", lambda _: {}, reason="envelope must be", code="bad-envelope")
 
     # --- wrong values
@@ -548,7 +583,8 @@ def _payload_cases(b: _Builder, canary: Path, listener_url: str) -> None:
             reason="declares a DTD or entities",
             code="xml-refused",
         )
-        # XInclude is not processed: the exporter then has no EORI, and nothing is read.
+        # XInclude is not processed: the exporter then has no EORI, and its write-offs are
+        # refused for it (the target is never read).
         xinclude = text.replace(
             "<ID>GB896458895015</ID>",
             f'<ID><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{target}"'
@@ -558,7 +594,8 @@ def _payload_cases(b: _Builder, canary: Path, listener_url: str) -> None:
         b.message(
             f"xinclude/{target_number}",
             payload=xinclude,
-            reason="needs the exporter's EORI",
+            fate=Fate.REFUSED,
+            reason="names no exporter",
             code="missing-exporter",
         )
         # A stylesheet processing instruction and a schemaLocation are never fetched; the
@@ -727,18 +764,9 @@ def _payload_cases(b: _Builder, canary: Path, listener_url: str) -> None:
     namespaces = {
         "dec-version-3": text.replace(DEC_NS, "urn:wco:datamodel:WCO:DEC-DMS:3"),
         "dec-none": text.replace(f'xmlns="{DEC_NS}"', ""),
-        "metadata-other": text.replace(METADATA_NS, "urn:example:metadata"),
         "both-other": text.replace(DEC_NS, "urn:x:a").replace(METADATA_NS, "urn:x:b"),
         "dec-http": text.replace(DEC_NS, "http://www.wcoomd.org/DEC-DMS/2"),
         "dec-case": text.replace(DEC_NS, DEC_NS.upper()),
-        # Braces in a namespace URI: the parser takes them, etree.QName does not (fuzzing found
-        # a ValueError out of the reader's error message).
-        # (libxml2 refuses such a URI, unless a relative one follows it.)
-        "metadata-with-braces": text.replace(
-            f'xmlns:md="{METADATA_NS}" xmlns="{DEC_NS}"',
-            f'xmlns:md="urn:{{x}}{METADATA_NS}" xmlns="relative"',
-            1,
-        ),
     }
     for name, payload in namespaces.items():
         b.message(
@@ -746,6 +774,30 @@ def _payload_cases(b: _Builder, canary: Path, listener_url: str) -> None:
             payload=payload,
             reason="namespace",
             code="wrong-namespace",
+        )
+    # A MetaData of another namespace is a transport wrapper like a national gateway's: the
+    # DEC-DMS Declaration inside is read (its licences made unknown here: nothing moves).
+    unknown = text.replace("GBSIEXYK3ZZZPADR-0002", "GB-NOT-A-LICENCE-1").replace(
+        "GBSIEXYK3ZZZ-0001", "GB-NOT-A-LICENCE-2"
+    )
+    wrapped = {
+        "metadata-other": unknown.replace(METADATA_NS, "urn:example:metadata"),
+        # Braces in a namespace URI: the parser takes them, etree.QName does not (fuzzing found
+        # a ValueError out of the reader's error message).
+        # (libxml2 refuses such a URI, unless a relative one follows it.)
+        "metadata-with-braces": unknown.replace(
+            f'xmlns:md="{METADATA_NS}" xmlns="{DEC_NS}"',
+            f'xmlns:md="urn:{{x}}{METADATA_NS}" xmlns="relative"',
+            1,
+        ),
+    }
+    for name, payload in wrapped.items():
+        b.message(
+            f"wrapped/{name}",
+            payload=payload,
+            fate=Fate.REFUSED,
+            reason="is not in the ledger",
+            code="licence-unknown",
         )
     b.message(
         "wrong-namespace/other-root",
@@ -888,25 +940,22 @@ def _structure_cases(b: _Builder) -> None:
 
         return change
 
+    # Without an exporter the declaration is read; each licence it writes off is refused for
+    # it (the holder cannot be checked), naming the document.
+    no_exporter = {
+        "exporter": remove("./d:Declaration/d:Exporter"),
+        "exporter-id": remove("./d:Declaration/d:Exporter/d:ID"),
+        "exporter-id-blank": set_text("./d:Declaration/d:Exporter/d:ID", "  "),
+    }
+    for name, change in no_exporter.items():
+        b.message(
+            f"missing-field/{name}",
+            payload=_mutate(base, change),
+            fate=Fate.REFUSED,
+            reason="names no exporter",
+            code="missing-exporter",
+        )
     missing = [
-        (
-            "exporter",
-            remove("./d:Declaration/d:Exporter"),
-            "needs the exporter's EORI",
-            "missing-exporter",
-        ),
-        (
-            "exporter-id",
-            remove("./d:Declaration/d:Exporter/d:ID"),
-            "needs the exporter's EORI",
-            "missing-exporter",
-        ),
-        (
-            "exporter-id-blank",
-            set_text("./d:Declaration/d:Exporter/d:ID", "  "),
-            "needs the exporter's EORI",
-            "missing-exporter",
-        ),
         ("function-code", remove("./d:Declaration/d:FunctionCode"), "needs its FunctionCode", None),
         ("declaration", remove("./d:Declaration"), "holds no Declaration", "wrong-namespace"),
         (
@@ -1054,14 +1103,14 @@ def _structure_cases(b: _Builder) -> None:
         "event-mismatch/released-cancellation",
         lambda d: {**d, "mrn": "24GBDIRIGZ7QLCPAA8"},
         payload=base.text("TT_EX010a_Cancellation"),
-        reason="a released event carries a cancellation",
+        reason="the envelope says released but the payload is a cancellation",
         code="event-mismatch",
     )
     b.message(
         "event-mismatch/amended-cancellation",
         lambda d: {**d, "mrn": "24GBDIRIGZ7QLCPAA8", "event": "amended", "declaration_version": 2},
         payload=base.text("TT_EX010a_Cancellation"),
-        reason="a amended event carries a cancellation",
+        reason="the envelope says amended but the payload is a cancellation",
         code="event-mismatch",
     )
     cancellation_without_id = _mutate(
@@ -2331,8 +2380,17 @@ def national_file_cases(canary: Path, listener_url: str) -> list[NationalCase]:
     n.unreadable("json", "xml-instead", good_xml, "is not well-formed JSON")
 
     header = good_csv.split(b"\r\n", 1)[0]
-    n.unreadable("csv", "utf-8-header", good_csv.decode("latin-1").encode("utf-8"), "has no column")
-    n.unreadable("csv", "utf-16", good_csv.decode("latin-1").encode("utf-16"), "has no column")
+    # A file in another encoding is an encoding problem, never a missing column.
+    latin_text = good_csv.decode("latin-1")
+    n.unreadable(
+        "csv",
+        "utf-8-header",
+        latin_text.encode("utf-8"),
+        "encoding problem: bafa_ausfuhr_hostile-",
+    )
+    n.unreadable("csv", "utf-16", latin_text.encode("utf-16"), "UTF-16 (little-endian) byte order")
+    n.unreadable("csv", "utf-16-be-no-mark", latin_text.encode("utf-16-be"), "as in UTF-16")
+    n.unreadable("csv", "utf-8-mark", codecs.BOM_UTF8 + latin_text.encode("utf-8"), "UTF-8 byte")
     n.unreadable("csv", "empty", b"", "has no header row")
     huge_field = csv_file([csv_record("OK-FILE-2", "A" * 1_000_000)])
     n.unreadable("csv", "absurd-field", huge_field, "field larger than field limit")

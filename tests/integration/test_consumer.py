@@ -19,6 +19,7 @@ from bridge.core.envelope import build_envelope, mrn_from_lrn
 from bridge.services.consumer import ConsumeReport, consume, store_batch
 from bridge.services.customs_events import envelope_for_declaration_file, publish_events
 from bridge.services.mqtt_endpoints import subscriber
+from bridge.testkit.amendments import as_amendment
 from tests.fixtures_mqtt import (
     RELEASED_AT,
     TT_EX010A_MRN,
@@ -128,10 +129,12 @@ def test_amendment_from_10_to_7_leaves_7(mqtt_settings, engine, wco_samples, tmp
     store_licences(engine, [tt_ex010a_licence()])
     _open_session(mqtt_settings, engine)
     amended_file = tmp_path / "TT_EX010a_amended.xml"
-    amended_file.write_text(
-        (wco_samples / "TT_EX010a.xml")
-        .read_text()
-        .replace(">10.00</QuantityQuantity>", ">7</QuantityQuantity>")
+    amended_file.write_bytes(
+        as_amendment(
+            (wco_samples / "TT_EX010a.xml")
+            .read_text()
+            .replace(">10.00</QuantityQuantity>", ">7</QuantityQuantity>")
+        )
     )
     release = _envelope(wco_samples, "TT_EX010a.xml", event="released", mrn=TT_EX010A_MRN)
     amendment = envelope_for_declaration_file(
@@ -392,3 +395,41 @@ def test_max_messages_takes_no_more_and_leaves_the_rest_in_the_session(
     rest = _drain(mqtt_settings, engine)
     assert (first.messages, first.ignored) == (2, 2)
     assert (rest.messages, rest.ignored, rest.duplicates) == (3, 3, 0)
+
+
+def test_real_amendment_samples_are_read_and_imports_are_ignored_not_quarantined(
+    mqtt_settings, engine, wco_samples
+):
+    """HMRC's published import and its post-clearance amendments (FunctionCode 13, TypeCode
+    COR: only the changed sections, no exporter), sent without `event`, as a customs system
+    that cannot set it would: every one is read, its kind taken from the payload, and ignored
+    (no dual-use document), none quarantined."""
+    _open_session(mqtt_settings, engine)
+    amendments = wco_samples / "amendments"
+    mrn = "23GB6W3GLSX9Z5JAR4"  # the Declaration/ID the amendment names
+    messages = [
+        envelope_for_declaration_file(
+            amendments / name, event=None, mrn=mrn, version=version, event_time=RELEASED_AT
+        )
+        for name, version in (
+            ("TT_Add_Item_Scenario_Step1_Declaration.xml", 1),
+            ("TT_Add_Item_Scenario_Step2_Amendment.xml", 2),
+        )
+    ]
+    messages.append(
+        envelope_for_declaration_file(
+            amendments / "TT_IM002c_Complex_Multi_Amendment.xml",
+            event=None,
+            version=2,
+            event_time=RELEASED_AT,
+        )
+    )
+    publish_events(mqtt_settings, messages)
+    report = _drain(mqtt_settings, engine)
+    assert (report.messages, report.quarantined, report.ignored) == (3, 0, 2)
+    assert report.held == 1  # TT_IM002c amends a declaration the bridge never saw released
+    with engine.connect() as conn:
+        events = dict(
+            conn.execute(select(processed_message.c.message_id, processed_message.c.event)).all()
+        )
+    assert sorted(events.values()) == ["amended", "amended", "released"]

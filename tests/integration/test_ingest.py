@@ -1,9 +1,11 @@
 """National files into a real SQLite ledger: counts, rejects with every reason, versions, inbox."""
 
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +16,12 @@ from bridge.adapters.store.schema import licence_version
 from bridge.core.errors import MappingError
 from bridge.core.mapping import UnreadableFile
 from bridge.core.paths import MAPPINGS_DIR
-from bridge.services.ingest import ingest_file, ingest_inbox
+from bridge.services.ingest import (
+    ingest_file,
+    ingest_inbox,
+    load_mapping_set,
+    load_mappings,
+)
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 SAMPLES = MAPPINGS_DIR / "samples"
@@ -223,7 +230,7 @@ def test_the_inbox_moves_read_files_to_done_and_unreadable_ones_to_failed(engine
     assert (inbox / "done" / "ecju_licences_2026-11-27.1.json").is_file()
 
 
-def test_a_broken_mapping_stops_the_inbox_before_any_file_moves(engine, tmp_path):
+def test_a_broken_mapping_is_reported_and_skipped_while_the_other_formats_go_in(engine, tmp_path):
     mappings = tmp_path / "mappings"
     mappings.mkdir()
     for path in MAPPINGS_DIR.glob("*.yaml"):
@@ -233,9 +240,50 @@ def test_a_broken_mapping_stops_the_inbox_before_any_file_moves(engine, tmp_path
         broken.replace("  holder_eori: licensee.eori", "  holder_eory: licensee.eori"),
         encoding="utf-8",
     )
+    (mappings / "not_yaml.yaml").write_text("files: [x\n", encoding="utf-8")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    shutil.copyfile(BAFA, inbox / BAFA.name)
-    with pytest.raises(MappingError, match=r"gb_ecju_api\.yaml: licence\.holder_eory: unknown key"):
-        ingest_inbox(engine, inbox, mappings_dir=mappings, now=NOW)
-    assert [p.name for p in inbox.iterdir()] == [BAFA.name]
+    for sample in (BAFA, ECJU, ELIC):
+        shutil.copyfile(sample, inbox / sample.name)
+
+    reports = ingest_inbox(engine, inbox, mappings_dir=mappings, now=NOW)
+
+    skipped = {Path(r.file).name: r.failure for r in reports if r.kind == "mapping"}
+    assert sorted(skipped) == ["gb_ecju_api.yaml", "not_yaml.yaml"]
+    assert "licence.holder_eory: unknown key" in skipped["gb_ecju_api.yaml"]
+    assert "not valid YAML" in skipped["not_yaml.yaml"]
+    files = {r.file: r for r in reports if r.kind == "file"}
+    assert (files[BAFA.name].new, files[ELIC.name].new) == (4, 3)
+    assert "waits for its mapping, which is broken" in files[ECJU.name].failure
+    assert [p.name for p in inbox.iterdir() if p.is_file()] == [ECJU.name]  # kept for the fix
+    assert "mapping skipped: " in files[BAFA.name].describe()
+
+
+def test_load_mappings_still_refuses_a_broken_mapping_for_tools_that_need_all(tmp_path):
+    (tmp_path / "x.yaml").write_text("name: x\n", encoding="utf-8")
+    with pytest.raises(MappingError, match=r"x\.yaml: files: is required"):
+        load_mappings(tmp_path)
+
+
+def test_the_mappings_folders_come_from_the_environment(engine, tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    shutil.copyfile(MAPPINGS_DIR / "gb_ecju_api.yaml", first / "gb_ecju_api.yaml")
+    shutil.copyfile(MAPPINGS_DIR / "de_bafa_legacy.yaml", second / "de_bafa_legacy.yaml")
+    shutil.copyfile(MAPPINGS_DIR / "de_bafa_legacy.yaml", second / "de_bafa_again.yaml")
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv(
+        "ELBRIDGE_MAPPINGS_DIR", os.pathsep.join(str(f) for f in (first, second, missing))
+    )
+    found = load_mapping_set()
+    assert [m.name for m in found.mappings] == ["gb-ecju-api", "de-bafa-legacy"]
+    assert sorted(Path(b.path).name for b in found.broken) == ["de_bafa_legacy.yaml", "nowhere"]
+    assert any("is already used by" in b.reason for b in found.broken)
+    assert any("does not exist" in b.reason for b in found.broken)
+    report = ingest_file(engine, BAFA, now=NOW)
+    assert (report.mapping, report.new) == ("de-bafa-legacy", 4)
+    with pytest.raises(UnreadableFile, match="mappings not loaded"):
+        ingest_file(engine, ELIC, now=NOW)  # its mapping is not configured here
+    monkeypatch.delenv("ELBRIDGE_MAPPINGS_DIR")
+    assert ingest_file(engine, ELIC, now=NOW).new == 3  # the project's own by default

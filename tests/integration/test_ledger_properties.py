@@ -37,6 +37,7 @@ from bridge.core.model import Licence
 from bridge.services.authority import manual_write_off
 from bridge.services.config import Settings
 from bridge.services.declarations import apply_declarations
+from bridge.testkit.amendments import as_amendment
 from bridge.testkit.declaration_plans import DeclarationPlan, DocumentPlan, GoodsItemPlan
 from bridge.testkit.declarations import render_declaration
 from tests.fixtures_mqtt import RELEASED_AT, kg_line, store_licences, uk_licence
@@ -154,6 +155,8 @@ class Example:
         if message.event != "invalidated":
             version = plans[message.declaration].versions[message.version - 1]
             payload = self._declaration(mrn, message.declaration, version)
+            if message.event == "amended":  # customs resend it whole as FunctionCode 13 COR
+                payload = as_amendment(payload)
         envelope = build_envelope(
             message_id=message_id,
             mrn=mrn,

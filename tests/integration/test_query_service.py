@@ -33,6 +33,20 @@ HOLDER = "GB417869120000"
 SIEL = "GBSIEE2E350001-0001"  # 250 KGM, 10 written off by TT_EX010a
 GRAMS = "GBSIEL/2026/00777"  # 5000 GRM
 OPTIK = "DE-EA-2026-004711"  # line 1: 120 NAR, line 2: 12.5 KGM
+ARMS, ARMS_HOLDER = "CZ-LSU-2026-00418", "CZ27418863"  # Common Military List lines
+
+
+def _arms_licence():
+    """Lines of the Common Military List (as tests/onboarding/cz_lsu's export has them)."""
+    cameras, arrays = individual_licence().lines
+    return individual_licence(
+        number=ARMS,
+        holder_eori=ARMS_HOLDER,
+        lines=(
+            replace(cameras, control_list="eu-military", control_list_entry="ML1.a"),
+            replace(arrays, control_list="eu-military", control_list_entry="ML8.a.1", unit="GRM"),
+        ),
+    )
 
 
 def _grams_licence():
@@ -61,6 +75,7 @@ def query_service(tmp_path_factory):
             _grams_licence(),
             individual_licence(),
             individual_licence(number="DE-EA-2026-009999", holder_eori="DE999999999999"),
+            _arms_licence(),
             uk_licence(
                 "GBSIEL/2025/00001",
                 HOLDER,
@@ -180,6 +195,30 @@ def test_the_line_can_be_found_by_its_control_list_entry_in_either_spelling(clie
     assert "line 1 is control list entry 6A003.b.4.b, not 6A002.a.3.f" in wrong.reason
 
 
+def test_a_military_line_is_found_by_its_entry_in_the_military_lists_spelling(client):
+    answer = _ask(client, ARMS, control_list_entry="ML8a1", quantity=Decimal("0.01"), unit="KGM")
+    assert (answer.available, answer.line_item_number, answer.remaining_quantity) == (
+        True,
+        2,
+        Decimal("12.5"),
+    )
+    assert answer.unit == "GRM"
+    assert _ask(client, ARMS, control_list_entry="ml1.a").line_item_number == 1
+    wrong = _ask(client, ARMS, control_list_entry="ML1.b")
+    assert (wrong.available, wrong.code) == (False, "no-matching-line")
+    assert "ML1.b is on no line of licence CZ-LSU-2026-00418 (lines: 1 ML1.a, 2 ML8.a.1)" in (
+        wrong.reason
+    )
+
+
+def test_a_micro_quantity_the_line_cannot_count_exactly_is_refused_not_rounded(client):
+    exact = _ask(client, ARMS, line_item_number=2, quantity=Decimal(1), unit="MC")
+    assert (exact.available, exact.remaining_quantity) == (True, Decimal("12.5"))
+    speck = _ask(client, ARMS, line_item_number=2, quantity=Decimal("0.5"), unit="MC")
+    assert (speck.available, speck.code) == (False, "unit-precision")
+    assert "0.5 MC is 0.0000005 GRM, which needs 7 decimals" in speck.reason
+
+
 def test_the_holder_the_destination_and_the_validity_are_checked(client):
     answer = _ask(
         client,
@@ -215,6 +254,12 @@ def test_list_supporting_documents_lists_only_the_holders_usable_licences_with_b
         "DE-EA-2026-009999"
     )
     assert client.list_supporting_documents("FR000000000", ON) == []
+    (arms,) = client.list_supporting_documents(ARMS_HOLDER, ON)
+    assert [(x.line_number, x.control_list, x.control_list_entry) for x in arms.lines] == [
+        (1, "eu-military", "ML1.a"),
+        (2, "eu-military", "ML8.a.1"),
+    ]
+    assert [x.control_list for x in siel.lines] == ["eu-dual-use"]
 
 
 def test_a_request_that_breaks_the_contract_is_a_client_fault_naming_the_problem(client):

@@ -37,6 +37,7 @@ from bridge.services import mqtt_endpoints
 from bridge.services.consumer import ConsumeReport, consume, store_batch
 from bridge.services.customs_events import publish_events
 from bridge.services.licence_status import change_status
+from bridge.testkit.amendments import as_amendment
 from tests.fixtures_mqtt import RELEASED_AT, store_licences, uk_licence
 
 NS = {"d": "urn:wco:datamodel:WCO:DEC-DMS:2"}
@@ -137,6 +138,8 @@ def event(
 ) -> tuple[str, bytes]:
     mrn = mrn or f"26GB{next(_mrns):014d}"
     message_id = message_id or f"{mrn}-{kind}-v{version}"
+    if kind == "amended" and payload is not None:  # resent whole, as customs send it
+        payload = as_amendment(payload).decode("utf-8")
     data = build_envelope(
         message_id=message_id,
         mrn=mrn,
@@ -378,16 +381,18 @@ def test_national_general_authorisation_wrong_exporter_and_unknown_to_customs(
     unknown_to_customs = event(declaration(wco_samples, reference="GB-NEVER-SENT"))
     run(mqtt_settings, engine, recorded, not_registered, not_holder, unknown_to_customs)
 
-    assert refusal_codes(engine) == ["wrong-exporter", "wrong-exporter", "not-known-to-customs"]
+    assert refusal_codes(engine) == ["wrong-exporter", "wrong-exporter"]
     assert balance(engine, national.number).written_off_quantity == 10
     assert balance(engine).written_off_quantity == 0
-    assert balance(engine, "GB-NEVER-SENT").written_off_quantity == 0
+    # Released against a licence customs never held: a contingency write-off (docs/contingency.md)
+    assert balance(engine, "GB-NEVER-SENT").written_off_quantity == 10
+    assert balance(engine, "GB-NEVER-SENT").contingency_movements == 1
     customs.wait(4)
     assert only_document(customs.answer(recorded[0])).status is DocumentStatus.RECORDED
     registered = only_document(customs.answer(not_registered[0])).refusals[0].reason
     assert "GB000000000001 is not registered for GB-OGEL-9" in registered
-    never = only_document(customs.answer(unknown_to_customs[0])).refusals[0]
-    assert never.code == "not-known-to-customs" and "acknowledged no certificate" in never.reason
+    never = only_document(customs.answer(unknown_to_customs[0]))
+    assert never.status is DocumentStatus.ACCEPTED and never.warnings[0].code == "contingency"
 
 
 def test_value_ceiling_and_both_ceilings(mqtt_settings, engine, wco_samples, customs):
@@ -555,6 +560,42 @@ def test_an_unreadable_message_is_answered_quarantined(mqtt_settings, engine, cu
     (answer,) = customs.wait(1)
     assert (answer.in_reply_to, answer.outcome, answer.mrn) == ("bad-1", "quarantined", None)
     assert "mrn must be a string" in answer.detail
+
+
+def test_a_quarantined_result_names_the_mrn_and_event_and_figures_are_plain_decimals(
+    mqtt_settings, engine, wco_samples, customs
+):
+    store_licences(engine, [individual()])
+    mrn = "26GBPLAINDECIMAL01"
+    release = event(declaration(wco_samples, quantity="10.00"), mrn=mrn)
+    # An amendment (FunctionCode 13, TypeCode COR) sent as `released`: refused, never applied.
+    mislabelled = event(
+        as_amendment(declaration(wco_samples, quantity="99")).decode("utf-8"),
+        mrn=mrn,
+        kind="released",
+        version=2,
+    )
+    run(mqtt_settings, engine, release, mislabelled)
+    # Over the ceiling: refused, the earlier 10 stands, as the ledger reads it back (1E+1).
+    too_much = event(declaration(wco_samples, quantity="999"), mrn=mrn, kind="amended", version=3)
+    run(mqtt_settings, engine, too_much)
+    customs.wait(3)
+    released, quarantined, refused = (
+        customs.answer(m) for m, _ in (release, mislabelled, too_much)
+    )
+    assert (quarantined.outcome, quarantined.mrn, quarantined.event) == (
+        "quarantined",
+        mrn,
+        "released",
+    )
+    assert "says released but the payload is an amendment" in quarantined.detail
+    assert refused.outcome == "refused"
+    raw = {result.in_reply_to: payload for payload, result in customs.received}
+    written_off_10 = b'"written_off":{"quantity":"10","unit":"KGM"'
+    assert written_off_10 in raw[release[0]] and written_off_10 in raw[too_much[0]]
+    assert not [r for r in raw.values() if b"E+" in r or b"E-" in r]
+    assert released.documents[0].written_off.quantity == 10
+    assert balance(engine).written_off_quantity == 10
 
 
 def test_ledger_figures_stay_exact_over_many_events(mqtt_settings, engine, wco_samples, customs):

@@ -17,6 +17,12 @@ def test_an_older_ledger_gets_the_new_columns_and_keeps_its_rows(ledger_url):
     with engine.begin() as conn:
         # What the previous release created: no record_bytes, references bounded at 70.
         conn.exec_driver_sql("ALTER TABLE reject DROP COLUMN record_bytes")
+        # Nor the declaration acted on (issue 11): a declaration released before it has none.
+        conn.exec_driver_sql("ALTER TABLE declaration DROP COLUMN acted_on")
+        conn.exec_driver_sql(
+            "INSERT INTO declaration (mrn, version, event, invalidated, updated_at) "
+            "VALUES ('26GBOLDRELEASE0001', 1, 'released', 0, CURRENT_TIMESTAMP)"
+        )
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ALTER TABLE refusal ALTER COLUMN document_ref TYPE VARCHAR(70)")
         conn.exec_driver_sql(
@@ -28,8 +34,13 @@ def test_an_older_ledger_gets_the_new_columns_and_keeps_its_rows(ledger_url):
 
     reopened = make_engine(ledger_url)
     assert "record_bytes" in _columns(reopened, "reject")
+    assert "acted_on" in _columns(reopened, "declaration")
     with reopened.begin() as conn:
         assert conn.exec_driver_sql("SELECT record FROM reject").scalar_one() == "x;y"
+        assert conn.exec_driver_sql("SELECT mrn, acted_on FROM declaration").one() == (
+            "26GBOLDRELEASE0001",
+            None,
+        )
         long_reference = "R" * 200
         conn.execute(
             text(

@@ -5,9 +5,11 @@ amendments, results kept until published."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
@@ -20,12 +22,39 @@ from bridge.adapters.store.ledger import (
 )
 from bridge.adapters.store.outbox import DELIVERED, PENDING, NewMessage, add_messages
 from bridge.adapters.store.reconciliation import reconciliation_rows
-from bridge.adapters.store.schema import declaration, movement, processed_message, quarantine, usage
-from bridge.core.envelope import mrn_from_lrn, parse_result, read_event
-from bridge.core.errors import Problem
+from bridge.adapters.store.schema import (
+    declaration,
+    movement,
+    processed_message,
+    quarantine,
+    refusal,
+    usage,
+)
+from bridge.core.envelope import (
+    EventKind,
+    build_envelope,
+    envelope_hints,
+    mrn_from_lrn,
+    parse_result,
+    read_event,
+)
+from bridge.core.errors import Problem, Rejected
 from bridge.services.config import Settings
 from bridge.services.customs_events import envelope_for_declaration_file
 from bridge.services.declarations import apply_declarations, quarantine_messages
+from bridge.testkit.amendments import as_amendment
+from bridge.testkit.customs_traffic_xml import (
+    ADDITIONAL_DOCUMENT_SECTION,
+    DECLARATION_SECTION,
+    GOODS_ITEM_SECTION,
+    GOODS_SHIPMENT_SECTION,
+    AmendmentNote,
+    Doc,
+    Item,
+    WcoDeclaration,
+    render,
+)
+from bridge.testkit.customs_traffic_xml import Pointer as Ptr
 from tests.fixtures_mqtt import (
     RELEASED_AT,
     TT_EX010A_MRN,
@@ -108,8 +137,8 @@ def test_held_amendment_survives_between_batches(engine, wco_samples, tmp_path):
     store_licences(engine, [tt_ex010a_licence()])
     payload = (wco_samples / "TT_EX010a.xml").read_text()
     amended_file = tmp_path / "TT_EX010a_amended.xml"
-    amended_file.write_text(
-        payload.replace(">10.00</QuantityQuantity>", ">7</QuantityQuantity>"), encoding="utf-8"
+    amended_file.write_bytes(
+        as_amendment(payload.replace(">10.00</QuantityQuantity>", ">7</QuantityQuantity>"))
     )
     amendment = _event(wco_samples, amended_file, event="amended", mrn=TT_EX010A_MRN, version=2)
     held = _apply(engine, amendment)
@@ -252,3 +281,222 @@ def test_a_message_id_with_a_lone_surrogate_still_gets_its_result(engine):
     assert stored == 1 and payload.isascii()
     answer = parse_result(payload)
     assert (answer.in_reply_to, answer.outcome) == (hint, "quarantined")
+
+
+# Amendments as customs send them: only what changes, with its Amendment/Pointer sections ----
+
+HOLDER = "GB417869120000"  # TT_EX010a's exporter, the holder of tt_ex010a_licence
+LICENCE = "GBSIEE2E350001-0001"
+CN = "93063030"
+# The WCO path to goods item 1's second AdditionalDocument (where the release has the X002):
+# Declaration 42A, GoodsShipment 67A, GovernmentAgencyGoodsItem 68A, AdditionalDocument 02A.
+TO_THE_LICENCE = (
+    Ptr(DECLARATION_SECTION, 1),
+    Ptr(GOODS_SHIPMENT_SECTION, 1),
+    Ptr(GOODS_ITEM_SECTION, 1),
+    Ptr(ADDITIONAL_DOCUMENT_SECTION, 2),
+)
+
+
+def _x002(quantity: str) -> Doc:
+    return Doc("X002", LICENCE, status="EE", quantity=Decimal(quantity), unit="KGM")
+
+
+def _released(mrn: str, quantity: str = "10", **changes) -> WcoDeclaration:
+    """An export (FunctionCode 9) of two goods items: the first with an invoice and the X002
+    licence writing off `quantity` kg, the second needing no licence (Y901)."""
+    declaration = WcoDeclaration(
+        function_code="9",
+        type_code="EXA",
+        lrn=f"LRN-{mrn[-6:]}",
+        mrn=mrn,
+        country="GB",
+        items=(
+            Item(1, CN, "cartridges", (Doc("N935", "INV-1"), _x002(quantity))),
+            Item(2, "85102000", "hair clippers", (Doc("Y901", "not dual-use"),)),
+        ),
+        exporter=HOLDER,
+        declarant=HOLDER,
+        destination="PK",
+        export_country="GB",
+    )
+    return replace(declaration, **changes)
+
+
+def _amendment(mrn: str, *items: Item, reason: str = "28", pointers=TO_THE_LICENCE):
+    """A post-clearance amendment (FunctionCode 13, TypeCode COR) carrying only `items`, as
+    customs send one: no exporter, no destination, no other goods item."""
+    note = AmendmentNote(reason, pointers, "Amend the write-off of the dual-use licence")
+    return WcoDeclaration(
+        function_code="13",
+        type_code="COR",
+        lrn=f"LRN-{mrn[-6:]}-AME",
+        mrn=mrn,
+        country="GB",
+        items=items,
+        amendments=(note,),
+        full=False,
+    )
+
+
+def _wco_event(declaration: WcoDeclaration, *, version: int, at=RELEASED_AT, event=None):
+    """The envelope around `declaration`; without `event` (the bridge takes it from the
+    FunctionCode and TypeCode)."""
+    data = build_envelope(
+        message_id=f"{declaration.mrn}-v{version}-{event or 'derived'}",
+        mrn=declaration.mrn,
+        event=event,
+        event_time=at,
+        declaration_version=version,
+        payload=render(declaration),
+    )
+    return read_event(data, max_bytes=MAX)
+
+
+def test_a_partial_amendment_lowers_10_to_7_and_delivered_twice_changes_nothing(engine):
+    store_licences(engine, [tt_ex010a_licence()])
+    mrn = "26GBPARTIALAMEND01"
+    lower = _wco_event(
+        _amendment(mrn, Item(1, CN, "cartridges", (_x002("7"),), full=False)), version=2
+    )
+    assert lower.kind is EventKind.AMENDED
+    assert lower.declaration.exporter_eori is None and lower.declaration.destination is None
+    released = _apply(engine, _wco_event(_released(mrn), version=1))
+    assert released.count("applied") == 1
+    assert _balance(engine, LICENCE).written_off_quantity == 10
+
+    first = _apply(engine, lower)
+    assert (first.count("applied"), first.refusals) == (1, 0)
+    assert _balance(engine, LICENCE).written_off_quantity == 7
+    again = _apply(engine, lower)  # the same message again
+    other_id = _apply(engine, replace(lower, envelope=replace(lower.envelope, message_id="x")))
+    assert again.count("duplicate") == other_id.count("duplicate") == 1
+    assert again.movements == other_id.movements == 0
+    assert _balance(engine, LICENCE).written_off_quantity == 7
+
+    with engine.connect() as conn:
+        stored = json.loads(conn.execute(select(declaration.c.acted_on)).scalar_one())
+        kinds = conn.execute(select(movement.c.kind, movement.c.quantity)).all()
+    assert kinds == [("write_off", Decimal(10)), ("adjustment", Decimal(-3))]
+    # The declaration acted on: the release's header, the amended document, the Pointer path.
+    assert (stored["version"], stored["exporter"], stored["destination"]) == (
+        2,
+        [HOLDER, 1],
+        ["PK", 1],
+    )
+    (item_1, item_2) = stored["goods_items"]
+    assert item_1["documents"] == [
+        {"code": "X002", "reference": LICENCE, "version": 2, "quantity": "7", "unit": "KGM"}
+        | {"status": "EE", "position": 2}
+    ]
+    assert [d["code"] for d in item_2["documents"]] == ["Y901"]
+    (record,) = stored["amendments"]
+    assert record["sections"] == [
+        {
+            "change_reason": "28",
+            "pointers": [
+                {"section": "42A", "sequence": 1},
+                {"section": "67A", "sequence": 1},
+                {"section": "68A", "sequence": 1},
+                {"section": "02A", "sequence": 2},
+            ],
+        }
+    ]
+
+
+def test_a_partial_amendment_that_removes_the_document_gives_everything_back(engine):
+    store_licences(engine, [tt_ex010a_licence()])
+    mrn = "26GBPARTIALAMEND02"
+    _apply(engine, _wco_event(_released(mrn), version=1))
+    # The goods item carried without the document its Pointer names: the document is removed.
+    removal = _amendment(mrn, Item(1, CN, "cartridges", (), full=False), reason="32")
+    result = _apply(engine, _wco_event(removal, version=2))
+    assert result.count("applied") == 1
+    assert _balance(engine, LICENCE).written_off_quantity == 0
+    # Goods item 2 (not carried) and the header keep their values.
+    with engine.connect() as conn:
+        stored = json.loads(conn.execute(select(declaration.c.acted_on)).scalar_one())
+    assert [d.get("removed", False) for d in stored["goods_items"][0]["documents"]] == [True]
+    assert [d["code"] for d in stored["goods_items"][1]["documents"]] == ["Y901"]
+
+
+def test_an_amendment_raising_a_write_off_is_checked_on_the_original_release_date(engine):
+    # The licence ends on the day of the release; the amendment comes five days later.
+    ends = RELEASED_AT.date()
+    store_licences(engine, [replace(tt_ex010a_licence(), valid_to=ends)])
+    mrn = "26GBPARTIALAMEND03"
+    _apply(engine, _wco_event(_released(mrn, "10"), version=1))
+    raise_to_12 = _amendment(mrn, Item(1, CN, "cartridges", (_x002("12"),), full=False))
+    later = RELEASED_AT + timedelta(days=5)
+    result = _apply(engine, _wco_event(raise_to_12, version=2, at=later))
+    assert (result.count("applied"), result.refusals) == (1, 0)
+    assert _balance(engine, LICENCE).written_off_quantity == 12
+    # A new declaration released that late is outside the licence's validity.
+    late = _apply(engine, _wco_event(_released("26GBPARTIALAMEND04", "1"), version=1, at=later))
+    assert late.count("refused") == 1
+    with engine.connect() as conn:
+        codes = conn.execute(select(refusal.c.code)).scalars().all()
+    assert codes == ["outside-validity"]
+
+
+def test_an_amendment_sent_as_released_is_refused_naming_both_kinds(engine):
+    store_licences(engine, [tt_ex010a_licence()])
+    mrn = "26GBPARTIALAMEND05"
+    _apply(engine, _wco_event(_released(mrn), version=1))
+    lower = _amendment(mrn, Item(1, CN, "cartridges", (_x002("7"),), full=False))
+    data = build_envelope(
+        message_id=f"{mrn}-released-v2",
+        mrn=mrn,
+        event="released",
+        event_time=RELEASED_AT,
+        declaration_version=2,
+        payload=render(lower),
+    )
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.code == "event-mismatch"
+    assert "says released" in problem.reason and "an amendment (FunctionCode 13" in problem.reason
+    # Quarantined with its MRN and event; the ledger keeps the release's 10.
+    hints = envelope_hints(data, max_bytes=MAX)
+    unreadable = Unreadable("customs/x", data, hints.message_id, (problem,), hints.mrn, hints.event)
+    with engine.begin() as conn:
+        stored, results = quarantine_messages(conn, [unreadable], RELEASED_AT)
+    assert stored == 1
+    (answer,) = [parse_result(raw) for _, raw in results]
+    assert (answer.outcome, answer.mrn, answer.event) == ("quarantined", mrn, "released")
+    assert "says released" in answer.detail
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(processed_message).where(processed_message.c.outcome == "quarantined")
+        ).one()
+    assert (row.mrn, row.event) == (mrn, "released")
+    assert _balance(engine, LICENCE).written_off_quantity == 10
+
+
+def test_an_import_with_import_licences_and_no_exporter_is_ignored(engine):
+    store_licences(engine, [tt_ex010a_licence()])
+    licences = (
+        Doc("L001", "GBAHC12345", status="AE"),
+        Doc("Y100", "EU-TRQ-1"),
+        Doc("9100", "GBIML0001", status="EE", quantity=Decimal(5), unit="KGM"),
+        Doc("9011", "GBCITES-1", status="AE"),
+    )
+    imported = WcoDeclaration(
+        function_code="9",
+        type_code="IMZ",
+        lrn="LRN-IMPORT-1",
+        mrn="26GBIMPORTIGNORE01",
+        country="GB",
+        items=(Item(1, "06031100", "cut roses", licences, procedure=("40", "00")),),
+        importer="GB553202734852",
+        declarant="GB553202734852",
+        destination="GB",
+        export_country="KE",
+    )
+    event = _wco_event(imported, version=1)  # read: no exporter is no reason to refuse
+    assert event.kind is EventKind.RELEASED and event.declaration.exporter_eori is None
+    result = _apply(engine, event)
+    assert result.count("ignored") == 1 and result.refusals == result.movements == 0
+    (outcome,) = result.outcomes
+    assert "does not concern the bridge" in outcome.detail

@@ -30,6 +30,7 @@ from bridge.services.customs_events import publish_events
 from bridge.services.mqtt_endpoints import open_session
 from bridge.services.mqtt_endpoints import subscriber as DeclarationSubscriber
 from bridge.services.outbox import CustomsClient
+from bridge.testkit.customs_traffic_stream import TrafficEvent, traffic_stream
 from bridge.testkit.declaration_plans import PlannedWriteOff
 from bridge.testkit.licences import licences as synthetic_licences
 from bridge.testkit.streams import HOSTILE_KINDS, SynthEvent, event_stream
@@ -96,6 +97,8 @@ def test_the_tiny_fault_injection_run_passes_every_check(database: str, tmp_path
     assert figures["soap_faults"] > 0 and figures["unreadable_messages"] > 0
     assert figures["stream"]["redelivery"] > 0 and figures["stream"]["amended"] > 0
     assert figures["stream"]["invalidated"] > 0
+    assert figures["stream"]["amended (partial)"] > 0
+    assert figures["stream"]["released (irrelevant)"] > 0
     assert "ALL CHECKS PASSED" in stdout
 
 
@@ -158,6 +161,62 @@ def test_the_oracle_expects_each_unreadable_payload_once_and_a_used_up_licence_e
             )
         )
     assert oracle.used_up() == {licence.number}
+
+
+def _partial(message_id, mrn, version, items, *write_offs):
+    return TrafficEvent(
+        b"{}",
+        message_id,
+        mrn,
+        "amended",
+        version,
+        0,
+        tuple(write_offs),
+        partial=True,
+        carried_items=frozenset(items),
+    )
+
+
+def test_the_oracle_merges_partial_amendments_in_version_order_whatever_the_arrival():
+    release = _event("m1", "26DE1", "released", 1, _write_off("10"), _write_off("5", 2, item=2))
+    lowered = _partial("m2", "26DE1", 2, {1}, _write_off("7"))
+    removed = _partial("m3", "26DE1", 3, {2})  # item 2 carried without its document
+    for order in ([release, lowered, removed], [removed, lowered, release, lowered]):
+        oracle = _oracle()
+        for event in order:
+            oracle.add(event)
+        assert oracle.document_write_offs() == {
+            ("26DE1", 1, "X002", "DE-EA-2026-004711"): (Decimal(7), Decimal(0))
+        }
+        assert oracle.line_totals()[("DE-EA-2026-004711", 2)] == (0, 0)
+    oracle = _oracle()
+    for event in (release, lowered, _event("m4", "26DE1", "invalidated", 4)):
+        oracle.add(event)
+    assert oracle.document_write_offs() == {}
+
+
+def test_the_oracle_expects_irrelevant_declarations_ignored_and_writes_nothing_for_them():
+    oracle = _oracle()
+    oracle.add(TrafficEvent(b"{}", "i1", "26DE9", "released", 1, 0, irrelevant=True))
+    assert oracle.irrelevant_ids == {"i1"} and oracle.document_write_offs() == {}
+    assert oracle.kinds == {"released (irrelevant)": 1}
+
+
+def test_the_stream_adds_valid_partial_amendments_and_irrelevant_declarations():
+    licences = list(synthetic_licences(30, seed=3, scale=1000))
+    events = list(
+        traffic_stream(licences, 600, seed=4, partial_amendments=0.2, irrelevant=0.1, minimal=True)
+    )
+    partial = [e for e in events if getattr(e, "partial", False)]
+    irrelevant = [e for e in events if getattr(e, "irrelevant", False)]
+    assert len(events) == 600 and len(partial) > 30 and len(irrelevant) > 30
+    for event in partial + irrelevant:
+        read = read_event(event.envelope, max_bytes=2 * 1024 * 1024)
+        assert read.declaration is not None
+    for event in partial:
+        declaration = read_event(event.envelope, max_bytes=2 * 1024 * 1024).declaration
+        assert declaration.exporter_eori is None  # only the goods item it changes
+        assert {item.sequence for item in declaration.goods_items} == event.carried_items
 
 
 # ------------------------------------------------------------- generator and simulator

@@ -213,6 +213,73 @@ def test_unsafe_or_broken_xml_is_refused_before_validation(xml):
         parse_certificate(xml)
 
 
+# -------------------------------------------------------------------- other control lists
+
+
+def _military_licence() -> Licence:
+    annex, optics = individual_licence().lines
+    return individual_licence(
+        lines=(
+            replace(annex, control_list="eu-military", control_list_entry="ML1.a"),
+            optics,  # an Annex I line beside it
+            replace(optics, line_number=3, control_list="uk-national", control_list_entry="PL5001"),
+        )
+    )
+
+
+def test_a_line_of_another_control_list_carries_its_list_and_reads_back():
+    licence = _military_licence()
+    xml = build_certificate(licence)
+    assert certificate_problems(xml) == []
+    entries = etree.fromstring(xml).iter("{*}ControlListEntry")
+    assert [(e.get("list"), e.text) for e in entries] == [
+        ("eu-military", "ML1.a"),
+        (None, "6A002.a.3.f"),  # the EU dual-use list is the default: named by no attribute
+        ("uk-national", "PL5001"),
+    ]
+    assert [(x.control_list, x.control_list_entry) for x in parse_certificate(xml).lines] == [
+        ("eu-military", "ML1.a"),
+        ("eu-dual-use", "6A002.a.3.f"),
+        ("uk-national", "PL5001"),
+    ]
+    assert parse_certificate(xml) == licence
+
+
+def test_an_annex_i_certificate_keeps_its_bytes():
+    xml = build_certificate(individual_licence())
+    assert b" list=" not in xml
+    assert b"<ControlListEntry>6A003.b.4.b</ControlListEntry>" in xml
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b'<ControlListEntry list="eu-military">ML1.a<', b"<ControlListEntry>ML1.a<"),
+        (b'list="eu-military">ML1.a<', b'list="eu-dual-use">ML1.a<'),
+        (b"<ControlListEntry>6A002.a.3.f<", b"<ControlListEntry>6A002a3f<"),
+    ],
+    ids=["military-entry-without-list", "military-entry-as-dual-use", "footnote-spelling"],
+)
+def test_an_entry_of_the_dual_use_list_must_be_in_the_annex_i_spelling(before, after):
+    xml = build_certificate(_military_licence())
+    assert before in xml
+    tampered = xml.replace(before, after)
+    (problem,) = certificate_problems(tampered)
+    line = next(n for n, text in enumerate(tampered.split(b"\n"), 1) if after in text)
+    assert problem.path.endswith(f"/ControlListEntry (line {line})")
+    assert "Annex I spelling" in problem.reason and problem.code == "schema"
+    with pytest.raises(Rejected):
+        parse_certificate(tampered)
+
+
+def test_a_list_id_or_entry_outside_the_contract_is_caught_by_the_schema():
+    xml = build_certificate(_military_licence())
+    (problem,) = certificate_problems(xml.replace(b'list="eu-military"', b'list="EU Military"'))
+    assert "list" in problem.reason and problem.value == "EU Military"
+    (problem,) = certificate_problems(xml.replace(b">ML1.a<", b">ML 1 a<"))
+    assert problem.path.startswith("/Certificate/Line[1]/ControlListEntry")
+
+
 # ------------------------------------------------------------------------------- property
 
 _XML_TEXT = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff")
@@ -244,6 +311,11 @@ _PARTIES = st.builds(
 )
 
 
+_ENTRIES = [
+    ("eu-dual-use", entry) for entry in ("5A002.a", "6A003.b.4.b", "1C350.11", "3A001.a.1", "9E003")
+] + [("eu-military", "ML1.a"), ("eu-military", "ML8.a.1"), ("uk-national", "PL5001")]
+
+
 @st.composite
 def _lines(draw) -> tuple[LicenceLine, ...]:
     numbers = draw(st.lists(st.integers(1, 99999), min_size=1, max_size=5, unique=True))
@@ -254,8 +326,12 @@ def _lines(draw) -> tuple[LicenceLine, ...]:
         lines.append(
             LicenceLine(
                 line_number=number,
-                control_list_entry=draw(
-                    st.sampled_from(["5A002.a", "6A003.b.4.b", "1C350.11", "3A001.a.1", "9E003"])
+                **dict(
+                    zip(
+                        ("control_list", "control_list_entry"),
+                        draw(st.sampled_from(_ENTRIES)),
+                        strict=True,
+                    )
                 ),
                 description=draw(_text(200)),
                 cn_code=draw(st.none() | st.from_regex(r"[0-9]{8}", fullmatch=True)),

@@ -13,6 +13,8 @@ from lxml import etree
 from bridge.core.declaration import (
     DEC_NS,
     METADATA_NS,
+    Amendment,
+    Pointer,
     parse_write_off_decimal,
     read_declaration,
 )
@@ -124,7 +126,6 @@ def test_every_problem_is_reported_at_once_with_its_path(wco_samples):
     found = {(p.path, p.code) for p in caught.value.problems}
     item = "GoodsShipment/GovernmentAgencyGoodsItem"
     assert found == {
-        ("Exporter/ID", "missing-exporter"),
         (f"{item}[1]/SequenceNumeric", "missing-goods-item-number"),
         (f"{item}[3]/SequenceNumeric", "duplicate-goods-item"),
         (f"{item}[2]/AdditionalDocument[5]/WriteOff/QuantityQuantity", "bad-quantity"),
@@ -263,3 +264,40 @@ def test_any_six_decimal_quantity_reads_back_exactly(quantity):
     parsed, why = parse_write_off_decimal(f"{quantity:f}")
     assert why is None
     assert parsed == quantity
+
+
+def test_a_real_amendment_is_read_with_its_amendment_and_pointer_sections(wco_samples):
+    amendments = wco_samples / "amendments"
+    step_2_file = amendments / "TT_Add_Item_Scenario_Step2_Amendment.xml"
+    step_2 = read_declaration(step_2_file.read_bytes())
+    assert (step_2.function_code, step_2.type_code, step_2.is_amendment) == ("13", "COR", True)
+    assert step_2.exporter_eori is None and step_2.destination is None  # not carried
+    assert [item.sequence for item in step_2.goods_items] == [3]  # only the goods item added
+    *_, adds_item_3 = step_2.amendments
+    assert adds_item_3 == Amendment("32", (Pointer("42A", 1), Pointer("67A", 1), Pointer("68A", 3)))
+    complex_ = read_declaration((amendments / "TT_IM002c_Complex_Multi_Amendment.xml").read_bytes())
+    assert [a.change_reason for a in complex_.amendments] == ["28", "29", "29", "29", "29", "28"]
+    assert complex_.amendments[-1].pointers[-1] == Pointer("93A", 1, "144")
+
+
+def test_an_import_without_exporter_is_read(wco_samples):
+    # No exporter EORI on an import: nothing the bridge acts on needs one.
+    step_1 = wco_samples / "amendments" / "TT_Add_Item_Scenario_Step1_Declaration.xml"
+    declaration = read_declaration(step_1.read_bytes())
+    assert declaration.is_original and declaration.exporter_eori is None
+    assert not declaration.quotes_dual_use
+    assert (declaration.destination, declaration.dispatch) == ("GB", "US")
+
+
+def test_a_declaration_inside_a_transport_wrapper_is_read(wco_samples):
+    inner = _sample(wco_samples, "TT_EX004a.xml").decode("utf-8").split("?>", 1)[-1]
+    wrapped = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+        f"<soapenv:Header/><soapenv:Body>{inner}</soapenv:Body></soapenv:Envelope>"
+    )
+    declaration = read_declaration(wrapped.encode("utf-8"))
+    assert (declaration.country, len(list(declaration.write_offs()))) == ("GB", 3)
+    twice = wrapped.replace(inner, inner + inner)
+    with pytest.raises(Rejected) as caught:
+        read_declaration(twice.encode("utf-8"))
+    assert [p.code for p in caught.value.problems] == ["several-declarations"]

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
 from bridge.core.envelope import (
+    Balance,
+    DeclarationResult,
+    DocumentResult,
+    DocumentStatus,
+    EnvelopeHints,
     EventKind,
     build_envelope,
+    build_result,
+    envelope_hints,
     mrn_from_lrn,
     mrn_problem,
     parse_envelope,
@@ -17,6 +25,7 @@ from bridge.core.envelope import (
 )
 from bridge.core.errors import Rejected
 from bridge.services.customs_events import envelope_for_declaration_file
+from bridge.testkit.amendments import as_amendment
 from bridge.testkit.envelopes import ENVELOPE_MEMBERS, envelope_document
 
 MAX = 1024 * 1024
@@ -140,13 +149,25 @@ def test_a_release_cannot_carry_a_cancellation_nor_another_country(wco_samples):
 
 
 def test_declaration_problems_carry_the_message_id_as_source(wco_samples):
-    broken = (wco_samples / "TT_EX010a.xml").read_text().replace(">10.00<", ">10,00<")
+    # TT_EX004a's X002 (goods item 2, AdditionalDocument[5]): an EU dual-use document.
+    broken = (wco_samples / "TT_EX004a.xml").read_text().replace(">102.00<", ">102,00<")
     data = json.dumps(_envelope(event="released", payload=broken, message_id="m-77")).encode()
     with pytest.raises(Rejected) as caught:
         read_event(data, max_bytes=MAX)
     (problem,) = caught.value.problems
     assert problem.source == "m-77"
-    assert problem.path.endswith("AdditionalDocument[4]/WriteOff/QuantityQuantity")
+    assert problem.path.endswith("AdditionalDocument[5]/WriteOff/QuantityQuantity")
+
+
+def test_a_problem_on_a_national_code_is_left_to_the_rules(wco_samples):
+    # TT_EX010a quotes no EU dual-use code; its 9104 is a licence only where a deployment's
+    # national table says so: the reader keeps the problem on the document, refuses nothing.
+    broken = (wco_samples / "TT_EX010a.xml").read_text().replace(">10.00<", ">10,00<")
+    data = json.dumps(_envelope(event="released", payload=broken, message_id="m-78")).encode()
+    event = read_event(data, max_bytes=MAX)
+    (document,) = [d for d in event.declaration.goods_items[0].documents if d.problems]
+    assert (document.document_code, document.quantity) == ("9104", None)
+    assert [p.code for p in document.problems] == ["bad-quantity"]
 
 
 def test_naive_event_time_cannot_be_built():
@@ -235,3 +256,93 @@ def test_a_payload_with_a_lone_surrogate_is_refused_not_crashed_on(wco_samples):
     (problem,) = caught.value.problems
     assert problem.path == "payload"
     assert "lone surrogate (U+D800)" in problem.reason
+
+
+# The event kind, from the declaration -----------------------------------------------------
+
+TT_EX010A_MRN = "24GBDIRIGZ7QLCPAA8"
+
+
+def _payloads(wco_samples) -> dict[str, str]:
+    original = (wco_samples / "TT_EX010a.xml").read_text(encoding="utf-8")
+    return {
+        "released": original,
+        "amended": as_amendment(original).decode("utf-8"),
+        "invalidated": (wco_samples / "TT_EX010a_Cancellation.xml").read_text(encoding="utf-8"),
+    }
+
+
+def test_without_event_the_kind_is_the_declarations(wco_samples):
+    for kind, payload in _payloads(wco_samples).items():
+        data = json.dumps(
+            _envelope(event=None, payload=payload, mrn=TT_EX010A_MRN, message_id=kind)
+        ).encode()
+        assert "event" not in json.loads(data)
+        assert read_event(data, max_bytes=MAX).kind is EventKind(kind)
+
+
+@pytest.mark.parametrize("sent", list(EventKind))
+@pytest.mark.parametrize("payload_kind", list(EventKind))
+def test_an_event_the_payload_contradicts_is_refused_naming_both(wco_samples, sent, payload_kind):
+    payload = _payloads(wco_samples)[payload_kind]
+    document = _envelope(event=str(sent), payload=payload, mrn=TT_EX010A_MRN)
+    data = json.dumps(document).encode()
+    if sent is payload_kind:
+        assert read_event(data, max_bytes=MAX).kind is sent
+        return
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    (problem,) = caught.value.problems
+    assert problem.code == "event-mismatch"
+    assert f"says {sent}" in problem.reason and f"which is {payload_kind}" in problem.reason
+
+
+def test_without_event_a_message_needs_its_payload():
+    data = json.dumps(_envelope(event=None)).encode()
+    with pytest.raises(Rejected) as caught:
+        read_event(data, max_bytes=MAX)
+    assert "without event, the message carries the declaration" in str(caught.value)
+
+
+def test_an_unreadable_message_still_tells_its_mrn_and_event(wco_samples):
+    amendment = _payloads(wco_samples)["amended"]
+    mislabelled = json.dumps(
+        _envelope(event="released", payload=amendment, mrn=TT_EX010A_MRN, message_id="m-9")
+    ).encode()
+    assert envelope_hints(mislabelled, max_bytes=MAX) == EnvelopeHints(
+        "m-9", TT_EX010A_MRN, "released"
+    )
+    unlabelled = json.dumps(
+        _envelope(event=None, payload=amendment, mrn=TT_EX010A_MRN, message_id="m-10")
+    ).encode()
+    assert envelope_hints(unlabelled, max_bytes=MAX).event == "amended"
+    assert envelope_hints(b"not json", max_bytes=MAX) == EnvelopeHints()
+    bad_mrn = json.dumps(_envelope(event=None, payload=amendment, mrn="nonsense")).encode()
+    assert envelope_hints(bad_mrn, max_bytes=MAX).mrn is None
+
+
+def test_result_figures_are_plain_decimals():
+    result = DeclarationResult(
+        message_id="m:result",
+        in_reply_to="m",
+        outcome="applied",
+        processed_at=datetime(2026, 3, 2, tzinfo=UTC),
+        documents=(
+            DocumentResult(
+                1,
+                "X002",
+                "LIC-1",
+                DocumentStatus.ACCEPTED,
+                written_off=Balance(Decimal("1E+1"), "KGM", Decimal("0E-6"), "EUR"),
+                remaining=Balance(Decimal("1.2300E+3"), "KGM", Decimal("-0"), "EUR"),
+            ),
+        ),
+    )
+    (document,) = json.loads(build_result(result))["documents"]
+    assert document["written_off"] | document["remaining"] == {
+        "quantity": "1230",
+        "unit": "KGM",
+        "value": "0",
+        "currency": "EUR",
+    }
+    assert document["written_off"]["quantity"] == "10"

@@ -302,17 +302,18 @@ def test_the_exporter_must_be_the_holder_or_the_registered_exporter():
     assert f"{OTHER} is not registered for EU001" in unregistered.refusals[0].reason
 
 
-def test_a_licence_customs_never_acknowledged_is_refused():
+def test_goods_released_against_a_licence_customs_never_acknowledged_are_a_contingency():
     lic = licence()
     decision = decide(
         [event(doc("X060", lic.number, "1"))], snapshot(lic, known_to_customs=frozenset())
     )
-    assert codes(decision) == ["not-known-to-customs"]
+    # Released: the goods left, so the write-off is recorded, flagged (docs/contingency.md).
+    assert codes(decision) == [] and [m.contingency for m in decision.movements] == [True]
     known = decide(
         [event(doc("X060", lic.number, "1"))],
         snapshot(lic, known_to_customs=frozenset({lic.number})),
     )
-    assert codes(known) == []
+    assert codes(known) == [] and [m.contingency for m in known.movements] == [False]
 
 
 @pytest.mark.parametrize("status", [s for s in LicenceStatus if s is not LicenceStatus.VALID])
@@ -467,4 +468,8 @@ def test_availability_refuses_for_the_same_reasons_as_a_write_off(lic, ask, code
         ],
         snapshot(lic, known_to_customs=None if ask.get("known_to_customs", True) else frozenset()),
     )
+    if code == "not-known-to-customs":
+        # Before release refused; released all the same, recorded as a contingency write-off.
+        assert codes(decision) == [] and [m.contingency for m in decision.movements] == [True]
+        return
     assert code in codes(decision)

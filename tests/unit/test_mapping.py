@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -11,9 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.core.control_lists import parse_control_lists, project_control_lists
 from bridge.core.errors import MappingError
-from bridge.core.mapping import UnreadableFile, mapping_for, parse_mapping, translate
-from bridge.core.model import LicenceStatus, LicenceType
+from bridge.core.mapping import (
+    EncodingProblem,
+    UnreadableFile,
+    mapping_for,
+    parse_mapping,
+    translate,
+)
+from bridge.core.model import LicenceStatus, LicenceType, Party
 from bridge.core.paths import MAPPINGS_DIR
 
 SAMPLES = MAPPINGS_DIR / "samples"
@@ -597,3 +605,249 @@ def test_a_quote_never_closed_rejects_its_row_and_the_next_rows_are_read():
     # A stray quote within one line is read leniently, as before: "Fasern"x is Fasernx.
     assert by_number["A-3"].accepted
     assert by_number["A-3"].licence.lines[0].description == "Fasernx"
+
+
+# ------------------------------------------------------------ record shapes and licence values
+
+_HEAD = """
+licence:
+  number: ref
+  type: {const: individual}
+  issuing_member_state: {const: SE}
+  issuing_authority: {const: ISP}
+  holder_name: holder
+  holder_eori: eori
+  valid_from: {const: 2026-01-01}
+"""
+_LINES = """
+lines:
+  control_list_entry: cle
+  description: what
+  quantity: qty
+  unit: {from: unit, map: {"µg": MC, "µl": 4G, st: NAR}}
+  destinations: {from: to, from_licence: to}
+  end_user:
+    name: {from_licence: endUser.name}
+    country: {from_licence: endUser.country}
+"""
+
+
+def _licence_json(ref: str, **extra) -> dict:
+    return {
+        "ref": ref,
+        "holder": "Uppsala Toxin AB",
+        "eori": "SE5566778899",
+        "to": ["NO"],
+        "endUser": {"name": "FFI", "country": "NO"},
+        "items": [
+            {"cle": "1C351.d.4", "what": "ricin standard", "qty": "250", "unit": "µg"},
+            {"cle": "ML7.b.1", "what": "agent standard", "qty": "12.5", "unit": "µl", "to": "IS"},
+        ],
+        **extra,
+    }
+
+
+def _json_mapping(layout: str, records: str = "$", lists: str = "[eu-dual-use, eu-military]"):
+    text = (
+        f"files: ['*']\nreader: {{kind: json, layout: {layout}, records: '{records}',"
+        f" lines: items}}\ncontrol_lists: {lists}\n" + _HEAD + _LINES
+    )
+    return parse_mapping(text, "t.yaml")
+
+
+def test_a_file_of_one_json_licence_is_one_record_with_licence_level_values_on_its_lines():
+    data = json.dumps({"licence": _licence_json("SE-1")}).encode()
+    (record,) = translate(_json_mapping("one", "$.licence"), data, "one.json")
+    assert record.problems == () and record.source == "one.json $.licence"
+    first, second = record.licence.lines
+    assert (first.control_list, first.control_list_entry, first.quantity, first.unit) == (
+        "eu-dual-use",
+        "1C351.d.4",
+        Decimal(250),
+        "MC",
+    )
+    assert (second.control_list, second.control_list_entry, second.unit) == (
+        "eu-military",
+        "ML7.b.1",
+        "4G",
+    )
+    # the licence's destinations where the line has none; the line's own where it has them
+    assert (first.destinations, second.destinations) == (("NO",), ("IS",))
+    assert first.end_user == second.end_user == Party("FFI", "NO")
+
+
+def test_one_licence_per_document_refuses_a_list_and_a_list_layout_refuses_an_object():
+    with pytest.raises(UnreadableFile, match=r"should be one licence .* but is a list"):
+        translate(_json_mapping("one"), b"[]", "x.json")
+    with pytest.raises(UnreadableFile, match="should be the list of licences but is a dict"):
+        translate(_json_mapping("list"), b"{}", "x.json")
+
+
+def test_json_lines_read_one_licence_a_line_and_a_broken_line_stays_its_own_problem():
+    lines = [json.dumps(_licence_json("SE-1")), "", '{"ref": "SE-2", "holder": ', "[1]"]
+    lines.append(json.dumps(_licence_json("SE-3", to=["XX"])))
+    data = "\n".join(lines).encode()
+    records = list(translate(_json_mapping("json-lines"), data, "lic.jsonl"))
+    assert [r.source for r in records] == [f"lic.jsonl line {n}" for n in (1, 3, 4, 5)]
+    assert records[0].accepted
+    assert records[1].problems[0].code == "shape" and len(records[1].problems) == 1
+    assert records[1].text == '{"ref": "SE-2", "holder": '
+    assert "should be one licence (a JSON object) but is a list" in records[2].problems[0].reason
+    (bad,) = [p for p in records[3].problems if p.code == "country"]
+    assert bad.path == "lines[0].destinations[0]"
+    assert records[3].problems[0].source == "lic.jsonl line 5 $.items[0]"
+
+
+def test_an_xml_document_of_one_licence_is_one_record():
+    mapping = parse_mapping(
+        "files: ['*']\nreader: {kind: xml, records: /Licence, lines: Items/Item}\n"
+        + _HEAD.replace("ref\n", "Ref\n")
+        .replace("holder\n", "Holder\n")
+        .replace(": eori", ": Eori")
+        + "lines:\n  control_list_entry: Cle\n  description: What\n"
+        + "  destinations: {from_licence: To/Country}\n  quantity: {const: 10}\n"
+        + "  unit: {const: NAR}\n",
+        "x.yaml",
+    )
+    xml = (
+        b"<Licence><Ref>SE-X</Ref><Holder>Saab</Holder><Eori>SE5560360793</Eori>"
+        b"<To><Country>NO</Country><Country>FI</Country></To>"
+        b"<Items><Item><Cle>5A002a1</Cle><What>radios</What></Item></Items></Licence>"
+    )
+    (record,) = translate(mapping, xml, "one.xml")
+    assert record.source == "one.xml /Licence (line 1)"
+    (line,) = record.licence.lines
+    assert (line.control_list_entry, line.destinations) == ("5A002.a.1", ("NO", "FI"))
+
+
+def test_an_entry_two_lists_accept_is_refused_and_a_named_list_is_taken():
+    lists = parse_control_lists(
+        'lists:\n  a-list: {name: A, stem: "ML[0-9]", examples: [ML1]}\n'
+        '  b-list: {name: B, stem: "ML[0-9]{1,2}", examples: [ML10]}\n'
+    )
+    registry = project_control_lists().merged(lists, "t")
+    text = (
+        "files: ['*']\nreader: {kind: json, lines: items}\ncontrol_lists: [a-list, b-list]\n"
+        + _HEAD
+        + "lines:\n  control_list_entry: cle\n  description: what\n"
+        + "  quantity: {from: qty, scale: 0.001}\n  unit: {const: KGM}\n"
+        + "  control_list: {from: list, optional: true, map: {A: a-list, B: b-list}}\n"
+    )
+    mapping = parse_mapping(text, "t.yaml", None, registry)
+    item = {"cle": "ML1a", "what": "x", "qty": "1500"}
+    data = json.dumps(
+        [
+            _licence_json("SE-1", items=[item]),
+            _licence_json("SE-2", items=[{**item, "list": "B"}]),
+        ]
+    ).encode()
+    ambiguous, named = translate(mapping, data, "x.json")
+    assert [(p.path, p.code) for p in ambiguous.problems] == [
+        ("lines[0].control_list_entry", "cle-ambiguous")
+    ]
+    (line,) = named.licence.lines
+    assert (line.control_list, line.control_list_entry, line.quantity) == (
+        "b-list",
+        "ML1.a",
+        Decimal("1.5"),  # 1500 g in kg, scaled exactly
+    )
+
+
+def test_a_licence_without_lines_is_read_when_the_reader_has_none():
+    text = (
+        "files: ['*']\nreader: {kind: json, layout: json-lines}\n"
+        "control_lists: [eu-dual-use, eu-military]\n"
+        + _HEAD.replace("{const: individual}", "{const: global}")
+        + "  control_list_entries: cats\n  destinations: to\n"
+        + "  value: {from: ceilingKEUR, scale: 1000}\n  currency: {const: EUR}\n"
+    )
+    mapping = parse_mapping(text, "open.yaml")
+    row = {"ref": "SE-O", "holder": "h", "eori": "SE1", "cats": "5A002a1, ml1a, 6", "to": "NO"}
+    (record,) = translate(mapping, json.dumps({**row, "ceilingKEUR": 12.5}).encode(), "o.jsonl")
+    licence = record.licence
+    assert record.problems == () and licence.lines == ()
+    assert licence.control_list_entries == ("5A002.a.1", "ML1.a", "6")
+    assert (licence.destinations, licence.value, licence.currency) == (
+        ("NO",),
+        Decimal("12500.00"),
+        "EUR",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (("layout: one", "layout: many"), "reader.layout: must be one of list, one, json-lines"),
+        (("control_lists: [eu-dual-use, eu-military]", "control_lists: [nato]"), "'nato' is not"),
+        (("from_licence: to", "from_licence: to, const: x"), "give from:"),
+        (("qty\n", "{from: qty, scale: -1}\n"), "quantity.scale: must be more than zero"),
+        (("qty\n", "{from: qty, scale: abc}\n"), "'abc' is not a decimal number"),
+        (("what\n", "{from: what, scale: 2}\n"), "description.scale: does not apply"),
+        (("holder_name: holder", "holder_name: {from_licence: holder}"), "is for line fields"),
+    ],
+)
+def test_mistakes_in_the_new_mapping_keys_are_named(change, said):
+    text = (
+        "files: ['*']\nreader: {kind: json, layout: one, lines: items}\n"
+        "control_lists: [eu-dual-use, eu-military]\n" + _HEAD + _LINES
+    )
+    assert change[0] in text
+    with pytest.raises(MappingError, match=re.escape(said)):
+        parse_mapping(text.replace(change[0], change[1], 1), "t.yaml")
+    no_lines = text.replace("layout: one, lines: items", "layout: one")
+    with pytest.raises(MappingError, match=r"the reader has no reader\.lines"):
+        parse_mapping(no_lines, "t.yaml")
+
+
+# ------------------------------------------------------------------------ encoding problems
+
+_CSV_MAPPING = """
+files: ['*']
+reader: {kind: csv, encoding: latin-1, delimiter: ";"}
+licence:
+  number: Nummer
+  type: {const: individual}
+  issuing_member_state: {const: DE}
+  issuing_authority: {const: BAFA}
+  holder_name: Ausführer
+  holder_eori: EORI
+  valid_from: {from: Gültig ab, date_format: "%d.%m.%Y"}
+lines:
+  control_list_entry: AL
+  description: Ware
+  quantity: Menge
+  unit: {const: NAR}
+"""
+_CSV_TEXT = (
+    "Nummer;Ausführer;EORI;Gültig ab;AL;Ware;Menge\nEA-1;Müller GmbH;DE1;01.02.2026;1C350;x;1\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (_CSV_TEXT.encode("utf-8"), "the column name 'AusfÃ¼hrer' reads as UTF-8 'Ausführer'"),
+        (_CSV_TEXT.encode("utf-16"), "it starts with a UTF-16 (little-endian) byte order mark"),
+        (_CSV_TEXT.encode("utf-16-be"), "as in UTF-16 or UTF-32"),
+        (b"\xef\xbb\xbf" + _CSV_TEXT.encode("utf-8"), "it starts with a UTF-8 byte order mark"),
+    ],
+)
+def test_a_file_in_another_encoding_is_an_encoding_problem_never_a_missing_column(data, said):
+    with pytest.raises(EncodingProblem) as refused:
+        translate(parse_mapping(_CSV_MAPPING, "de.yaml"), data, "bafa.csv")
+    message = str(refused.value)
+    assert message.startswith("encoding problem: bafa.csv is not latin-1: ")
+    assert said in message and "has no column" not in message
+
+
+def test_invalid_bytes_are_an_encoding_problem_with_where_and_a_hint():
+    utf8 = parse_mapping(_CSV_MAPPING.replace("latin-1", "utf-8"), "de.yaml")
+    assert translate(utf8, _CSV_TEXT.encode("utf-8"), "ok.csv")  # read as it should be
+    with pytest.raises(EncodingProblem) as refused:
+        translate(utf8, _CSV_TEXT.encode("latin-1"), "bafa.csv")
+    message = str(refused.value)
+    assert "encoding problem: bafa.csv is not utf-8: byte 11 (b'\\xfc', line 1)" in message
+    assert "it may be Latin-1 or Windows-1252" in message
+    # a latin-1 file read as latin-1 is fine: its umlauts are not taken for mojibake
+    (record,) = translate(parse_mapping(_CSV_MAPPING, "de.yaml"), _CSV_TEXT.encode("latin-1"), "x")
+    assert record.licence.holder_name == "Müller GmbH"

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
 from bridge.core.envelope import DeclarationEvent, Envelope, EventKind
 from bridge.core.model import LicenceLine
-from bridge.core.units import UnitError, convert, known_units, parse_unit
+from bridge.core.units import (
+    UnitError,
+    UnitPrecisionError,
+    convert,
+    convert_exact,
+    known_units,
+    parse_unit,
+    scale_exact,
+)
 from bridge.core.writeoff.batch import decide
 from bridge.core.writeoff.decision import LedgerSnapshot
 from tests.fixtures_mqtt import uk_licence
@@ -143,3 +151,78 @@ def test_kgm_against_a_nar_line_is_refused_and_nothing_written_off():
     (refusal,) = decision.refusals
     assert refusal.code == "unit-mismatch"
     assert "KGM (mass) does not convert to NAR (items)" in refusal.reason
+
+
+@pytest.mark.parametrize(
+    ("quantity", "source", "target", "expected"),
+    [
+        ("250", "MC", "MGM", "0.25"),
+        ("250", "MC", "GRM", "0.00025"),
+        ("2500000", "MC", "KGM", "0.0025"),
+        ("1.5", "MGM", "MC", "1500"),
+        ("12.5", "4G", "MLT", "0.0125"),
+        ("3", "MLT", "4G", "3000"),
+        ("1", "CMQ", "MLT", "1"),
+        ("1", "MMQ", "4G", "1"),
+        ("2", "DMQ", "LTR", "2"),
+        ("5", "DLT", "CLT", "50"),
+        ("40", "4H", "MMT", "0.04"),
+        ("3", "MMK", "CMK", "0.03"),
+        ("2", "MWH", "KWH", "2000"),
+        ("7", "DG", "GRM", "0.7"),
+        ("3", "HGM", "GRM", "300"),
+    ],
+)
+def test_the_micro_units_of_rec_20_convert_exactly(quantity, source, target, expected):
+    assert f"{convert_exact(Decimal(quantity), source, target):f}" == expected
+
+
+@pytest.mark.parametrize(
+    ("quantity", "source", "target", "needed"),
+    [
+        ("250", "MC", "KGM", 8),
+        ("1", "MC", "KGM", 9),
+        ("0.5", "4G", "LTR", 7),
+        ("3", "4H", "KMT", 9),
+    ],
+)
+def test_a_conversion_finer_than_the_ledgers_six_decimals_is_refused_not_rounded(
+    quantity, source, target, needed
+):
+    with pytest.raises(UnitPrecisionError) as refused:
+        convert_exact(Decimal(quantity), source, target)
+    said = str(refused.value)
+    assert f"needs {needed} decimals; the ledger keeps 6" in said
+    assert "never rounded into a coarser unit" in said
+    # The figures, for the write-off rules' own wording (code unit-precision).
+    error = refused.value
+    assert (error.from_code, error.to_code, error.needed, error.decimals) == (
+        source,
+        target,
+        needed,
+        6,
+    )
+    assert error.converted == convert(Decimal(quantity), source, target)
+
+
+def test_units_that_do_not_convert_are_not_a_precision_problem():
+    with pytest.raises(UnitError) as refused:
+        convert_exact(Decimal(1), "MC", "LTR")
+    assert not isinstance(refused.value, UnitPrecisionError)
+
+
+def test_micro_units_are_known_by_their_rec_20_codes_and_names():
+    assert {code: parse_unit(code).unit.name for code in ("MC", "4G", "4H", "MMQ")} == {
+        "MC": "microgram",
+        "4G": "microlitre",
+        "4H": "micrometre",
+        "MMQ": "cubic millimetre",
+    }
+    assert {"MC", "4G", "MGM", "MLT"} <= set(known_units())
+
+
+def test_scaling_is_exact_or_refused():
+    assert scale_exact(Decimal("2500.5"), Decimal(1000)) == Decimal(2500500)
+    assert scale_exact(Decimal("12.345"), Decimal("0.001")) == Decimal("0.012345")
+    with pytest.raises(UnitError, match="cannot be computed exactly"):
+        scale_exact(Decimal("1." + "1" * 60), Decimal("1." + "3" * 60))

@@ -1,8 +1,16 @@
+import json
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
-from bridge.core.model import Licence, LicenceLine, LicenceType, Party
+from bridge.core.model import (
+    Licence,
+    LicenceLine,
+    LicenceType,
+    Party,
+    licence_from_dict,
+    licence_to_dict,
+)
 from bridge.core.validation import licence_problems
 
 SOURCE = "bafa_ausfuhr_2025-11-27.csv line 2"
@@ -200,3 +208,30 @@ def test_a_version_must_fit_the_ledger():
     assert ("version", "invalid") in _found(_licence(version=2**31))
     assert ("version", "invalid") in _found(_licence(version=10**20))
     assert licence_problems(_licence(version=2**31 - 1), SOURCE) == []
+
+
+def test_a_line_is_checked_against_its_own_control_list():
+    military = _line(control_list="eu-military", control_list_entry="ML8.a.1")
+    assert licence_problems(_licence(lines=(military,)), SOURCE) == []
+    assert _found(_licence(lines=(replace(military, control_list_entry="ML8a1"),))) == {
+        ("lines[0].control_list_entry", "cle")  # stored in the list's own spelling
+    }
+    # an Annex I line keeps refusing military entries, as before
+    assert _found(_licence(lines=(_line(control_list_entry="ML8.a.1"),))) == {
+        ("lines[0].control_list_entry", "cle")
+    }
+    unknown = _licence(lines=(_line(control_list="wassenaar-munitions"),))
+    (problem,) = licence_problems(unknown, SOURCE)
+    assert (problem.path, problem.code) == ("lines[0].control_list", "control-list")
+    assert "eu-dual-use, eu-military" in problem.reason
+
+
+def test_the_control_list_of_a_line_is_kept_in_the_licence_document():
+    military = _line(control_list="eu-military", control_list_entry="ML1.a")
+    licence = _licence(lines=(_line(), military))
+    document = licence_to_dict(licence)
+    assert "control_list" not in document["lines"][0]  # Annex I: the document as before
+    assert document["lines"][1]["control_list"] == "eu-military"
+    back = licence_from_dict(json.loads(json.dumps(document)))
+    assert [line.control_list for line in back.lines] == ["eu-dual-use", "eu-military"]
+    assert back == licence

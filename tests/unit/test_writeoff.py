@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
+from bridge.core.declaration import Amendment, Declaration, DocumentUse, GoodsItem, Pointer
 from bridge.core.documents import (
     licence_document,
     national_document_codes,
@@ -68,6 +68,14 @@ def event(
         None if declaration is None else "<Declaration/>",
     )
     return DeclarationEvent(envelope, declaration, b"{}")
+
+
+def amend(amendment: DeclarationEvent, *sections: Amendment) -> DeclarationEvent:
+    """`amendment` as customs send one: FunctionCode 13, TypeCode COR, its Amendment sections."""
+    declaration = replace(
+        amendment.declaration, function_code="13", type_code="COR", amendments=sections
+    )
+    return replace(amendment, declaration=declaration)
 
 
 def release(quantity="102", **kwargs) -> DeclarationEvent:
@@ -268,15 +276,22 @@ def test_amendment_that_drops_a_document_reverses_it_and_an_older_version_is_sta
     assert used(state) == 10 and used(state, "GB-OTHER-1") == 0
 
 
+# The WCO path (Amendment/Pointer) to goods item 2 as a whole: Declaration 42A, GoodsShipment
+# 67A, GovernmentAgencyGoodsItem 68A.
+ITEM_2 = Amendment("32", (Pointer("42A", 1), Pointer("67A", 1), Pointer("68A", 2)))
+
+
 @pytest.mark.parametrize(
-    "amended_item",
+    ("amended_item", "pointers"),
     [
-        item(3, doc(quantity="102")),  # the goods item renumbered
-        item(2, doc("X060", quantity="102")),  # the same licence under its new document code
+        # The goods item renumbered: item 2 removed (its Pointer, not carried), item 3 added.
+        (item(3, doc(quantity="102")), (ITEM_2,)),
+        # The same licence under its new document code: item 2 resent whole.
+        (item(2, doc("X060", quantity="102")), (ITEM_2,)),
     ],
     ids=["goods-item-renumbered", "document-code-changed"],
 )
-def test_an_amendment_that_moves_a_write_off_to_a_new_key_gives_back_first(amended_item):
+def test_an_amendment_that_moves_a_write_off_to_a_new_key_gives_back_first(amended_item, pointers):
     # The line holds exactly what the release wrote off: the licence was used up, exhausted.
     used_up_licence = the_licence(lines=(kg_line(1, "93059100", "102", "SD"),))
     state, (released,) = run(snapshot(used_up_licence), [release("102")])
@@ -284,7 +299,7 @@ def test_an_amendment_that_moves_a_write_off_to_a_new_key_gives_back_first(amend
     exhausted = replace(used_up_licence, status=LicenceStatus.EXHAUSTED)
     state = replace(state, licences={LICENCE: exhausted})
 
-    amendment = event(amended_item, kind="amended", version=2)
+    amendment = amend(event(amended_item, kind="amended", version=2), *pointers)
     state, (amended,) = run(state, [amendment])
 
     assert outcomes(amended) == ["applied"] and amended.refusals == []
@@ -347,7 +362,7 @@ def test_amendment_before_release_is_held_then_applied_after_it():
     state, (held, released) = run(snapshot(the_licence()), [amendment], [release("10")])
     assert outcomes(held) == ["held"]
     assert held.movements == []
-    assert held.declarations[MRN].held is amendment
+    assert held.declarations[MRN].held == (amendment,)
     assert [(o.message_id, o.outcome, o.record) for o in released.outcomes] == [
         (f"{MRN}-released-v1", Outcome.APPLIED, Record.INSERT),
         (f"{MRN}-amended-v2", Outcome.APPLIED, Record.UPDATE),
@@ -357,7 +372,7 @@ def test_amendment_before_release_is_held_then_applied_after_it():
         (MovementKind.ADJUSTMENT, -3),
     ]
     assert used(state) == 7
-    assert state.declarations[MRN].held is None and state.declarations[MRN].version == 2
+    assert state.declarations[MRN].held == () and state.declarations[MRN].version == 2
 
 
 def test_invalidation_drops_a_held_amendment():
@@ -455,9 +470,20 @@ def test_units_convert_exactly_or_are_refused():
     )
     tonnes = event(item(2, doc(quantity="0.25", unit="TNE")))
     assert decide([tonnes], snapshot(the_licence())).movements[0].quantity == 250
-    # Below the ledger's six decimals a converted quantity is rounded up, never down.
-    speck = event(item(2, doc(quantity="1.5", unit="MGM")))  # 0.0000015 kg
-    assert decide([speck], snapshot(the_licence())).movements[0].quantity == Decimal("0.000002")
+    # Micro units convert exactly or are refused: 1.5 mg is 0.0000015 kg, seven decimals where
+    # the ledger keeps six, so it is refused (never charged a rounded 0.000002 kg), naming both
+    # units and the decimals it needs; 1 ug would have been charged a thousand times over.
+    for quantity, unit, needed in (("1.5", "MGM", 7), ("1", "MC", 9)):
+        speck = decide([event(item(2, doc(quantity=quantity, unit=unit)))], snapshot(the_licence()))
+        (refusal,) = speck.refusals
+        assert (refusal.code, speck.movements) == ("unit-precision", [])
+        assert f"{quantity} {unit} is " in refusal.reason
+        assert f"needs {needed} decimals; licence {the_licence().number} line 1 counts in KGM" in (
+            refusal.reason
+        )
+    # The same micro units convert where the line's unit holds them exactly.
+    exact = event(item(2, doc(quantity="1500", unit="MGM")))  # 0.0015 kg
+    assert decide([exact], snapshot(the_licence())).movements[0].quantity == Decimal("0.0015")
     for unit in ("NAR", "LTR", "KGM#N#", "XYZ"):
         bad = event(item(2, doc(quantity="1", unit=unit)))
         assert [r.code for r in decide([bad], snapshot(the_licence())).refusals] == [
@@ -531,3 +557,30 @@ def test_one_refusal_per_code_with_every_reason():
     (refusal,) = decision.refusals
     assert refusal.code == "document-type-mismatch"
     assert "union_general licence" in refusal.reason and "EU002" in refusal.reason
+
+
+def test_partial_amendments_before_the_release_are_all_held_and_merged_after_it():
+    lower_item_2 = amend(event(item(2, doc(quantity="7")), kind="amended", version=2))
+    add_item_3 = amend(event(item(3, doc(quantity="5")), kind="amended", version=3))
+    state, (held, released) = run(
+        snapshot(the_licence()), [add_item_3, lower_item_2], [release("10")]
+    )
+    assert outcomes(held) == ["held", "held"]
+    assert [(o.version, o.outcome, o.record) for o in released.outcomes] == [
+        (1, Outcome.APPLIED, Record.INSERT),
+        (2, Outcome.APPLIED, Record.UPDATE),
+        (3, Outcome.APPLIED, Record.UPDATE),
+    ]
+    assert used(state) == 12  # item 2 at 7, item 3 at 5: neither amendment lost the other
+
+
+def test_a_declaration_released_before_the_ledger_kept_it_takes_its_amendment_whole():
+    # An upgraded ledger: version 1 applied, usage kept, no declaration acted on.
+    before, _ = run(snapshot(the_licence()), [release("10")])
+    legacy = replace(before.declarations[MRN], acted_on=None)
+    before = replace(before, declarations={MRN: legacy})
+    moved = event(item(3, doc(quantity="4")), kind="amended", version=2)
+    state, (amended,) = run(before, [moved])
+    assert outcomes(amended) == ["applied"]
+    assert used(state) == 4  # goods item 2, not carried, given back: the rule before merging
+    assert state.declarations[MRN].acted_on is not None

@@ -17,6 +17,7 @@ from zeep import exceptions as zeep_errors
 
 from bridge.adapters.soap import MESSAGES_NAMESPACE, QUERY_SERVICE_NAMESPACE, QUERY_WSDL_FILE
 from bridge.core.errors import BridgeError
+from bridge.core.model import ANNEX_I_LIST
 from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.supporting_documents import SupportingDocument, SupportingLine
 
@@ -209,10 +210,13 @@ def _document(element) -> SupportingDocument:
         written_v, _ = _measure(line.WrittenOffAmount)
         remaining_v, _ = _measure(line.RemainingAmount)
         recorded_v, recorded_currency = _measure(line.RecordedAmount)
+        # Since 1.3 the entry may name its list (absent: the EU dual-use list).
+        entry = line.ControlListEntry
         lines.append(
             SupportingLine(
                 line_number=line.LineItemNumber,
-                control_list_entry=line.ControlListEntry,
+                control_list_entry=getattr(entry, "_value_1", entry),
+                control_list=getattr(entry, "list", None) or ANNEX_I_LIST,
                 cn_code=line.CNCode,
                 unit=unit or recorded_unit,
                 authorised_quantity=authorised_q,

@@ -68,6 +68,7 @@ DECLARATION_COLUMNS = (
     "held_version",
     "held_message",
     "updated_at",
+    "acted_on",
 )
 PROCESSED_COLUMNS = (
     "message_id",

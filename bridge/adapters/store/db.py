@@ -88,13 +88,14 @@ def upgrade_schema(engine: Engine) -> list[str]:
     that this release made unbounded is widened, and each index a table lacks is created.
     Idempotent; returns the statements it ran."""
     ran: list[str] = []
+    new_indexes: list[str] = []  # after the columns: an index may be on a column added here
     with engine.begin() as conn:
         found = inspect(conn)
         for table in metadata.sorted_tables:
             indexes = {index["name"] for index in found.get_indexes(table.name)}
             for index in sorted(table.indexes, key=lambda i: i.name or ""):
                 if index.name not in indexes:
-                    ran.append(str(CreateIndex(index).compile(dialect=conn.dialect)))
+                    new_indexes.append(str(CreateIndex(index).compile(dialect=conn.dialect)))
             existing = {c["name"]: c for c in found.get_columns(table.name)}
             for column in table.columns:
                 if column.name not in existing:
@@ -111,6 +112,7 @@ def upgrade_schema(engine: Engine) -> list[str]:
                     and getattr(existing[column.name]["type"], "length", None)
                 ):
                     ran.append(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} TYPE TEXT")
+        ran += new_indexes
         for statement in ran:
             log.info("upgrading the ledger: %s", statement)
             conn.exec_driver_sql(statement)

@@ -40,6 +40,7 @@ def _recorded(row: Any) -> RecordedMovement:
         actor=row.actor,
         reason=row.reason,
         at=_utc(row.at),
+        contingency=bool(row.contingency),
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    func,
     insert,
     select,
     update,
@@ -52,6 +53,7 @@ from bridge.core.ledger_state import (
     StoredDeclaration,
     Usage,
 )
+from bridge.core.quarantine import QuarantinedMessage, problems_from_json, problems_to_json
 
 PENDING = "pending"  # result_state: written, not yet taken by the broker
 PUBLISHED = "published"
@@ -70,7 +72,7 @@ PendingResult = tuple[str, bytes]
 def lock_declarations(conn: Connection, mrns: Iterable[str]) -> dict[str, StoredDeclaration]:
     """Take the writers' lock (bridge.adapters.store.db.begin_writing: SQLite's write lock),
     then read the MRNs' declaration rows, locked in MRN order on PostgreSQL until the caller's
-    transaction ends. A held amendment comes back as the bytes received."""
+    transaction ends. Held amendments come back as the bytes received."""
     begin_writing(conn)
     states = {}
     for chunk in _chunks(mrns):
@@ -87,10 +89,30 @@ def lock_declarations(conn: Connection, mrns: Iterable[str]) -> dict[str, Stored
                 event=row.event,
                 invalidated=bool(row.invalidated),
                 message_id=row.message_id,
+                held_messages=_held_messages(row.held_message),
                 held_version=row.held_version,
-                held_message=None if row.held_message is None else bytes(row.held_message),
+                acted_on=row.acted_on,
             )
     return states
+
+
+def _held_messages(stored: bytes | None) -> tuple[bytes, ...]:
+    # One held message as received (a JSON object), or several as a JSON array of strings.
+    if stored is None:
+        return ()
+    stored = bytes(stored)
+    if stored.lstrip()[:1] != b"[":
+        return (stored,)
+    return tuple(message.encode("utf-8") for message in json.loads(stored))
+
+
+def _held_column(messages: Sequence[bytes]) -> bytes | None:
+    if not messages:
+        return None
+    if len(messages) == 1:
+        return messages[0]
+    # Every held message was read as UTF-8 JSON once, so each decodes.
+    return json.dumps([m.decode("utf-8") for m in messages]).encode("utf-8")
 
 
 def usage_of(conn: Connection, mrns: Iterable[str]) -> dict[Key, Usage]:
@@ -150,7 +172,7 @@ def insert_movements(
     insert_many(
         conn,
         movement,
-        MOVEMENT_COLUMNS,
+        (*MOVEMENT_COLUMNS, "contingency"),
         [
             (
                 m.licence_number,
@@ -168,6 +190,7 @@ def insert_movements(
                 actor,
                 m.reason,
                 now,
+                1 if m.contingency else 0,
             )
             for m in movements
         ],
@@ -247,8 +270,9 @@ def write_declarations(
             int(state.invalidated),
             state.message_id,
             state.held_version,
-            state.held_message,
+            _held_column(state.held_messages),
             now,
+            state.acted_on,
         )
         for state in changed
     ]
@@ -359,6 +383,8 @@ class Unreadable:
     payload: bytes
     message_id: str | None  # when the envelope got far enough to name one
     problems: tuple[Problem, ...]
+    mrn: str | None = None  # when the envelope names a well-formed one
+    event: str | None = None  # when the envelope (or the payload) says which
 
 
 def quarantine_key(payload: bytes) -> str:
@@ -410,10 +436,10 @@ def quarantine_batch(
     conn.execute(
         insert(processed_message),
         [
-            {"message_id": key, "mrn": None, "event": None, "outcome": QUARANTINED}
+            {"message_id": key, "mrn": m.mrn, "event": m.event, "outcome": QUARANTINED}
             | {"received_at": now, "result": answers.get(key)}
             | {"result_state": PENDING if key in answers else None}
-            for key, _ in fresh
+            for key, m in fresh
         ],
     )
     return len(fresh), [*again, *answers.items()]
@@ -429,3 +455,82 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
     ordered = sorted(values)
     for start in range(0, len(ordered), _CHUNK):
         yield ordered[start : start + _CHUNK]
+
+
+# Quarantine for operators ---------------------------------------------------------------------
+# (bridge.services.quarantine: list, show, replay)
+
+
+def quarantined_messages(
+    conn: Connection,
+    *,
+    ids: Iterable[int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    open_only: bool = False,
+) -> list[QuarantinedMessage]:
+    """Quarantined messages in arrival order: those of `ids` when given, received from `since`
+    (inclusive) to `until` (exclusive) when given; with `open_only`, only those no replay has
+    settled (never replayed, or still unreadable at their last replay)."""
+    query = select(quarantine).order_by(quarantine.c.id)
+    if ids is not None:
+        query = query.where(quarantine.c.id.in_(sorted(set(ids))))
+    if since is not None:
+        query = query.where(quarantine.c.received_at >= since)
+    if until is not None:
+        query = query.where(quarantine.c.received_at < until)
+    if open_only:
+        query = query.where(
+            (quarantine.c.replay_outcome.is_(None)) | (quarantine.c.replay_outcome == QUARANTINED)
+        )
+    return [_quarantined(row) for row in conn.execute(query)]
+
+
+def lock_quarantined(conn: Connection, quarantine_id: int) -> QuarantinedMessage | None:
+    """One quarantined message, held until the caller's transaction ends (SQLite: the write
+    lock; PostgreSQL: its row), so that two replays of it take turns; None when there is none."""
+    begin_writing(conn)
+    row = conn.execute(
+        select(quarantine).where(quarantine.c.id == quarantine_id).with_for_update()
+    ).first()
+    return None if row is None else _quarantined(row)
+
+
+def record_replay(
+    conn: Connection,
+    quarantine_id: int,
+    *,
+    now: datetime,
+    outcome: str,
+    result_id: str | None = None,
+    problems: Sequence[Problem] = (),
+) -> None:
+    """What a replay of this quarantined message came to: its outcome, the id of the result
+    message that answers it, the reasons when it still cannot be read."""
+    conn.execute(
+        update(quarantine)
+        .where(quarantine.c.id == quarantine_id)
+        .values(
+            replayed_at=now,
+            replays=func.coalesce(quarantine.c.replays, 0) + 1,
+            replay_outcome=outcome,
+            replay_result_id=None if result_id is None else result_id[:250],
+            replay_problems=problems_to_json(problems) if problems else None,
+        )
+    )
+
+
+def _quarantined(row) -> QuarantinedMessage:
+    return QuarantinedMessage(
+        id=row.id,
+        received_at=row.received_at,
+        topic=row.topic,
+        message_id=row.message_id,
+        payload=bytes(row.payload),
+        problems=problems_from_json(row.problems) or (Problem(row.reason),),
+        replayed_at=row.replayed_at,
+        replays=row.replays or 0,
+        replay_outcome=row.replay_outcome,
+        replay_result_id=row.replay_result_id,
+        replay_problems=problems_from_json(row.replay_problems),
+    )

@@ -13,7 +13,13 @@ from functools import lru_cache
 from sqlalchemy import Connection, delete, insert, select, update
 
 from bridge.adapters.store.schema import licence, licence_line, licence_version
-from bridge.core.model import Licence, LicenceStatus, licence_from_dict, licence_to_dict
+from bridge.core.model import (
+    Licence,
+    LicenceLine,
+    LicenceStatus,
+    licence_from_dict,
+    licence_to_dict,
+)
 
 
 class SaveOutcome(StrEnum):
@@ -98,7 +104,7 @@ def _write(
             {
                 "number": stored.number,
                 "line_number": line.line_number,
-                "control_list_entry": line.control_list_entry,
+                "control_list_entry": _column_text(line.control_list_entry, 40),
                 "cn_code": line.cn_code,
                 "description": line.description,
                 "quantity": line.quantity,
@@ -107,9 +113,15 @@ def _write(
                 "currency": line.currency,
                 "destinations": " ".join(line.destinations),
             }
-            for line in stored.lines
+            for line in stored.ledger_lines
         ],
     )
+
+
+def _column_text(text: str, limit: int) -> str:
+    # An open licence's line 0 names its whole scope, which may be longer than the column:
+    # the version document keeps it whole, reconciliation shows where it was cut.
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def load_licences(conn: Connection, numbers: Iterable[str]) -> dict[str, Licence]:
@@ -149,3 +161,49 @@ def load_licence_version(conn: Connection, number: str, version: int) -> Licence
         )
     ).scalar_one_or_none()
     return None if document is None else licence_from_dict(json.loads(document))
+
+
+def last_versions_of_lines(
+    conn: Connection, keys: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, LicenceLine]]:
+    """For each (licence, line number) a version no longer has: (the first version without
+    it after the last one with it, the line as that last version had it). Keys of lines no
+    version had are left out."""
+    wanted: dict[str, set[int]] = {}
+    for number, line_number in keys:
+        wanted.setdefault(number, set()).add(line_number)
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(licence_version.c.number, licence_version.c.version, licence_version.c.document)
+        .where(licence_version.c.number.in_(sorted(wanted)))
+        .order_by(licence_version.c.number, licence_version.c.version)
+    )
+    last: dict[tuple[str, int], LicenceLine] = {}
+    dropped: dict[tuple[str, int], int] = {}
+    for number, version, document in rows:
+        stored = _licence_of(document)
+        for line_number in wanted[number]:
+            line = stored.line(line_number)
+            key = (number, line_number)
+            if line is not None:
+                last[key] = line
+                dropped.pop(key, None)
+            elif key in last and key not in dropped:
+                dropped[key] = version
+    return {key: (dropped[key], line) for key, line in last.items() if key in dropped}
+
+
+def lines_of_every_version(conn: Connection, number: str) -> dict[int, LicenceLine]:
+    """Every line any version of the licence had, each as the latest version having it said
+    (the current version's lines as they are, a dropped line as its last version had it)."""
+    rows = conn.execute(
+        select(licence_version.c.document)
+        .where(licence_version.c.number == number)
+        .order_by(licence_version.c.version)
+    )
+    lines: dict[int, LicenceLine] = {}
+    for (document,) in rows:
+        for line in _licence_of(document).ledger_lines:
+            lines[line.line_number] = line
+    return lines

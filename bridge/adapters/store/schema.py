@@ -161,7 +161,8 @@ usage = Table(
 )
 
 # Where each declaration stands: the version last applied, whether it was invalidated (so that a
-# release arriving after its invalidation writes nothing), an amendment held until its release.
+# release arriving after its invalidation writes nothing), amendments held until their release,
+# and the declaration the bridge acts on (the release with every amendment merged onto it).
 declaration = Table(
     "declaration",
     metadata,
@@ -170,9 +171,14 @@ declaration = Table(
     Column("event", String(20)),
     Column("invalidated", Integer, nullable=False, default=0),
     Column("message_id", String(200)),
-    Column("held_version", Integer),
-    Column("held_message", LargeBinary),  # the held amendment's message, as received
+    Column("held_version", Integer),  # the newest held amendment's
+    # The held amendment's message as received; several held: a JSON array of the messages
+    # (each as a string), oldest version first.
+    Column("held_message", LargeBinary),
     Column("updated_at", UTC, nullable=False),
+    # JSON (bridge.core.acted_on, docs/envelope.md "The declaration acted on"); NULL before the
+    # release, and for declarations released before this column was added in place.
+    Column("acted_on", Text),
 )
 
 movement = Table(
@@ -196,8 +202,13 @@ movement = Table(
     Column("actor", String(200), nullable=False),
     Column("reason", Text),
     Column("at", UTC, nullable=False),
+    # 1: a contingency write-off, recorded after the goods left without customs holding the
+    # licence's certificate (docs/contingency.md); 0, or NULL in rows from before this column
+    # (added in place by db.upgrade_schema) and in manual movements: an ordinary movement.
+    Column("contingency", Integer),
     Index("ix_movement_line", "licence_number", "line_number"),
     Index("ix_movement_mrn", "mrn"),
+    Index("ix_movement_contingency", "contingency"),
 )
 
 # Per licence line, the sums of its movements: what `SELECT sum(quantity), sum(value), count(*)
@@ -291,4 +302,12 @@ quarantine = Table(
     Column("reason", Text, nullable=False),
     Column("problems", Text, nullable=False),  # JSON list of Problem.as_dict()
     Column("received_at", UTC, nullable=False),
+    # An operator's replay through the rules of the day (bridge.services.quarantine): when last,
+    # how many times, what came of it (an outcome of processed_message; `quarantined` while it
+    # still cannot be read, with the reasons of that replay), the result message that answered it.
+    Column("replayed_at", UTC),
+    Column("replays", Integer),
+    Column("replay_outcome", String(20)),
+    Column("replay_result_id", String(250)),
+    Column("replay_problems", Text),  # JSON list of Problem.as_dict(), when still quarantined
 )

@@ -17,12 +17,13 @@ from bridge.core.mapping.language import (
     compile_mapping,
     parse_mapping,
 )
-from bridge.core.mapping.records import UnreadableFile
+from bridge.core.mapping.records import EncodingProblem, UnreadableFile
 
 __all__ = [
     "LICENCE_FIELDS",
     "LINE_FIELDS",
     "PARTY_FIELDS",
+    "EncodingProblem",
     "FieldRule",
     "MappedRecord",
     "Mapping",

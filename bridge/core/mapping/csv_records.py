@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bridge.core.errors import Problem
-from bridge.core.mapping.records import Getter, RawRecord, UnreadableFile, decode
+from bridge.core.mapping.records import Getter, RawRecord, UnreadableFile, check_names, decode
 
 # More unclosed quotes than this, and the file is taken to use another quote character.
 MAX_UNCLOSED_QUOTES = 100
@@ -37,6 +37,7 @@ class CsvReader:
         self.header = header
         self.group_by = group_by
         self.head_refs = head_refs  # column -> licence field path, for the rows-agree check
+        self.lines_path = None  # a CSV row is a licence line (when the mapping maps lines)
 
     def check_ref(self, ref: str) -> None:
         if not isinstance(ref, str) or not ref.strip():
@@ -56,6 +57,7 @@ class CsvReader:
                     f"{file_name} line {rows[0][1] + 1}: a quote in the header row is never closed"
                 )
             columns = tuple(value.strip() for value in rows[0][0])
+            check_names(columns, self.encoding, file_name, "column name")
             rows = rows[1:]
             unclosed = {index - 1 for index in unclosed}
         else:

@@ -17,8 +17,10 @@ from bridge.core.mapping.values import MISSING, FieldError, shown
 from bridge.core.model import Licence, LicenceLine, Party
 from bridge.core.validation import licence_problems
 
-# (path, getter, convert, default, required, ref) with the getter bound to one file.
-_Bound = tuple[str, Callable[[Any], Any] | None, Callable[[Any], Any], Any, bool, str | None]
+# (path, getter, licence getter, convert, default, required, ref) bound to one file; the
+# licence getter reads a line field's value from the licence record (`from_licence`).
+_Getter = Callable[[Any], Any] | None
+_Bound = tuple[str, _Getter, _Getter, Callable[[Any], Any], Any, bool, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +70,27 @@ def mapping_for(
 def _bind(rules: tuple[FieldRule, ...], batch: Batch, file_name: str) -> list[_Bound]:
     bound: list[_Bound] = []
     for rule in rules:
-        get = None
-        if rule.ref is not None:
-            get = batch.getter(rule.ref, rule.many)
-            if get is None and rule.required and rule.default is MISSING:
-                where = getattr(batch, "missing_column", None)
-                reason = (
-                    where(rule.ref, rule.path)
-                    if where
-                    else f"{file_name} lacks {rule.ref!r} ({rule.path})"
-                )
-                raise UnreadableFile(reason)
-        bound.append((rule.path, get, rule.convert, rule.default, rule.required, rule.ref))
+        getters = []
+        for ref in (rule.ref, rule.licence_ref):
+            get = None if ref is None else batch.getter(ref, rule.many)
+            getters.append(get)
+        get, head_get = getters
+        absent = [ref for ref, g in zip((rule.ref, rule.licence_ref), getters, strict=True) if ref]
+        if (
+            absent
+            and get is None
+            and head_get is None
+            and rule.required
+            and rule.default is MISSING
+        ):
+            where = getattr(batch, "missing_column", None)
+            ref = absent[0]
+            reason = where(ref, rule.path) if where else f"{file_name} lacks {ref!r} ({rule.path})"
+            raise UnreadableFile(reason)
+        shown_ref = rule.ref or (f"licence {rule.licence_ref}" if rule.licence_ref else None)
+        bound.append(
+            (rule.path, get, head_get, rule.convert, rule.default, rule.required, shown_ref)
+        )
     return bound
 
 
@@ -90,15 +101,22 @@ def _read(
     prefix: str,
     problems: list[Problem],
     failed: set[str],
+    head: Any = None,
+    head_where: Callable[[], str] | None = None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name, get, convert, default, required, ref in bound:
+    for name, get, head_get, convert, default, required, ref in bound:
         raw = get(node) if get is not None else None
+        at = where
         try:
             value = convert(raw)
+            if value is MISSING and head_get is not None:
+                # The line leaves it empty (or does not carry it): the licence's value holds.
+                raw, at = head_get(head), head_where or where
+                value = convert(raw)
         except FieldError as error:
             path = prefix + name
-            problems.append(Problem(error.reason, path, where(), shown(raw), error.code))
+            problems.append(Problem(error.reason, path, at(), shown(raw), error.code))
             failed.add(path)
             values[name] = None
             continue
@@ -161,21 +179,92 @@ def _located(found: list[Problem], failed: set[str], record: RawRecord) -> Itera
         yield problem
 
 
+def _entry(
+    mapping: Mapping,
+    row: dict[str, Any],
+    prefix: str,
+    where: Callable[[], str],
+    problems: list[Problem],
+    failed: set[str],
+) -> tuple[Any, str]:
+    """(the control list entry in its list's spelling, the list) of one line. A list the line
+    names is taken; otherwise the one of the format's lists whose syntax accepts the entry. An
+    entry no list accepts is kept as written (validation says why for a one-list format); one
+    that two lists accept is refused, never guessed."""
+    raw, named = row.get("control_list_entry"), row.get("control_list")
+    lists = mapping.control_lists
+    if not isinstance(raw, str):
+        return raw, named or mapping.lists[0]
+    if named is not None:
+        control_list = lists.get(named)
+        return (control_list.normalise(raw) if control_list else None) or raw, named
+    found = lists.accepting(raw, mapping.lists)
+    if len(found) == 1:
+        list_id, normal = found[0]
+        return normal, list_id
+    path = prefix + "control_list_entry"
+    if len(found) > 1:
+        problems.append(
+            Problem(
+                f"{raw!r} is an entry of several of this format's control lists"
+                f" ({', '.join(i for i, _ in found)}): map control_list to say which",
+                path,
+                where(),
+                shown(raw),
+                "cle-ambiguous",
+            )
+        )
+        failed.add(path)
+    elif len(mapping.lists) > 1:
+        syntaxes = "; ".join(
+            f"{control_list.id}: {control_list.syntax}"
+            for control_list in (lists.get(i) for i in mapping.lists)
+            if control_list is not None
+        )
+        problems.append(
+            Problem(
+                f"{raw!r} is an entry of none of this format's control lists ({syntaxes})",
+                path,
+                where(),
+                shown(raw),
+                "cle",
+            )
+        )
+        failed.add(path)
+    return raw, mapping.lists[0]
+
+
+def _scope(mapping: Mapping, entries: Any) -> tuple[str, ...]:
+    """An open licence's scope entries, each in the spelling of the one list that accepts it
+    (categories such as 5 or 5A, and entries no list knows, as written)."""
+    spelt = []
+    for entry in entries or ():
+        found = mapping.control_lists.accepting(entry, mapping.lists)
+        spelt.append(found[0][1] if len(found) == 1 else entry)
+    return tuple(spelt)
+
+
 def _translate(mapping: Mapping, batch: Batch, head: list[_Bound], line: list[_Bound]):
     position_numbers = mapping.line_number_from_position
     has_parties = [role for role in PARTIES if any(b[0].startswith(role + ".") for b in line)]
     for record in batch.records():
+        if record.unreadable:
+            yield MappedRecord(record.source, None, tuple(record.problems), None, record.text)
+            continue
         problems = list(record.problems)
         failed: set[str] = set()
         values = _read(head, record.head, record.head_source, "", problems, failed)
         lines = []
-        for j, node in enumerate(record.lines):
+        for j, node in enumerate(record.lines if mapping.has_lines else ()):
             prefix = f"lines[{j}]."
 
             def where(j: int = j, record: RawRecord = record) -> str:
                 return record.line_source(j)
 
-            row = _read(line, node, where, prefix, problems, failed)
+            row = _read(
+                line, node, where, prefix, problems, failed, record.head, record.head_source
+            )
+            entry, control_list = _entry(mapping, row, prefix, where, problems, failed)
             number = row.get("line_number")
             if position_numbers and number is None:
                 number = j + 1
@@ -185,7 +274,7 @@ def _translate(mapping: Mapping, batch: Batch, head: list[_Bound], line: list[_B
             lines.append(
                 LicenceLine(
                     line_number=number,
-                    control_list_entry=row.get("control_list_entry"),
+                    control_list_entry=entry,
                     description=row.get("description"),
                     cn_code=row.get("cn_code"),
                     quantity=row.get("quantity"),
@@ -195,6 +284,7 @@ def _translate(mapping: Mapping, batch: Batch, head: list[_Bound], line: list[_B
                     destinations=row.get("destinations") or (),
                     consignee=parties.get("consignee"),
                     end_user=parties.get("end_user"),
+                    control_list=control_list,
                 )
             )
         licence = Licence(
@@ -210,8 +300,14 @@ def _translate(mapping: Mapping, batch: Batch, head: list[_Bound], line: list[_B
             status=values.get("status", MODEL_DEFAULTS["status"]),
             version=values.get("version", MODEL_DEFAULTS["version"]),
             general_authorisation=values.get("general_authorisation"),
+            control_list_entries=_scope(mapping, values.get("control_list_entries")),
+            destinations=values.get("destinations") or (),
+            quantity=values.get("quantity"),
+            unit=values.get("unit"),
+            value=values.get("value"),
+            currency=values.get("currency"),
         )
-        found = licence_problems(licence, record.source)
+        found = licence_problems(licence, record.source, mapping.control_lists)
         if found:
             problems.extend(_located(found, failed, record))
         number = values.get("number")

@@ -1,4 +1,6 @@
-"""The JSON reader: a list of licence objects somewhere in the document, lines nested in each.
+"""The JSON reader: licence objects with their lines nested in each, in one of three layouts:
+a list somewhere in the document (`list`), one licence per document (`one`), or JSON Lines, one
+licence document per line (`json-lines`).
 
 Numbers are read as exact Decimals (never float), and a rejected record is stored as JSON with
 its numbers written as they came."""
@@ -15,6 +17,7 @@ from bridge.core.errors import Problem
 from bridge.core.mapping.records import Getter, RawRecord, UnreadableFile, decode
 
 _STEP = re.compile(r"\.([^.\[\]]+)|\[([0-9]+)\]")
+LAYOUTS = ("list", "one", "json-lines")
 
 
 def parse_path(path: str, *, rooted: bool) -> tuple[str | int, ...]:
@@ -160,12 +163,15 @@ def _dump(value: Any) -> str:
 class JsonReader:
     """Configured from a mapping's `reader` section (kind: json)."""
 
-    def __init__(self, *, encoding: str, records: str, lines: str) -> None:
+    def __init__(
+        self, *, encoding: str, records: str, lines: str | None, layout: str = "list"
+    ) -> None:
         self.encoding = encoding
+        self.layout = layout
         self.records_path = records
         self.records_steps = parse_path(records, rooted=True)
-        self.lines_path = lines
-        self.lines_steps = parse_path(lines, rooted=False)
+        self.lines_path = lines  # None: open licences, no goods lines
+        self.lines_steps = None if lines is None else parse_path(lines, rooted=False)
         self._getters: dict[str, Getter] = {}
 
     def check_ref(self, ref: str) -> None:
@@ -180,9 +186,32 @@ class JsonReader:
     def read(self, data: bytes, file_name: str) -> _JsonBatch:
         text = decode(data, self.encoding, file_name)
         duplicated: list[_Duplicated] = []
+        if self.layout == "json-lines":
+            return _JsonBatch(self, file_name, self._lines(text, duplicated, file_name), duplicated)
+        document = self._parse(text, duplicated, file_name)
+        found = self._records(document, file_name)
+        if self.layout == "one":
+            if not isinstance(found, dict):
+                what = "absent" if found is None else f"a {type(found).__name__}"
+                raise UnreadableFile(
+                    f"{file_name}: {self.records_path} should be one licence (a JSON object;"
+                    f" reader.layout: one) but is {what}"
+                )
+            entries = [_Entry(found, f"{file_name} {self.records_path}")]
+        elif not isinstance(found, list):
+            what = "absent" if found is None else f"a {type(found).__name__}"
+            raise UnreadableFile(
+                f"{file_name}: {self.records_path} should be the list of licences but is {what}"
+            )
+        else:
+            base = f"{file_name} {self.records_path}"
+            entries = [_Entry(item, f"{base}[{index}]") for index, item in enumerate(found)]
+        return _JsonBatch(self, file_name, entries, duplicated)
+
+    def _parse(self, text: str, duplicated: list[_Duplicated], what: str) -> Any:
         try:
             # NaN and Infinity stay text, so the field that holds one is reported, not the file.
-            document = json.loads(
+            return json.loads(
                 text,
                 parse_float=_json_number,
                 parse_constant=_Literal,
@@ -190,11 +219,13 @@ class JsonReader:
             )
         except json.JSONDecodeError as error:
             raise UnreadableFile(
-                f"{file_name} is not well-formed JSON: {error.msg} at line {error.lineno}"
+                f"{what} is not well-formed JSON: {error.msg} at line {error.lineno}"
                 f" column {error.colno}"
             ) from None
         except (ValueError, RecursionError) as error:  # e.g. a 5,000-digit integer, deep nesting
-            raise UnreadableFile(f"{file_name} cannot be read as JSON: {error}") from None
+            raise UnreadableFile(f"{what} cannot be read as JSON: {error}") from None
+
+    def _records(self, document: Any, file_name: str) -> Any:
         node, path = document, "$"
         for step in self.records_steps:  # the way to the licences must not be in doubt
             if isinstance(node, _Duplicated):
@@ -205,38 +236,75 @@ class JsonReader:
                 )
             node = _follow(node, (step,))
             path += f"[{step}]" if isinstance(step, int) else f".{step}"
-        found = node
-        if not isinstance(found, list):
-            what = "absent" if found is None else f"a {type(found).__name__}"
-            raise UnreadableFile(
-                f"{file_name}: {self.records_path} should be the list of licences but is {what}"
-            )
-        return _JsonBatch(self, file_name, found, {id(d) for d in duplicated})
+        return node
+
+    def _lines(self, text: str, duplicated: list[_Duplicated], file_name: str) -> list[_Entry]:
+        """JSON Lines: each non-blank line one licence document. A line that cannot be read is
+        that record's problem; its neighbours are read as usual."""
+        entries = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{file_name} line {number}"
+            try:
+                found = self._records(self._parse(line, duplicated, where), where)
+            except UnreadableFile as error:
+                entries.append(_Entry({}, where, str(error), line))
+                continue
+            if not isinstance(found, dict):
+                shape = "absent" if found is None else f"a {type(found).__name__}"
+                reason = f"{self.records_path} should be one licence (a JSON object) but is {shape}"
+                entries.append(_Entry({}, where, reason, line))
+                continue
+            entries.append(_Entry(found, where, None, line))
+        return entries
+
+
+class _Entry:
+    """One licence object as found, where it is, and (JSON Lines) why its line cannot be read
+    and the line as written."""
+
+    __slots__ = ("item", "problem", "text", "where")
+
+    def __init__(
+        self, item: Any, where: str, problem: str | None = None, text: str | None = None
+    ) -> None:
+        self.item = item
+        self.where = where
+        self.problem = problem
+        self.text = text
 
 
 class _JsonBatch:
     def __init__(
-        self, reader: JsonReader, file_name: str, found: list[Any], duplicated: set[int]
+        self,
+        reader: JsonReader,
+        file_name: str,
+        entries: list[_Entry],
+        duplicated: list[_Duplicated],
     ) -> None:
         self.reader = reader
         self.file_name = file_name
-        self.found = found
-        self.duplicated = duplicated  # ids of the objects that name a member twice
+        self.entries = entries
+        self.duplicated = {id(d) for d in duplicated}  # the objects that name a member twice
 
     def getter(self, ref: str, many: bool) -> Getter:
         return self.reader.getter(ref, many)
 
     def records(self) -> Iterator[RawRecord]:
         reader = self.reader
-        base = f"{self.file_name} {reader.records_path}"
         lines_path = reader.lines_path
         lines_steps = reader.lines_steps
-        for index, item in enumerate(self.found):
-            where = f"{base}[{index}]"
+        for entry in self.entries:
+            item, where = entry.item, entry.where
+            # A JSON Lines record is found by its line; its lines by their path in it.
+            at = f"{where} $" if reader.layout == "json-lines" else where
             problems: list[Problem] = []
+            if entry.problem is not None:
+                problems.append(Problem(entry.problem, "", where, code="shape"))
             if isinstance(item, dict):
                 head = item
-                lines = _follow(item, lines_steps)
+                lines = None if lines_steps is None else _follow(item, lines_steps)
                 if lines is None:
                     lines = []
                 elif not isinstance(lines, list):
@@ -279,7 +347,7 @@ class _JsonBatch:
                         Problem(
                             "a licence line is a JSON object",
                             f"lines[{j}]",
-                            f"{where}.{lines_path}[{j}]",
+                            f"{at}.{lines_path}[{j}]",
                             code="shape",
                         )
                     )
@@ -289,7 +357,12 @@ class _JsonBatch:
                 head=head,
                 lines=nodes,
                 head_source=lambda where=where: where,
-                line_source=lambda j, where=where: f"{where}.{lines_path}[{j}]",
-                text=lambda item=item: dump_json(item),
+                line_source=lambda j, at=at: f"{at}.{lines_path}[{j}]",
+                text=(
+                    (lambda text=entry.text: text)
+                    if entry.text is not None and entry.problem is not None
+                    else (lambda item=item: dump_json(item))
+                ),
                 problems=problems,
+                unreadable=entry.problem is not None,
             )

@@ -13,19 +13,30 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import PurePath
 from typing import Any
 
 import yaml
 from lxml import etree
 
+from bridge.core.control_lists import ControlLists, project_control_lists
 from bridge.core.errors import MappingError
 from bridge.core.mapping.csv_records import CsvReader
-from bridge.core.mapping.json_records import JsonReader, parse_path
+from bridge.core.mapping.json_records import LAYOUTS, JsonReader, parse_path
 from bridge.core.mapping.records import RecordReader
-from bridge.core.mapping.values import MISSING, Conventions, Converter, FieldError, make_converter
+from bridge.core.mapping.values import (
+    MISSING,
+    Conventions,
+    Converter,
+    FieldError,
+    canonical_money,
+    canonical_quantity,
+    make_converter,
+)
 from bridge.core.mapping.xml_records import XmlReader
-from bridge.core.model import LicenceStatus
+from bridge.core.model import ANNEX_I_LIST, LicenceStatus
+from bridge.core.units import UnitError, scale_exact
 
 # Canonical fields: name -> (kind, required by the model).
 LICENCE_FIELDS: dict[str, tuple[str, bool]] = {
@@ -40,6 +51,13 @@ LICENCE_FIELDS: dict[str, tuple[str, bool]] = {
     "valid_from": ("date", True),
     "valid_to": ("date", False),
     "general_authorisation": ("code", False),
+    # An open licence (no goods lines): its scope and optional ceilings, on the licence.
+    "control_list_entries": ("scope", False),
+    "destinations": ("countries", False),
+    "quantity": ("quantity", False),
+    "unit": ("unit", False),
+    "value": ("money", False),
+    "currency": ("currency", False),
 }
 LINE_FIELDS: dict[str, tuple[str, bool]] = {
     "line_number": ("integer", True),  # unmapped: the line's position in the record, from 1
@@ -51,6 +69,7 @@ LINE_FIELDS: dict[str, tuple[str, bool]] = {
     "value": ("money", False),
     "currency": ("currency", False),
     "destinations": ("countries", False),
+    "control_list": ("control_list", False),  # unmapped: the format's lists decide
 }
 # A party's name is required only when the party is there at all (checked by the engine).
 PARTY_FIELDS: dict[str, tuple[str, bool]] = {
@@ -62,19 +81,38 @@ PARTIES = ("consignee", "end_user")
 # What a field the record leaves empty becomes when the mapping gives no default.
 MODEL_DEFAULTS: dict[str, Any] = {"status": LicenceStatus.VALID, "version": 1}
 
-_TOP_KEYS = ("name", "description", "files", "reader", "conventions", "licence", "lines")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "files",
+    "reader",
+    "conventions",
+    "control_lists",
+    "licence",
+    "lines",
+)
 _READER_KEYS = {
     "csv": ("kind", "encoding", "delimiter", "quote", "header", "group_by"),
-    "json": ("kind", "encoding", "records", "lines"),
+    "json": ("kind", "encoding", "layout", "records", "lines"),
     "xml": ("kind", "records", "lines", "namespaces"),
 }
 _CONVENTION_KEYS = ("date_format", "decimal_comma", "thousands_separator", "list_separator")
-_FIELD_KEYS = ("from", "const", "default", "optional", "map", *_CONVENTION_KEYS)
+_FIELD_KEYS = (
+    "from",
+    "from_licence",
+    "const",
+    "default",
+    "optional",
+    "map",
+    "scale",
+    *_CONVENTION_KEYS,
+)
 _KIND_OPTIONS = {
     "date_format": ("date",),
     "decimal_comma": ("quantity", "money"),
     "thousands_separator": ("quantity", "money"),
-    "list_separator": ("countries",),
+    "list_separator": ("countries", "scope"),
+    "scale": ("quantity", "money"),
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -90,6 +128,9 @@ class FieldRule:
     convert: Converter
     default: Any  # MISSING when there is none
     required: bool
+    # A line field read from the licence record (`from_licence`): alone, or where the line
+    # leaves the value empty.
+    licence_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +148,9 @@ class Mapping:
     line_fields: tuple[FieldRule, ...]
     explicit_version: bool
     line_number_from_position: bool
+    control_lists: ControlLists = field(default_factory=project_control_lists)
+    lists: tuple[str, ...] = (ANNEX_I_LIST,)  # the lists this format's entries belong to
+    has_lines: bool = True  # false: every record is an open licence (no goods lines)
     _patterns: tuple[re.Pattern[str], ...] = field(repr=False, default=())
 
     def claims(self, file_name: str) -> bool:
@@ -118,8 +162,9 @@ class Mapping:
 class _Checker:
     """Reads one mapping document, raising MappingError with the key path of any mistake."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, control_lists: ControlLists | None = None) -> None:
         self.origin = origin
+        self.control_lists = control_lists or project_control_lists()
 
     def fail(self, key: str, message: str) -> MappingError:
         return MappingError(f"{self.origin}: {key or 'the document'}: {message}")
@@ -234,23 +279,29 @@ def _reader(checker: _Checker, raw: Any) -> tuple[str, RecordReader]:
             group_by=group_by,
             head_refs={},
         )
-    if "lines" not in section:
-        raise checker.fail("reader.lines", f"is required for {kind}: where a licence's lines are")
-    lines = checker.text(section["lines"], "reader.lines")
+    # Without reader.lines every record is an open licence (no goods lines).
+    lines = checker.text(section["lines"], "reader.lines") if "lines" in section else None
     if kind == "json":
         records = checker.text(section.get("records", "$"), "reader.records")
+        layout = section.get("layout", "list")
+        if layout not in LAYOUTS:
+            raise checker.fail("reader.layout", f"must be one of {', '.join(LAYOUTS)}")
         for key, path, rooted in (("records", records, True), ("lines", lines, False)):
+            if path is None:
+                continue
             try:
                 parse_path(path, rooted=rooted)
             except ValueError as error:
                 raise checker.fail(f"reader.{key}", str(error)) from None
-        return kind, JsonReader(encoding=encoding, records=records, lines=lines)
+        return kind, JsonReader(encoding=encoding, records=records, lines=lines, layout=layout)
     if "records" not in section:
         raise checker.fail("reader.records", "is required for xml: the XPath of licence elements")
     namespaces = checker.section(section.get("namespaces", {}), "reader.namespaces", None)
     for prefix, uri in namespaces.items():
         checker.text(uri, f"reader.namespaces.{prefix}")
     for key in ("records", "lines"):
+        if key not in section:
+            continue
         expression = checker.text(section[key], f"reader.{key}")
         try:
             # XPath reports an undeclared prefix only when evaluated: probe once here.
@@ -263,6 +314,36 @@ def _reader(checker: _Checker, raw: Any) -> tuple[str, RecordReader]:
     return kind, reader
 
 
+def _factor(checker: _Checker, key: str, raw: Any) -> Decimal:
+    """A scale factor: a positive exact decimal (0.001, "1000"; a YAML float as written)."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise checker.fail(key, f"must be a positive decimal number, got {raw!r}")
+    try:
+        factor = Decimal(repr(raw) if isinstance(raw, float) else str(raw).strip())
+    except InvalidOperation:
+        raise checker.fail(key, f"{raw!r} is not a decimal number") from None
+    if not factor.is_finite() or factor <= 0:
+        raise checker.fail(key, f"must be more than zero, got {raw!r}")
+    return factor
+
+
+def _scaled(convert: Converter, factor: Decimal, kind: str) -> Converter:
+    """`convert`, its result multiplied by `factor` exactly (no rounding: a result with more
+    decimals than the field holds is reported by validation, with the value)."""
+    canonical = canonical_quantity if kind == "quantity" else canonical_money
+
+    def scaled(raw: Any) -> Any:
+        value = convert(raw)
+        if value is MISSING or value is None:
+            return value
+        try:
+            return canonical(scale_exact(value, factor))
+        except UnitError as error:
+            raise FieldError(str(error), "not-a-number") from None
+
+    return scaled
+
+
 def _rule(
     checker: _Checker,
     key: str,
@@ -272,13 +353,19 @@ def _rule(
     raw: Any,
     conventions: Conventions,
     reader: RecordReader,
+    path_is_line: bool = False,
 ) -> FieldRule:
     spec = {"from": raw} if isinstance(raw, str) else checker.section(raw, key, _FIELD_KEYS)
     for option, kinds in _KIND_OPTIONS.items():
         if option in spec and kind not in kinds:
             raise checker.fail(f"{key}.{option}", f"does not apply to a {kind} field")
-    if ("from" in spec) == ("const" in spec):
-        raise checker.fail(key, "give exactly one of from: (where the value is) or const:")
+    reads = "from" in spec or "from_licence" in spec
+    if reads == ("const" in spec):
+        raise checker.fail(
+            key, "give from: (where the value is), from_licence: (lines only), or const:"
+        )
+    if "from_licence" in spec and not path_is_line:
+        raise checker.fail(f"{key}.from_licence", "is for line fields: read from: instead")
     required = model_required
     if "optional" in spec:
         optional = checker.flag(spec["optional"], f"{key}.optional")
@@ -303,9 +390,20 @@ def _rule(
             except FieldError as error:
                 raise checker.fail(f"{key}.map.{word}", error.reason) from None
     convert = make_converter(kind, local, value_map=value_map)
+    if kind == "control_list":
+        for option, target in [*((f"map.{w}", t) for w, t in (value_map or {}).items())] + [
+            (option, spec[option]) for option in ("const", "default") if option in spec
+        ]:
+            if target is not None and checker.control_lists.get(str(target)) is None:
+                raise checker.fail(
+                    f"{key}.{option}",
+                    f"{target!r} is not a control list (known: {checker.control_lists.ids()})",
+                )
+    if "scale" in spec:
+        convert = _scaled(convert, _factor(checker, f"{key}.scale", spec["scale"]), kind)
 
     def constant(value: Any, option: str) -> Any:
-        if isinstance(value, dict | list) and kind != "countries":
+        if isinstance(value, dict | list) and kind not in ("countries", "scope"):
             raise checker.fail(f"{key}.{option}", f"must be a single value, got {value!r}")
         if kind == "date" and isinstance(value, date):
             return value  # YAML reads an unquoted 2026-01-01 as a date already
@@ -320,16 +418,19 @@ def _rule(
     default = MODEL_DEFAULTS.get(path, MISSING)
     if "default" in spec:
         default = constant(spec["default"], "default")
-    ref = None
+    ref = licence_ref = None
     if "const" in spec:
         default = constant(spec["const"], "const")
-    else:
-        ref = spec["from"]
-        try:
-            reader.check_ref(ref)
-        except ValueError as error:
-            raise checker.fail(f"{key}.from", str(error)) from None
-    return FieldRule(path, ref, kind == "countries", convert, default, required)
+    for option in ("from", "from_licence"):
+        if option in spec:
+            try:
+                reader.check_ref(spec[option])
+            except ValueError as error:
+                raise checker.fail(f"{key}.{option}", str(error)) from None
+    ref = spec.get("from")
+    licence_ref = spec.get("from_licence")
+    many = kind in ("countries", "scope")
+    return FieldRule(path, ref, many, convert, default, required, licence_ref)
 
 
 def _rules(
@@ -359,13 +460,15 @@ def _rules(
                         part_spec,
                         conventions,
                         reader,
+                        True,
                     )
                 )
             if "name" not in party:
                 raise checker.fail(f"{key}.name", "a consignee or end user needs a name")
             continue
         kind, required = catalogue[name]
-        rules.append(_rule(checker, key, name, kind, required, spec, conventions, reader))
+        in_lines = section_key == "lines"
+        rules.append(_rule(checker, key, name, kind, required, spec, conventions, reader, in_lines))
     for name, (_, required) in catalogue.items():
         if required and name not in section and name != "line_number":
             raise checker.fail(
@@ -375,9 +478,15 @@ def _rules(
     return tuple(rules)
 
 
-def compile_mapping(document: Any, origin: str, default_name: str | None = None) -> Mapping:
-    """Check and compile a mapping document (already parsed from YAML)."""
-    checker = _Checker(origin)
+def compile_mapping(
+    document: Any,
+    origin: str,
+    default_name: str | None = None,
+    control_lists: ControlLists | None = None,
+) -> Mapping:
+    """Check and compile a mapping document (already parsed from YAML); `control_lists` are the
+    lists it may name (the project's table by default)."""
+    checker = _Checker(origin, control_lists)
     top = checker.section(document, "", _TOP_KEYS)
     name = top.get("name", default_name or PurePath(origin).stem)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -386,17 +495,31 @@ def compile_mapping(document: Any, origin: str, default_name: str | None = None)
     if "files" not in top:
         raise checker.fail("files", "is required: the file-name patterns this mapping reads")
     files, patterns = _patterns(checker, top["files"])
-    for required in ("reader", "licence", "lines"):
+    for required in ("reader", "licence"):
         if required not in top:
             raise checker.fail(required, "is required")
     kind, reader = _reader(checker, top["reader"])
+    # A CSV row is a licence line when the mapping maps lines; JSON and XML say where lines are.
+    has_lines = "lines" in top if kind == "csv" else reader.lines_path is not None
+    if has_lines != ("lines" in top):
+        raise checker.fail(
+            "lines",
+            "is required: the licence-line fields (reader.lines says where lines are)"
+            if has_lines
+            else "the reader has no reader.lines, so records have no lines to read these from",
+        )
+    lists = _lists(checker, top.get("control_lists"))
     conventions = checker.conventions(
         checker.section(top.get("conventions", {}), "conventions", _CONVENTION_KEYS),
         "conventions",
         Conventions(),
     )
     licence_rules = _rules(checker, "licence", top["licence"], LICENCE_FIELDS, conventions, reader)
-    line_rules = _rules(checker, "lines", top["lines"], LINE_FIELDS, conventions, reader)
+    line_rules = (
+        _rules(checker, "lines", top["lines"], LINE_FIELDS, conventions, reader)
+        if has_lines
+        else ()
+    )
     if isinstance(reader, CsvReader):
         # Licence fields repeat on every row of a grouped licence and must agree.
         reader.head_refs = {rule.ref: rule.path for rule in licence_rules if rule.ref}
@@ -411,15 +534,39 @@ def compile_mapping(document: Any, origin: str, default_name: str | None = None)
         line_fields=line_rules,
         explicit_version=any(r.path == "version" and r.ref for r in licence_rules),
         line_number_from_position=not any(r.path == "line_number" for r in line_rules),
+        control_lists=checker.control_lists,
+        lists=lists,
+        has_lines=has_lines,
         _patterns=patterns,
     )
 
 
-def parse_mapping(text: str, origin: str, default_name: str | None = None) -> Mapping:
+def _lists(checker: _Checker, raw: Any) -> tuple[str, ...]:
+    """The control lists a format's entries belong to (`control_lists:`), default Annex I."""
+    if raw is None:
+        return (checker.control_lists.default,)
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names:
+        raise checker.fail("control_lists", "must list control list ids, e.g. [eu-dual-use]")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or checker.control_lists.get(name) is None:
+            raise checker.fail(
+                f"control_lists[{index}]",
+                f"{name!r} is not a control list (known: {checker.control_lists.ids()})",
+            )
+    return tuple(names)
+
+
+def parse_mapping(
+    text: str,
+    origin: str,
+    default_name: str | None = None,
+    control_lists: ControlLists | None = None,
+) -> Mapping:
     """Compile a mapping from its YAML text; `origin` names it in errors (usually the file),
     `default_name` is its name when the document gives none (else the stem of `origin`)."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise MappingError(f"{origin}: not valid YAML: {error}") from None
-    return compile_mapping(document, origin, default_name)
+    return compile_mapping(document, origin, default_name, control_lists)

@@ -58,6 +58,8 @@ KINDS = (
     "money",
     "licence_type",
     "licence_status",
+    "scope",  # an open licence's control list entries or categories (a list)
+    "control_list",  # the id of a control list (mappings/reference/control-lists.yaml)
 )
 
 
@@ -146,9 +148,20 @@ _normalise_cle = lru_cache(maxsize=8192)(normalise_cle)  # entries repeat across
 
 
 def _cle(value: Any) -> str:
-    # A malformed entry is kept as written so validation can report it with its reason.
-    text = _text(value)
+    # As written: the engine spells it as its control list does (Annex I, military, national),
+    # and a malformed entry is kept so validation can report it with its reason.
+    return _text(value)
+
+
+def _scope_entry(value: Any) -> str:
+    # An Annex I entry in its Annex spelling; a category (5, 5A) or another list's entry as
+    # written (the engine spells those by the format's control lists).
+    text = _text(value).strip()
     return _normalise_cle(text) or text
+
+
+def _control_list(value: Any) -> str:
+    return _text(value).lower()
 
 
 def _cn(value: Any) -> str:
@@ -304,8 +317,8 @@ def make_converter(
 ) -> Converter:
     """The converter for a field of `kind`: raw value -> value, MISSING or FieldError."""
     known = ", ".join(value_map) if value_map else ""
-    if kind == "countries":
-        item = _with_map(_upper, value_map, known)
+    if kind in ("countries", "scope"):
+        item = _with_map(_upper if kind == "countries" else _scope_entry, value_map, known)
         separator = conventions.list_separator
 
         def countries(raw: Any) -> Any:
@@ -335,6 +348,7 @@ def make_converter(
         "unit": _upper,
         "eori": _eori,
         "cle": _cle,
+        "control_list": _control_list,
         "cn": _cn,
         "code": _upper,
         "integer": _integer,

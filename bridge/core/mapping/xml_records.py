@@ -157,11 +157,12 @@ class _Paths:
 class XmlReader:
     """Configured from a mapping's `reader` section (kind: xml)."""
 
-    def __init__(self, *, records: str, lines: str, namespaces: dict[str, str]) -> None:
+    def __init__(self, *, records: str, lines: str | None, namespaces: dict[str, str]) -> None:
         self.namespaces = namespaces
         self.records = records
         self.records_xpath = etree.XPath(records, namespaces=namespaces)
-        self.lines_xpath = etree.XPath(lines, namespaces=namespaces)
+        self.lines_path = lines  # None: open licences, no goods lines
+        self.lines_xpath = None if lines is None else etree.XPath(lines, namespaces=namespaces)
         self._getters: dict[tuple[str, bool], Getter] = {}
 
     def check_ref(self, ref: str) -> None:
@@ -251,7 +252,11 @@ class _XmlBatch:
         lines_xpath = self.reader.lines_xpath
         for element in self.found:
             where = self._where(element)
-            lines = [line for line in lines_xpath(element) if isinstance(line, etree._Element)]
+            lines = (
+                [line for line in lines_xpath(element) if isinstance(line, etree._Element)]
+                if lines_xpath is not None
+                else []
+            )
             yield RawRecord(
                 source=where,
                 head=element,

@@ -12,7 +12,13 @@ Licence types: individual and global licences have, per line, a quantity ceiling
 ceiling or both (as issued), and a write-off that would exceed what remains is refused whole.
 National and Union general authorisations have no ceiling: their usage is recorded (movement
 kind `record`), never refused for quantity, but their conditions hold (the exporter is the
-registered holder; EU001's destinations).
+registered holder; EU001's destinations). An open licence (no goods lines) is written off as a
+whole, on line 0, against its licence-level ceilings and destinations.
+
+Contingency: goods released against a licence customs hold no certificate of (the bridge or the
+link was down) have left; their write-off is recorded all the same, flagged `contingency`, with
+an alert when it overdraws or the licence did not allow it. The dry run, asked before release,
+keeps refusing (docs/contingency.md).
 
 Exactly once: what a declaration writes off is kept per key (MRN, goods item, document code,
 document reference) in `usage`. A redelivered message, or the same MRN and version again,

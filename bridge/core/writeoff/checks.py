@@ -12,20 +12,13 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 
-from bridge.core.codes import normalise_eori, union_general_authorisation_for
+from bridge.core.codes import normalise_cle, normalise_eori, union_general_authorisation_for
 from bridge.core.correlation import WARNING as CORRELATION_WARNING
 from bridge.core.correlation import Correlation
 from bridge.core.envelope import Balance, Reason
-from bridge.core.ledger_state import (
-    LEDGER_LIMIT,
-    ZERO,
-    Finding,
-    LineKey,
-    Totals,
-    ledger_quantity,
-)
+from bridge.core.ledger_state import LEDGER_LIMIT, ZERO, Finding, LineKey, Totals
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
-from bridge.core.units import UnitError, convert, plain
+from bridge.core.units import UnitError, UnitPrecisionError, convert_exact, plain
 
 # Union general export authorisations (Regulation (EU) 2021/821, Annex II): the destinations
 # each covers, where the bridge can state them. EU001 covers exports to these countries only.
@@ -134,8 +127,12 @@ def match_line(
     """The licence line a goods item uses: the document line item number when given; else the
     one line whose CN code covers the declared one (a 6- or 8-digit line code covers the
     longer codes under it). The declaration carries no CLE, so CN is all there is to match: two
-    lines under one CN are ambiguous, and a licence of one line without a CN code takes it."""
+    lines under one CN are ambiguous, and a licence of one line without a CN code takes it. An
+    open licence (no lines) is used as a whole (`Licence.open_line`), whatever line item number
+    the declaration gives: it has no lines to number."""
     number = licence.number
+    if licence.is_open:
+        return licence.open_line(), None
     if line_number is not None:
         line = licence.line(line_number)
         if line is None:
@@ -172,6 +169,13 @@ def match_line(
     )
 
 
+def where(licence: Licence, line: LicenceLine) -> str:
+    """`licence N line L`, or `open licence N` for the licence as a whole."""
+    if licence.is_open:
+        return f"open licence {licence.number}"
+    return f"licence {licence.number} line {line.line_number}"
+
+
 def allowed_destinations(licence: Licence) -> frozenset[str] | None:
     """The destinations a Union general authorisation covers (None: not enforced here)."""
     if licence.type is not LicenceType.UNION_GENERAL or not licence.general_authorisation:
@@ -187,11 +191,15 @@ def destination_problems(
     shown = destination or "(none declared)"
     problems: list[Finding] = []
     if line.destinations and destination not in line.destinations:
+        whose = (
+            f"open licence {licence.number}'s"
+            if licence.is_open
+            else f"licence {licence.number} line {line.line_number}'s"
+        )
         problems.append(
             (
                 "destination-not-allowed",
-                f"destination {shown} is not among licence {licence.number} line"
-                f" {line.line_number}'s {', '.join(line.destinations)}",
+                f"destination {shown} is not among {whose} {', '.join(line.destinations)}",
             )
         )
     covered = allowed_destinations(licence)
@@ -215,15 +223,18 @@ def line_measures(
     amount: Decimal | None,
     currency: str | None,
 ) -> tuple[Decimal, Decimal, list[Finding]]:
-    """(quantity in the line's unit, value in its currency, problems). Units convert by the
-    explicit table (bridge.core.units) or are refused; the currency must be the line's; a write-off
-    of a licence with ceilings must give something the line counts."""
-    number = licence.number
+    """(quantity in the line's unit, value in its currency, problems). Units convert exactly by
+    the explicit table (bridge.core.units) or are refused: `unit-mismatch` when they do not
+    convert, `unit-precision` when the quantity in the line's unit needs more decimals than the
+    ledger keeps (never rounded, `units.convert_exact`); the currency must be the line's; a
+    write-off of a licence with ceilings must give something the line counts."""
     problems: list[Finding] = []
     in_line_unit = ZERO
     if quantity is not None and line.unit:
         try:
-            in_line_unit = ledger_quantity(convert(quantity, unit or "", line.unit))
+            in_line_unit = plain(convert_exact(quantity, unit or "", line.unit))
+        except UnitPrecisionError as error:
+            problems.append(("unit-precision", precision_reason(error, where(licence, line))))
         except UnitError as error:
             problems.append(("unit-mismatch", f"{error} (licence line unit {line.unit})"))
     for figure in (quantity, in_line_unit):
@@ -241,8 +252,7 @@ def line_measures(
             problems.append(
                 (
                     "currency-mismatch",
-                    f"the write-off is in {currency}; licence {number} line"
-                    f" {line.line_number} is in {line.currency}",
+                    f"the write-off is in {currency}; {where(licence, line)} is in {line.currency}",
                 )
             )
         elif amount >= LEDGER_LIMIT:
@@ -264,7 +274,7 @@ def line_measures(
             problems.append(
                 (
                     "unit-mismatch",
-                    f"licence {number} line {line.line_number} counts value in {line.currency},"
+                    f"{where(licence, line)} counts value in {line.currency},"
                     " not quantity; the write-off gives a quantity only",
                 )
             )
@@ -272,11 +282,22 @@ def line_measures(
             problems.append(
                 (
                     "currency-mismatch",
-                    f"licence {number} line {line.line_number} counts quantity in {line.unit},"
+                    f"{where(licence, line)} counts quantity in {line.unit},"
                     " not value; the write-off gives an amount only",
                 )
             )
     return in_line_unit, value, problems
+
+
+def precision_reason(error: UnitPrecisionError, place: str) -> str:
+    """Why a write-off of `error.quantity` cannot be counted on `place` (a line counting in
+    `error.to_code`): both units, the decimals it needs and those the ledger keeps."""
+    return (
+        f"{plain(error.quantity):f} {error.from_code} is {error.converted:f} {error.to_code},"
+        f" which needs {error.needed} decimals; {place} counts in {error.to_code} and the ledger"
+        f" keeps {error.decimals} decimals: a write-off is never rounded (the line would have to"
+        f" count in {error.from_code} or a unit between)"
+    )
 
 
 def ceiling_excess(
@@ -289,14 +310,14 @@ def ceiling_excess(
     if not licence.type.has_ceiling:
         return []
     used_q, used_v = used
-    where = f"licence {licence.number} line {line.line_number}"
+    place = where(licence, line)
     excess = []
     if line.quantity is not None and delta_q > ZERO and used_q + delta_q > line.quantity:
         excess.append(
             (
                 "quantity",
                 f"{plain(delta_q)} {line.unit} more exceeds the {plain(line.quantity - used_q)}"
-                f" {line.unit} remaining on {where}",
+                f" {line.unit} remaining on {place}",
             )
         )
     if line.value is not None and delta_v > ZERO and used_v + delta_v > line.value:
@@ -304,7 +325,7 @@ def ceiling_excess(
             (
                 "value",
                 f"{plain(delta_v)} {line.currency} more exceeds the"
-                f" {plain(line.value - used_v)} {line.currency} remaining on {where}",
+                f" {plain(line.value - used_v)} {line.currency} remaining on {place}",
             )
         )
     return excess
@@ -335,7 +356,7 @@ def remaining(licence: Licence, line: LicenceLine, used: Totals) -> Balance | No
 def used_up(licence: Licence, totals: Mapping[LineKey, Totals]) -> bool:
     """Every line with a ceiling has nothing left (its remaining quantity or its remaining
     value is 0 or less). False for a licence without ceilings."""
-    lines = [x for x in licence.lines if x.quantity is not None or x.value is not None]
+    lines = [x for x in licence.ledger_lines if x.quantity is not None or x.value is not None]
     if not licence.type.has_ceiling or not lines:
         return False
     for line in lines:
@@ -355,10 +376,70 @@ def correlation_warnings(
     line's (never a refusal: the correlation is indicative only)."""
     if correlation is None:
         return []
+    if licence.is_open:
+        return scope_warnings(correlation, licence, cn_code)
     why = correlation.warning(cn_code, line.control_list_entry)
     if why is None:
         return []
     return [(CORRELATION_WARNING, f"licence {licence.number} line {line.line_number}: {why}")]
+
+
+def scope_covers(scope: str, entry: str) -> bool | None:
+    """Whether an open licence's scope entry covers control list entry `entry` (Annex I
+    spelling): the same entry or one of its sub-items, or an entry of the category (`5`) or
+    category and group (`5A`) it names. None when the scope entry is not of Annex I (a national
+    or military list entry): the Annex I entry cannot be compared with it."""
+    if scope[:1].isdigit() and len(scope) <= 2:
+        return entry.startswith(scope)
+    annex = normalise_cle(scope)
+    if annex is None:
+        return None
+    return entry == annex or entry.startswith(annex + ".")
+
+
+def scope_problems(licence: Licence, control_list_entry: str | None) -> list[Finding]:
+    """An open licence with a scope covers `control_list_entry` (when given: a query names one,
+    a declaration does not) only when one of its scope entries does. Entries of other lists
+    than Annex I are compared as written."""
+    entries = licence.control_list_entries
+    if not licence.is_open or not entries or not control_list_entry:
+        return []
+    asked = normalise_cle(control_list_entry)
+    for scope in entries:
+        covered = scope_covers(scope, asked) if asked else None
+        if covered or (covered is None and scope == control_list_entry.strip()):
+            return []
+    return [
+        (
+            "outside-scope",
+            f"control list entry {control_list_entry} is outside open licence"
+            f" {licence.number}'s scope ({', '.join(entries)})",
+        )
+    ]
+
+
+def scope_warnings(
+    correlation: Correlation, licence: Licence, cn_code: str | None
+) -> list[Finding]:
+    """A declaration names no control list entry, so an open licence's scope can only be
+    checked indicatively: a warning when the declared CN code is linked to entries none of which
+    the scope covers (never a refusal; nothing said when a scope entry is of another list)."""
+    entries = licence.control_list_entries
+    found = correlation.entries_for(cn_code) if cn_code and entries else None
+    if found is None:
+        return []
+    prefix, cles = found
+    verdicts = [scope_covers(scope, cle) for scope in entries for cle in cles]
+    if any(verdict is None or verdict for verdict in verdicts):
+        return []
+    return [
+        (
+            CORRELATION_WARNING,
+            f"open licence {licence.number}: CN {cn_code} is indicatively linked to"
+            f" {', '.join(sorted(cles))} (table entry {prefix}), none of them within its scope"
+            f" {', '.join(entries)}; indicative only, nothing refused",
+        )
+    ]
 
 
 def merged_reasons(findings: Iterable[Finding]) -> tuple[Reason, ...]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from bridge.core.acted_on import ActedOn
 from bridge.core.envelope import DeclarationEvent, DocumentResult
 from bridge.core.ledger_state import (
     Alert,
@@ -26,11 +27,14 @@ from bridge.core.model import Licence
 @dataclass(frozen=True, slots=True)
 class DeclarationState:
     mrn: str
-    version: int = 0  # the last declaration version applied (0: none yet)
+    version: int = 0  # the highest declaration version applied (0: none yet)
     event: str | None = None
     invalidated: bool = False
     message_id: str | None = None
-    held: DeclarationEvent | None = None  # an amendment waiting for its release
+    held: tuple[DeclarationEvent, ...] = ()  # amendments waiting for their release, by version
+    # The declaration as released and amended (bridge.core.acted_on); None before the release,
+    # and for a declaration released before the ledger kept it.
+    acted_on: ActedOn | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +75,17 @@ class Decision:
     status_changes: list[StatusChange] = field(default_factory=list)  # in the order they happen
 
 
-def referenced_licences(events: Iterable[DeclarationEvent]) -> set[str]:
-    """Every document reference the events write off against (a superset of the licences the
-    rules will look at): what the ledger must load."""
+def referenced_licences(
+    events: Iterable[DeclarationEvent], states: Iterable[DeclarationState] = ()
+) -> set[str]:
+    """Every document reference the events write off against, and those the declarations they
+    amend quote (a superset of the licences the rules will look at): what the ledger must
+    load."""
     numbers = set()
     for event in events:
         if event.declaration is not None:
             numbers.update(document.reference for _, document in event.declaration.write_offs())
+    for state in states:
+        if state.acted_on is not None:
+            numbers.update(state.acted_on.references())
     return numbers

@@ -1,6 +1,10 @@
 """The write-off rules' dry run (customs' CheckAvailability): would this write-off be accepted
 now, and what has the line left. The checks of the batch (bridge.core.writeoff.checks), nothing
-written."""
+written.
+
+Asked before release, so every check refuses as it says: a licence whose certificate customs do
+not hold is `not-known-to-customs` here. Only goods already released against such a licence are
+recorded anyway, as contingency write-offs (bridge.core.writeoff.write_off, docs/contingency.md)."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from bridge.core.writeoff.checks import (
     merged_reasons,
     over_use,
     remaining,
+    where,
 )
 
 
@@ -123,7 +128,7 @@ def availability(
     return Availability(
         available=True,
         licence_number=number,
-        reason=f"licence {number} line {line.line_number}: {left} remaining",
+        reason=f"{where(licence, line)}: {left} remaining",
         warnings=merged_reasons(warnings),
         line_number=line.line_number,
         remaining=balance,

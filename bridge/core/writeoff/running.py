@@ -137,6 +137,8 @@ class RunningLedger:
         kind: MovementKind,
         event: DeclarationEvent,
         declared: tuple[Decimal | None, str | None] = (None, None),
+        *,
+        contingency: bool = False,
     ) -> None:
         line_key = (usage.licence_number, usage.line_number)
         used_q, used_v = self.totals.get(line_key, (ZERO, ZERO))
@@ -157,6 +159,7 @@ class RunningLedger:
                 reason=f"{event.kind} v{event.version}",
                 declared_quantity=declared[0],
                 declared_unit=declared[1],
+                contingency=contingency,
             )
         )
 

@@ -73,7 +73,8 @@ class WriteOffs:
             event, item, document, asserted, licence, current
         )
         self.warn(event, item, licence, target, warnings)
-        if problems:
+        contingency = problems and contingency_write_off(problems, licence, target)
+        if problems and not contingency:
             return self.refuse(event, item, document, licence, target, current, problems, warnings)
         assert target is not None and licence is not None
         line_number = target.line.line_number
@@ -102,8 +103,13 @@ class WriteOffs:
             str(event.kind),
         )
         if delta_q != ZERO or delta_v != ZERO or current is None:
-            self.ledger.move(key, new, delta_q, delta_v, kind, event, declared)
+            self.ledger.move(
+                key, new, delta_q, delta_v, kind, event, declared, contingency=bool(contingency)
+            )
         self.ledger.set_usage(key, new)
+        if contingency:
+            recorded = self.alert_contingency(event, item, document, licence, target, problems)
+            warnings = [*recorded, *warnings]
         status = DocumentStatus.ACCEPTED if licence.type.has_ceiling else DocumentStatus.RECORDED
         return DocumentResult(
             goods_item=item.sequence,
@@ -162,6 +168,75 @@ class WriteOffs:
             written_off=self.ledger.written_off(current),
             remaining=self.ledger.balance(document.reference, line_number),
         )
+
+    def alert_contingency(
+        self,
+        event: DeclarationEvent,
+        item: GoodsItem,
+        document: DocumentUse,
+        licence: Licence,
+        target: _Target,
+        problems: list[Finding],
+    ) -> list[Finding]:
+        """A contingency write-off was recorded: an alert for the authority when it overdraws
+        the licence (`contingency-over-use`) and when the licence did not allow it otherwise
+        (`contingency-not-allowed`: not valid, outside validity, another exporter or
+        destination...); the findings the result carries as warnings."""
+        line = target.line
+        findings = [(code, why) for code, why in problems if code != NOT_KNOWN]
+        over = [why for code, why in findings if code == "over-use"]
+        other = [(code, why) for code, why in findings if code != "over-use"]
+        left = remaining(
+            licence, line, self.ledger.totals.get((licence.number, line.line_number), (ZERO, ZERO))
+        )
+        details = {
+            "message_id": event.message_id,
+            "event": str(event.kind),
+            "declaration_version": event.version,
+            "goods_item": item.sequence,
+            "document_code": document.document_code,
+            "written_off_quantity": str(target.quantity),
+            "unit": line.unit,
+            "written_off_value": str(target.value),
+            "currency": line.currency,
+            "remaining_quantity": _text(left.quantity if left else None),
+            "remaining_value": _text(left.value if left else None),
+            "declared_quantity": _text(document.quantity),
+            "declared_unit": document.unit,
+            "reasons": [f"{code}: {why}" for code, why in findings],
+        }
+        head = (
+            f"{event.mrn} goods item {item.sequence} ({document.document_code}) was released"
+            f" without customs holding licence {licence.number}'s certificate; its write-off"
+            " is recorded as a contingency write-off"
+        )
+        alerts = []
+        if over:
+            alerts.append(("contingency-over-use", f"{head}, and overdraws it: {'; '.join(over)}"))
+        if other:
+            why = "; ".join(reason for _, reason in other)
+            alerts.append(
+                ("contingency-not-allowed", f"{head}, which the licence did not allow: {why}")
+            )
+        for kind, message in alerts:
+            self.ledger.decision.alerts.append(
+                Alert(
+                    kind=kind,
+                    message=message,
+                    licence_number=licence.number,
+                    line_number=line.line_number,
+                    mrn=event.mrn,
+                    details=details,
+                )
+            )
+        return [
+            (
+                CONTINGENCY,
+                f"released without customs holding licence {licence.number}'s certificate:"
+                " recorded as a contingency write-off for the authority to reconcile",
+            ),
+            *findings,
+        ]
 
     def alert_over_use(
         self,
@@ -307,6 +382,41 @@ class WriteOffs:
                 self.correlation, licence, line, cn_code
             )
         return found
+
+
+CONTINGENCY = "contingency"
+NOT_KNOWN = "not-known-to-customs"
+# What a contingency write-off cannot do without: the licence and its line, and a quantity or
+# amount the line counts. Without them nothing can be recorded, and the write-off is refused
+# (kept as a refusal with the declaration's figures).
+UNRECORDABLE = frozenset(
+    {
+        "licence-unknown",
+        "no-matching-line",
+        "ambiguous-line",
+        "unit-mismatch",
+        "unit-precision",
+        "currency-mismatch",
+        "out-of-range",
+    }
+)
+
+
+def contingency_write_off(
+    problems: list[Finding], licence: Licence | None, target: _Target | None
+) -> bool:
+    """Whether a released (or amended) write-off the checks refuse is a contingency write-off:
+    customs released the goods without holding the licence's certificate (the bridge or the
+    link was down, or the certificate was not yet delivered), so customs could not have asked
+    the bridge, and the goods have left. Its write-off is recorded whatever else the checks
+    say, as long as it can be counted on a line of a known licence (docs/contingency.md)."""
+    codes = {code for code, _ in problems}
+    return (
+        licence is not None
+        and target is not None
+        and NOT_KNOWN in codes
+        and not codes & UNRECORDABLE
+    )
 
 
 def _text(value: Decimal | None) -> str | None:

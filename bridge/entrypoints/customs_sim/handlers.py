@@ -106,7 +106,8 @@ class CustomsService:
             raise SoapFault.client("INVALID_MESSAGE", "SubmitCertificate must carry a Certificate")
         try:
             # The bridge's own reading of it: its schema check again, and the rules XSD
-            # cannot say (document code and general authorisation agree).
+            # cannot say (an entry without a list is in the Annex I spelling; document code
+            # and general authorisation agree).
             licence = licence_from_certificate_element(
                 certificate, source=f"certificate in message {message_id}"
             )
