@@ -37,6 +37,7 @@ with atheris.instrument_imports(include=["bridge"]):
     from bridge.core.writeoff.batch import decide
     from bridge.core.writeoff.decision import LedgerSnapshot
 
+from bridge.testkit.amendments import as_amendment
 from bridge.testkit.sample_licences import TT_EX010A_MRN, sample_licences
 from fuzz import Known, declaration_samples, run, signature
 
@@ -210,7 +211,8 @@ def seeds() -> Iterator[tuple[str, bytes]]:
                     event="amended",
                     event_time=EVENT_TIME,
                     declaration_version=2,
-                    payload=xml,
+                    # An amendment as customs send it: FunctionCode 13, TypeCode COR.
+                    payload=as_amendment(xml),
                     country="GB",
                 ),
             )
