@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,10 @@ from chaos.faults import (
 from chaos.oracle import Oracle
 from chaos.sizes import Size
 from chaos.stream import ResultListener, StreamPublisher
+
+# The outbox's backoff cap (deliver_pending's backoff_cap) and a margin: a retry scheduled within
+# it is a delivery waiting its turn, not a stalled bridge.
+RETRY_WAIT_LIMIT = 300.0 + 30.0
 
 SCALE = 1000  # licence ceilings this many times their usual size: the stream never runs dry
 SOAP_TIMEOUT = 0.4  # the bridge's SOAP timeout in the run; a "timeout" answer comes later
@@ -357,6 +362,11 @@ class ChaosRun:
                 self.timeline.add(self.clock(), "settled", recorded=self.recorded)
                 return True
             if time.monotonic() - self.last_progress > self.size.drain_timeout:
+                if self._retry_scheduled():
+                    # A delivery waits out its backoff (up to the outbox's cap, longer than
+                    # the drain timeout after many injected faults): that is not a stall.
+                    time.sleep(0.5)
+                    continue
                 self.say("no progress for a long time: checking what there is")
                 self.timeline.add(self.clock(), "stalled", recorded=self.recorded)
                 return False
@@ -563,6 +573,26 @@ class ChaosRun:
             raise RuntimeError(f"certificates failed for good: {counts}")
         done = counts.get("delivered", 0) + counts.get("failed", 0)
         return done >= licence_versions and not pending
+
+    def _retry_scheduled(self) -> bool:
+        """Whether a pending outbox message has its next attempt scheduled within the outbox's
+        backoff cap (bridge.services.outbox.deliver_pending): the next sync run will try it."""
+        try:
+            with self.engine.connect() as conn:
+                due = conn.execute(
+                    text("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
+                ).scalar_one()
+        except DBAPIError:
+            return False
+        if due is None:
+            return False
+        if isinstance(due, str):
+            due = datetime.fromisoformat(due)
+        if due.tzinfo is None:
+            due = due.replace(tzinfo=UTC)
+        # Past due by more than a minute: the sync runs (every few seconds) no longer take it.
+        wait = due - utcnow()
+        return timedelta(seconds=-60) < wait < timedelta(seconds=RETRY_WAIT_LIMIT)
 
     # ---------------------------------------------------------------------- environment
 
