@@ -166,13 +166,15 @@ def load_snapshot(conn: Connection, events: Sequence[DeclarationEvent]) -> Ledge
     licences = load_licences(conn, numbers) if numbers else {}
     # One row per line (line_total), however long the line's history.
     totals = totals_of_licences(conn, set(licences) | {u.licence_number for u in usage.values()})
+    at_customs = ledger.versions_at_customs(conn, licences)
     return LedgerSnapshot(
         licences=licences,
         usage=usage,
         line_totals=totals,
         declarations=states,
         seen_message_ids=frozenset(seen),
-        known_to_customs=frozenset(ledger.known_to_customs(conn, licences)),
+        known_to_customs=frozenset(at_customs),
+        versions_at_customs=at_customs,
     )
 
 

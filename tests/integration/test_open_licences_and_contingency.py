@@ -214,6 +214,51 @@ def _known_to_customs(engine, number, version):
         )
 
 
+def test_a_release_on_the_version_customs_hold_is_a_contingency_write_off(engine, wco_samples):
+    # Customs hold version 1 (100 kg to Pakistan); the bridge has version 2, lowered to 5 kg,
+    # not yet delivered. Goods released on version 1 have left: recorded, flagged, alerted.
+    v1 = replace(
+        open_licence(),
+        number="GB-SIEL-TWO-VERSIONS",
+        type=LicenceType.INDIVIDUAL,
+        control_list_entries=(),
+        destinations=(),
+        value=None,
+        currency=None,
+        unit=None,
+        lines=(LicenceLine(1, "1C011.b", "ammunition parts", None, Decimal(100), "KGM",
+                           destinations=("PK",)),),
+    )  # fmt: skip
+    store(engine, v1)
+    v2 = replace(v1, lines=(replace(v1.lines[0], quantity=Decimal(5)),))
+    store(engine, v2, known_to_customs=False)
+    with engine.connect() as conn:
+        (current,) = load_licences(conn, [v1.number]).values()
+    assert current.version == 2 and current.line(1).quantity == Decimal(5)
+
+    release(engine, declaration(wco_samples, v1.number, code="X060"), "26GB00000000000301")
+    with engine.connect() as conn:
+        flags = conn.execute(select(movement.c.quantity, movement.c.contingency)).all()
+        alerts = {a["kind"]: a for a in list_alerts(conn, licence_number=v1.number)}
+        refusals = conn.exec_driver_sql("SELECT count(*) FROM refusal").scalar_one()
+    assert [tuple(f) for f in flags] == [(Decimal(10), 1)] and refusals == 0
+    message = alerts["contingency-over-use"]["message"]
+    assert "on version 1 of licence GB-SIEL-TWO-VERSIONS, the one customs held" in message
+    assert "the bridge has version 2" in message
+    assert "10 KGM more exceeds the 5 KGM remaining" in message
+    assert "contingency-not-allowed" not in alerts  # version 2 allows it but for the quantity
+    assert row_of(engine, v1.number, 1).contingency_quantity == Decimal(10)
+
+    # Once customs acknowledge version 2, a release on it is checked as usual: refused.
+    _known_to_customs(engine, v1.number, 2)
+    release(engine, declaration(wco_samples, v1.number, code="X060"), "26GB00000000000302")
+    with engine.connect() as conn:
+        refused = conn.exec_driver_sql("SELECT code FROM refusal").scalars().all()
+        moved = conn.execute(select(movement.c.contingency)).scalars().all()
+    # Exhausted by the contingency write-off, and beyond version 2's 5 kg: nothing moves.
+    assert sorted(refused) == ["licence-not-valid", "over-use"] and len(moved) == 1
+
+
 def test_a_licence_past_its_end_date_is_stored_expired_and_certified_with_its_status(engine):
     after_the_end = datetime(2028, 1, 15, 8, 0, tzinfo=UTC)
     report = ingest_file(engine, ECJU, now=after_the_end)

@@ -50,7 +50,12 @@ class _Batch:
 
     def __init__(self, snapshot: LedgerSnapshot, national, correlation) -> None:
         self.ledger = RunningLedger(snapshot)
-        self.write_offs = WriteOffs(self.ledger, snapshot.known_to_customs, correlation)
+        self.write_offs = WriteOffs(
+            self.ledger,
+            snapshot.known_to_customs,
+            correlation,
+            versions_at_customs=snapshot.versions_at_customs,
+        )
         self.national = national
         self.states: dict[str, DeclarationState] = dict(snapshot.declarations)
         self.recorded = set(snapshot.seen_message_ids)

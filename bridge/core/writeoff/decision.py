@@ -42,7 +42,9 @@ class LedgerSnapshot:
     """The part of the ledger a batch touches, as it is before the batch.
 
     `known_to_customs`: the licences customs acknowledged a certificate of (any version);
-    None stands for every licence in `licences` (rules tested without the outbox)."""
+    None stands for every licence in `licences` (rules tested without the outbox).
+    `versions_at_customs`: the newest version of each such licence customs acknowledged; a
+    licence missing from it (or None) counts as held by customs in its current version."""
 
     licences: Mapping[str, Licence] = field(default_factory=dict)
     usage: Mapping[Key, Usage] = field(default_factory=dict)
@@ -50,6 +52,7 @@ class LedgerSnapshot:
     declarations: Mapping[str, DeclarationState] = field(default_factory=dict)
     seen_message_ids: frozenset[str] = frozenset()
     known_to_customs: frozenset[str] | None = None
+    versions_at_customs: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ usage, or the refusals, with the over-use and CN/CLE alerts for the authority.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -52,9 +53,12 @@ class WriteOffs:
         ledger: RunningLedger,
         known_to_customs: frozenset[str] | None,
         correlation: Correlation | None,
+        *,
+        versions_at_customs: Mapping[str, int] | None = None,
     ) -> None:
         self.ledger = ledger
         self.known = known_to_customs
+        self.versions = versions_at_customs
         self.correlation = correlation
         self.warned: set[tuple[str, int, str]] = set()  # CN/CLE alerts raised in this batch
         self.correlated: dict[tuple[str, int, str | None], list[Finding]] = {}
@@ -73,7 +77,14 @@ class WriteOffs:
             event, item, document, asserted, licence, current
         )
         self.warn(event, item, licence, target, warnings)
-        contingency = problems and contingency_write_off(problems, licence, target)
+        held = self.version_at_customs(licence)
+        if held is not None and target is not None and not _codes(problems) & UNRECORDABLE:
+            # Customs released on the version they hold, not the bridge's newer one: whatever
+            # the newer version says, the goods have left on the older (docs/contingency.md).
+            contingency = True
+            problems = [(VERSION_BEHIND, _behind(licence, held)), *problems]
+        else:
+            contingency = bool(problems) and contingency_write_off(problems, licence, target)
         if problems and not contingency:
             return self.refuse(event, item, document, licence, target, current, problems, warnings)
         assert target is not None and licence is not None
@@ -169,6 +180,14 @@ class WriteOffs:
             remaining=self.ledger.balance(document.reference, line_number),
         )
 
+    def version_at_customs(self, licence: Licence | None) -> int | None:
+        """The version of `licence` customs hold when it is older than the bridge's, else None
+        (customs hold the current version, none at all, or the ledger cannot say)."""
+        if licence is None or self.versions is None:
+            return None
+        held = self.versions.get(licence.number)
+        return held if held is not None and held < licence.version else None
+
     def alert_contingency(
         self,
         event: DeclarationEvent,
@@ -183,7 +202,9 @@ class WriteOffs:
         (`contingency-not-allowed`: not valid, outside validity, another exporter or
         destination...); the findings the result carries as warnings."""
         line = target.line
-        findings = [(code, why) for code, why in problems if code != NOT_KNOWN]
+        findings = [
+            (code, why) for code, why in problems if code not in (NOT_KNOWN, VERSION_BEHIND)
+        ]
         over = [why for code, why in findings if code == "over-use"]
         other = [(code, why) for code, why in findings if code != "over-use"]
         left = remaining(
@@ -205,10 +226,16 @@ class WriteOffs:
             "declared_unit": document.unit,
             "reasons": [f"{code}: {why}" for code, why in findings],
         }
+        held = self.version_at_customs(licence)
+        how = (
+            f"on version {held} of licence {licence.number}, the one customs held (the bridge"
+            f" has version {licence.version})"
+            if held is not None
+            else f"without customs holding licence {licence.number}'s certificate"
+        )
         head = (
             f"{event.mrn} goods item {item.sequence} ({document.document_code}) was released"
-            f" without customs holding licence {licence.number}'s certificate; its write-off"
-            " is recorded as a contingency write-off"
+            f" {how}; its write-off is recorded as a contingency write-off"
         )
         alerts = []
         if over:
@@ -232,8 +259,8 @@ class WriteOffs:
         return [
             (
                 CONTINGENCY,
-                f"released without customs holding licence {licence.number}'s certificate:"
-                " recorded as a contingency write-off for the authority to reconcile",
+                f"released {how}: recorded as a contingency write-off for the authority to"
+                " reconcile",
             ),
             *findings,
         ]
@@ -386,6 +413,7 @@ class WriteOffs:
 
 CONTINGENCY = "contingency"
 NOT_KNOWN = "not-known-to-customs"
+VERSION_BEHIND = "version-not-at-customs"  # customs hold an older version of the licence
 # What a contingency write-off cannot do without: the licence and its line, and a quantity or
 # amount the line counts. Without them nothing can be recorded, and the write-off is refused
 # (kept as a refusal with the declaration's figures).
@@ -416,6 +444,17 @@ def contingency_write_off(
         and target is not None
         and NOT_KNOWN in codes
         and not codes & UNRECORDABLE
+    )
+
+
+def _codes(problems: list[Finding]) -> set[str]:
+    return {code for code, _ in problems}
+
+
+def _behind(licence: Licence, held: int) -> str:
+    return (
+        f"customs hold version {held} of licence {licence.number}; the bridge has version"
+        f" {licence.version}, which customs have not acknowledged yet"
     )
 
 
