@@ -133,23 +133,7 @@ def test_hostile_declarations_through_the_real_consumer(
     assert consume(settings, engine, idle_seconds=1.0, max_seconds=10).messages == 0
 
     # --- every case met its fate, with its reason
-    with engine.connect() as conn:
-        quarantined = {
-            row.payload: row
-            for row in conn.execute(
-                select(quarantine.c.payload, quarantine.c.reason, quarantine.c.problems)
-            )
-        }
-        outcomes = dict(
-            conn.execute(select(processed_message.c.message_id, processed_message.c.outcome)).all()
-        )
-        refusals = conn.execute(
-            select(refusal.c.message_id, refusal.c.code, refusal.c.reason)
-        ).all()
-        moved = Counter(conn.execute(select(movement.c.message_id)).scalars())
-    refused_by_message: dict[str, list] = {}
-    for row in refusals:
-        refused_by_message.setdefault(row.message_id, []).append(row)
+    quarantined, outcomes, refused_by_message, moved = _fates(engine)
 
     wrong = []
     for case in cases:
@@ -283,23 +267,7 @@ def test_a_message_the_ledger_cannot_hold_meets_its_fate_between_valid_ones(
     assert report.messages == 3
     assert report.batches == 1  # not sent one message at a time after a failed batch
     assert consume(mqtt_settings, engine, idle_seconds=0.5, max_seconds=10).messages == 0
-    with engine.connect() as conn:
-        quarantined = {
-            row.payload: row
-            for row in conn.execute(
-                select(quarantine.c.payload, quarantine.c.reason, quarantine.c.problems)
-            )
-        }
-        outcomes = dict(
-            conn.execute(select(processed_message.c.message_id, processed_message.c.outcome)).all()
-        )
-        refusals = conn.execute(
-            select(refusal.c.message_id, refusal.c.code, refusal.c.reason)
-        ).all()
-        moved = Counter(conn.execute(select(movement.c.message_id)).scalars())
-    refused: dict[str, list] = {}
-    for row in refusals:
-        refused.setdefault(row.message_id, []).append(row)
+    quarantined, outcomes, refused, moved = _fates(engine)
     assert _fate_problem(case, quarantined, outcomes, refused, moved) is None
     for row in quarantined.values():
         assert "could not apply" not in row.reason  # a reason, not an internal error
@@ -329,3 +297,26 @@ def test_the_declaration_fuzz_target_runs_clean(tmp_path):
     read_declaration, only documented errors, the rules never overdraw."""
     output = run_fuzz_target("declaration_reader", tmp_path)
     assert "Done 2000 runs" in output
+
+
+def _fates(engine):
+    """What the ledger did with every message: quarantine rows by payload, outcomes by message
+    id, refusals by message id, movements counted by message id."""
+    with engine.connect() as conn:
+        quarantined = {
+            row.payload: row
+            for row in conn.execute(
+                select(quarantine.c.payload, quarantine.c.reason, quarantine.c.problems)
+            )
+        }
+        outcomes = dict(
+            conn.execute(select(processed_message.c.message_id, processed_message.c.outcome)).all()
+        )
+        refusals = conn.execute(
+            select(refusal.c.message_id, refusal.c.code, refusal.c.reason)
+        ).all()
+        moved = Counter(conn.execute(select(movement.c.message_id)).scalars())
+    refused: dict[str, list] = {}
+    for row in refusals:
+        refused.setdefault(row.message_id, []).append(row)
+    return quarantined, outcomes, refused, moved

@@ -18,6 +18,13 @@ from bridge.adapters.store.schema import (
 )
 from bridge.core.reconcile import ReconciliationRow
 
+# The outbox row of a licence's current certificate: whether customs have the version in force.
+_CURRENT_CERTIFICATE = (
+    (outbox.c.licence_number == licence.c.number)
+    & (outbox.c.licence_version == licence.c.current_version)
+    & (outbox.c.kind == "certificate")
+)
+
 
 def reconciliation_rows(
     conn: Connection, licence_number: str | None = None
@@ -48,12 +55,7 @@ def reconciliation_rows(
             outbox.c.status,
         )
         .join(licence, licence.c.number == licence_line.c.number)
-        .outerjoin(
-            outbox,
-            (outbox.c.licence_number == licence.c.number)
-            & (outbox.c.licence_version == licence.c.current_version)
-            & (outbox.c.kind == "certificate"),
-        )
+        .outerjoin(outbox, _CURRENT_CERTIFICATE)
         .outerjoin(
             totals,
             (totals.c.licence_number == licence_line.c.number)
@@ -148,12 +150,7 @@ def _dropped_line_rows(
             outbox.c.status,
         )
         .join(licence, licence.c.number == totals.c.licence_number)
-        .outerjoin(
-            outbox,
-            (outbox.c.licence_number == licence.c.number)
-            & (outbox.c.licence_version == licence.c.current_version)
-            & (outbox.c.kind == "certificate"),
-        )
+        .outerjoin(outbox, _CURRENT_CERTIFICATE)
         .outerjoin(
             licence_line,
             (licence_line.c.number == totals.c.licence_number)
