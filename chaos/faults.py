@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bridge.adapters.processes import signal_group, spawn, stop_group
+from bridge.adapters.store.db import engine_url
 
 CONSUMER_APPLICATION = "elbridge-chaos-consumer"  # how the consumer shows in pg_stat_activity
 
@@ -188,7 +188,7 @@ class PostgresRefusal(LedgerOutage):
     )
 
     def __init__(self, ledger_url: str) -> None:
-        url = make_url(ledger_url)
+        url = engine_url(ledger_url)
         self.database = url.database
         self.admin = create_engine(
             url.set(database="postgres", query={}), isolation_level="AUTOCOMMIT"
@@ -262,7 +262,7 @@ class PostgresSessionProbe(TransactionProbe):
     """The consumer's session (by its application name) is inside a transaction."""
 
     def __init__(self, ledger_url: str) -> None:
-        url = make_url(ledger_url)
+        url = engine_url(ledger_url)
         self.database = url.database
         self.engine = create_engine(
             url.set(database="postgres", query={}), isolation_level="AUTOCOMMIT"

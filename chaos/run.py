@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bridge.adapters.mqtt.broker import Broker, broker_config, free_port, mosquitto_executable
-from bridge.adapters.store.db import make_engine, utcnow
+from bridge.adapters.store.db import engine_url, make_engine, utcnow
 from bridge.adapters.store.licences import save_licence
 from bridge.core.model import Licence, LicenceStatus
 from bridge.entrypoints.customs_sim import KNOWN_FAULT_KINDS, SimulatorProcess, start_simulator
@@ -163,7 +163,9 @@ class ChaosRun:
             engine = make_engine(url)
         else:
             make_engine(url).dispose()  # the ledger's tables, as the bridge creates them
-            engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 2})
+            engine = create_engine(
+                engine_url(url), pool_pre_ping=True, connect_args={"connect_timeout": 2}
+            )
         self.stack.callback(engine.dispose)
         return engine
 

@@ -100,9 +100,13 @@ def licences_to_customs() -> None:
 
         from bridge.entrypoints.airflow_wiring import ledger, settings_from_airflow, summarise
         from bridge.services.outbox import certify_pending
+        from bridge.services.signing import certificate_signer
 
-        with ledger(settings_from_airflow()) as engine:
-            report = certify_pending(engine, now=datetime.now(UTC))
+        settings = settings_from_airflow()
+        with ledger(settings) as engine:
+            report = certify_pending(
+                engine, now=datetime.now(UTC), signer=certificate_signer(settings)
+            )
         summary = summarise(report)
         if report.invalid:
             raise AirflowFailException(
@@ -122,11 +126,16 @@ def licences_to_customs() -> None:
             settings_from_airflow,
             summarise,
         )
-        from bridge.services.outbox import deliver_pending
+        from bridge.services.outbox import DeliveryStopped, deliver_pending
 
         settings = settings_from_airflow()
         with ledger(settings) as engine:
-            report = deliver_pending(engine, customs_senders(settings))
+            try:
+                report = deliver_pending(engine, customs_senders(settings))
+            except DeliveryStopped as stopped:
+                # A configuration error (TLS, certificate files): retrying the same settings
+                # cannot help; nothing was spent, the certificates wait for the fix.
+                raise AirflowFailException(str(stopped)) from stopped
         summary = summarise(report)
         if report.failed:
             # Sending them again unchanged cannot help: they need a person.

@@ -15,10 +15,18 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   echo "setup: installing mosquitto (apt)"
   apt_install mosquitto
 fi
-# PostgreSQL is optional for the bridge (SQLite is the default) and used by the test suite.
-if [ "${ELBRIDGE_WITH_POSTGRES:-0}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "setup: installing postgresql (apt)"
-  apt_install postgresql
+# The production stack's services and the test suite's tools (ELBRIDGE_WITH_POSTGRES=1, what
+# scripts/test.sh and scripts/deploy-local.sh ask for): PostgreSQL (SQLite is the default
+# ledger), Redis (Airflow's Celery broker), xmllint (a second, independent schema validator).
+if [ "${ELBRIDGE_WITH_POSTGRES:-0}" = 1 ]; then
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (apt)"
+    apt_install "${missing[@]}"
+  fi
 fi
 
 PY=${PYTHON:-python3}

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures_mqtt",
     "tests.fixtures_soap",
     "tests.fixtures_airflow",
+    "tests.fixtures_tls",
 ]
 
 PROJECT = Path(__file__).resolve().parent.parent

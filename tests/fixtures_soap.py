@@ -1,5 +1,5 @@
 """Fixtures for the soap side: the real customs single window simulator (a subprocess serving
-SOAP over HTTP on a free 127.0.0.1 port, stopped by process group at teardown), a URL where
+SOAP over HTTP or HTTPS on a free 127.0.0.1 port, stopped by process group at teardown), a URL where
 nothing listens, and realistic licences built directly with bridge.core.model."""
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from bridge.adapters.signing import CertificateSigner
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
 from bridge.entrypoints.customs_sim import SimulatorProcess, start_simulator
+from bridge.services.config import Settings
+from bridge.services.signing import certificate_signer
 
 
 @pytest.fixture
 def customs_simulator_factory(tmp_path: Path) -> Iterator[Callable[..., SimulatorProcess]]:
     """Start simulators with options (fault plan keywords rate=, kinds=, next=, slow_seconds=,
-    seed=; credentials=, max_bytes=); all are stopped at teardown."""
+    seed=; credentials=, max_bytes=; tls_cert=, tls_key=, client_ca=, trust= for HTTPS;
+    environment= for ELBRIDGE_HTTP_* limits); all are stopped at teardown."""
     started: list[SimulatorProcess] = []
 
     def start(**options) -> SimulatorProcess:
@@ -37,6 +41,20 @@ def customs_simulator_factory(tmp_path: Path) -> Iterator[Callable[..., Simulato
 def customs_simulator(customs_simulator_factory) -> SimulatorProcess:
     """A running simulator without faults (set them with `.set_faults(...)`)."""
     return customs_simulator_factory()
+
+
+@pytest.fixture
+def development_authority(tmp_path: Path) -> CertificateSigner:
+    """The signer a bridge without a configured key uses: the development authority made under
+    its home (here tmp_path/home/keys), as bridge.services.signing picks it."""
+    return certificate_signer(Settings(home=tmp_path / "home"))
+
+
+@pytest.fixture
+def signing_customs_simulator(customs_simulator_factory, development_authority) -> SimulatorProcess:
+    """A simulator that trusts the development authority only: certificates must reach it
+    signed by it, unchanged (give the outbox `signer=development_authority`)."""
+    return customs_simulator_factory(trusted_authorities=[development_authority.certificate_file])
 
 
 @pytest.fixture

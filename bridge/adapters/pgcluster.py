@@ -59,12 +59,22 @@ class PostgresCluster:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/ledger"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/ledger"
 
-    def create_database(self, name: str) -> str:
-        """A fresh empty database in this cluster; returns its URL."""
-        self._psql(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+    def create_database(self, name: str, *, owner: str | None = None) -> str:
+        """A fresh empty database in this cluster (owned by role `owner` if given: its schema
+        `public` is then the owner's too); returns its URL as `postgres`."""
+        self._psql(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def create_role(self, name: str) -> None:
+        """A login role without special rights (the cluster trusts local connections, so it
+        needs no password)."""
+        self._psql(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+
+    def url_as(self, role: str, database: str) -> str:
+        """The URL of `database` for role `role`."""
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{database}"
 
     def _psql(self, sql: str) -> None:
         subprocess.run(

@@ -6,7 +6,9 @@ A certificate is one licence at one version, written so that customs can check d
 spaces: the same licence always gives the same bytes, the bytes customs store can be compared
 with the bytes built, and a validation error's line number points at one element.
 
-Pure: the only file read is the project's own XSD, compiled once per thread."""
+Pure: the only files read are the project's own XSDs (the certificate's and the XML Signature
+schema it imports for the optional ds:Signature, 1.4), compiled once per thread. Signing and
+verifying are bridge.adapters.signing's: a certificate validates the same signed or not."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from bridge.core.xmlsafe import parse_project_file, parse_xml, schema_from_file
 
 NAMESPACE = "urn:elicensing-bridge:certex:certificate:1.0"
 SCHEMA_FILE = "certex-certificate-1.0.xsd"
-SCHEMA_VERSION = "1.0"  # the instances' fixed attribute; the schema itself is 1.3
+SCHEMA_VERSION = "1.0"  # the instances' fixed attribute; the schema itself is 1.4
 MAX_CERTIFICATE_BYTES = 8 * 1024 * 1024  # 99,999 lines at their longest stay far below
 
 _DOCUMENT_CODES = {

@@ -80,7 +80,9 @@ def ledger_url_from(conn: Any) -> str:
 
 
 def mqtt_overrides(conn: Any) -> dict[str, Any]:
-    """Broker address and credentials from a Connection; extras `client_id` and `topic`."""
+    """Broker address and credentials from a Connection; extras `client_id`, `topic`,
+    `protocol` ("5" or "3.1.1"), and for TLS `ca_file` (TLS on), `cert_file`, `key_file`
+    (paths on the worker)."""
     extra = _extra(conn, MQTT_CONN_ID)
     host = conn.host or None
     if host and "://" in host:
@@ -92,13 +94,19 @@ def mqtt_overrides(conn: Any) -> dict[str, Any]:
         "mqtt_password": conn.password or None,
         "mqtt_client_id": extra.get("client_id"),
         "mqtt_topic": extra.get("topic"),
+        "mqtt_protocol": str(extra["protocol"]) if "protocol" in extra else None,
+        "mqtt_ca_file": extra.get("ca_file"),
+        "mqtt_cert_file": extra.get("cert_file"),
+        "mqtt_key_file": extra.get("key_file"),
     }
 
 
 def soap_overrides(conn: Any) -> dict[str, Any]:
     """The customs service's endpoint URL and credentials from a Connection: either the whole
     URL in `host`, or scheme (conn_type http/https), host, port and path (`schema`); extras
-    `timeout` (seconds) and `max_attempts`."""
+    `timeout` (seconds), `max_attempts`, and for TLS `ca_file` (the CA bundle customs'
+    certificate is checked against), `cert_file` and `key_file` (the client certificate and
+    key for mutual TLS), paths on the workers."""
     extra = _extra(conn, SOAP_CONN_ID)
     host = conn.host or ""
     if "://" in host:
@@ -116,6 +124,9 @@ def soap_overrides(conn: Any) -> dict[str, Any]:
         "soap_password": conn.password or None,
         "soap_timeout": float(extra["timeout"]) if "timeout" in extra else None,
         "soap_max_attempts": int(extra["max_attempts"]) if "max_attempts" in extra else None,
+        "soap_ca_file": extra.get("ca_file"),
+        "soap_cert_file": extra.get("cert_file"),
+        "soap_key_file": extra.get("key_file"),
     }
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.core.errors import BridgeError
+from bridge.entrypoints.cli_audit import add_audit_commands
 from bridge.entrypoints.cli_authority import (
     add_authority_commands,
     add_reconcile_views,
@@ -20,6 +21,7 @@ from bridge.entrypoints.cli_authority import (
 )
 from bridge.entrypoints.cli_licences import add_licence_commands, add_query_service_commands
 from bridge.entrypoints.cli_quarantine import add_quarantine_commands
+from bridge.entrypoints.http_serving import add_admin_token_argument, add_tls_arguments
 from bridge.services.config import Settings, load_settings
 
 
@@ -58,10 +60,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending
+    from bridge.services.signing import certificate_signer
 
     settings = _settings(args)
     engine = _engine(settings)
-    certified = certify_pending(engine, now=datetime.now(UTC))
+    certified = certify_pending(engine, now=datetime.now(UTC), signer=certificate_signer(settings))
     print(f"certify: {certified}")
     if args.certify_only:
         return 0
@@ -76,17 +79,23 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from bridge.services.mqtt_endpoints import open_session
 
     settings = _settings(args)
-    if args.open_session:
-        open_session(settings)
-        print(f"session {settings.mqtt_client_id} subscribed to {settings.mqtt_topic}")
-        return 0
-    engine = _engine(settings)
-    report = consume(
-        settings,
-        engine,
-        idle_seconds=None if args.follow else args.idle,
-        max_seconds=args.max_seconds,
-    )
+    # A refusal (TLS, login: BrokerRefused, a ConfigError) is told by main(); a broker that did
+    # not answer in time is one line too, not a traceback.
+    try:
+        if args.open_session:
+            open_session(settings)
+            print(f"session {settings.mqtt_client_id} subscribed to {settings.mqtt_topic}")
+            return 0
+        engine = _engine(settings)
+        report = consume(
+            settings,
+            engine,
+            idle_seconds=None if args.follow else args.idle,
+            max_seconds=args.max_seconds,
+        )
+    except ConnectionError as error:
+        print(f"elbridge consume: {error}", file=sys.stderr)
+        return 1
     print(f"consume: {report}")
     return 0
 
@@ -112,10 +121,26 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
     from bridge.entrypoints.customs_sim.app import serve
+    from bridge.entrypoints.http_serving import serving_options
 
     settings = _settings(args)
     store = Path(args.store) if args.store else settings.home / "customs-sim" / "received.db"
-    serve(args.host, args.port, store)
+    options = serving_options(
+        args.host,
+        args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        settings=settings,
+    )
+    serve(
+        args.host,
+        args.port,
+        store,
+        admin_token=args.admin_token,
+        options=options,
+        trusted_authority_files=args.trusted_authority,
+    )
     return 0
 
 
@@ -229,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_quarantine_commands(
         commands, read_settings=_settings, open_ledger=lambda args: _engine(_settings(args))
     )
+    add_audit_commands(
+        commands, read_settings=_settings, open_ledger=lambda args: _engine(_settings(args))
+    )
 
     sim = commands.add_parser(
         "customs-sim", help="the customs single window simulator (SOAP server, event publisher)"
@@ -238,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8088)
     serve.add_argument("--store", help="SQLite file for received certificates")
+    add_tls_arguments(serve)
+    add_admin_token_argument(serve)
+    serve.add_argument(
+        "--trusted-authority",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="an authority certificate whose signatures are accepted (repeat for a key rollover;"
+        " default: ELBRIDGE_SIM_TRUSTED_AUTHORITIES; none: signatures not required)",
+    )
     serve.set_defaults(func=cmd_sim_serve)
     publish = sim_commands.add_parser(
         "publish", help="publish WCO DEC-DMS declaration files as declaration events"

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
+from bridge.entrypoints.http_serving import add_tls_arguments
+
 OpenLedger = Callable[[argparse.Namespace], Any]  # args -> SQLAlchemy Engine
 LedgerUrl = Callable[[argparse.Namespace], str]
 
@@ -33,6 +35,16 @@ def _day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def add_licence_commands(
@@ -69,9 +81,11 @@ def add_licence_commands(
 def add_query_service_commands(
     subparsers: argparse._SubParsersAction, *, ledger_url: LedgerUrl
 ) -> None:
-    """Add `query-service serve [--host] [--port] [--path]` to the `elbridge` command set."""
+    """Add `query-service serve [--host] [--port] [--path]` and `query-service audit
+    [--since] [--identity]` (also spelt `query ...`) to the `elbridge` command set."""
     query = subparsers.add_parser(
         "query-service",
+        aliases=["query"],
         help="the SOAP query service customs call (CheckAvailability, ListSupportingDocuments)",
     )
     actions = query.add_subparsers(dest="query_command", required=True, metavar="ACTION")
@@ -79,7 +93,23 @@ def add_query_service_commands(
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8089, help="0 picks a free port")
     serve.add_argument("--path", default="/certex-query", help="where the service listens")
+    serve.add_argument(
+        "--access-file", help="who may ask what (TOML; default ELBRIDGE_QUERY_ACCESS_FILE)"
+    )
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="without an access file, answer anyone even on a non-loopback address",
+    )
+    add_tls_arguments(serve)
     serve.set_defaults(func=partial(cmd_query_serve, ledger_url=ledger_url))
+    audit = actions.add_parser(
+        "audit", help="who asked the query service what, when, and what came of it"
+    )
+    audit.add_argument("--since", type=_moment, help="from this date or time on (UTC)")
+    audit.add_argument("--identity", help="only this identity's questions (the access file's)")
+    audit.add_argument("--limit", type=int, help="only the last N questions")
+    audit.set_defaults(func=partial(cmd_query_audit, ledger_url=ledger_url))
 
 
 def cmd_licence_action(args: argparse.Namespace, *, action: str, open_ledger: OpenLedger) -> int:
@@ -127,7 +157,54 @@ def cmd_licence_events(args: argparse.Namespace, *, open_ledger: OpenLedger) -> 
 
 
 def cmd_query_serve(args: argparse.Namespace, *, ledger_url: LedgerUrl) -> int:
+    from bridge.entrypoints.http_serving import serving_options
     from bridge.entrypoints.query_service import serve_query_service
 
-    serve_query_service(args.host, args.port, ledger_url(args), path=args.path)
+    options = serving_options(
+        args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, client_ca=args.client_ca
+    )
+    serve_query_service(
+        args.host,
+        args.port,
+        ledger_url(args),
+        path=args.path,
+        options=options,
+        access_file=args.access_file,
+        allow_anonymous=args.allow_anonymous,
+    )
     return 0
+
+
+def cmd_query_audit(args: argparse.Namespace, *, ledger_url: LedgerUrl) -> int:
+    from bridge.adapters.store.db import make_engine
+    from bridge.adapters.store.query_audit import query_audit_entries
+
+    engine = make_engine(ledger_url(args))
+    with engine.connect() as conn:
+        entries = query_audit_entries(
+            conn, since=args.since, identity=args.identity, limit=args.limit
+        )
+    engine.dispose()
+    if not entries:
+        print("no question to the query service recorded")
+    for entry in entries:
+        print(_audit_line(entry))
+    return 0
+
+
+def _audit_line(entry: Any) -> str:
+    """when  who (how, from where)  what about  outcome: why"""
+    how = f"{entry.authentication} {entry.credential or ''}".strip()
+    where = f", {entry.client_address}" if entry.client_address else ""
+    about = [entry.operation]
+    if entry.licence_number:
+        about.append(f"licence {entry.licence_number}")
+    if entry.holder_eori:
+        about.append(f"holder {entry.holder_eori}")
+    outcome = entry.outcome if entry.code is None else f"{entry.outcome} {entry.code}"
+    why = f": {entry.reason}" if entry.reason else ""
+    who = entry.identity or "(not identified)"
+    return (
+        f"{entry.at.isoformat(timespec='seconds')}  {who} ({how}{where})  {' '.join(about)}"
+        f"  {outcome}{why}"
+    )

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
+from bridge.core.errors import ConfigError
 from bridge.services import consumer
-from bridge.services.config import load_settings
+from bridge.services.config import load_settings, mqtt_options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,7 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-messages", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = load_settings()
+    try:
+        settings = load_settings()
+        mqtt_options(settings)  # settings that do not go together: said before the ledger waits
+    except ConfigError as error:
+        print(f"consumer: {error}", file=sys.stderr, flush=True)
+        return 2
     engine = consumer.engine_when_available(settings.ledger_url)
     try:
         report = consumer.consume(
@@ -32,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_seconds=args.max_seconds,
             max_messages=args.max_messages,
         )
+    except ConfigError as error:  # TLS or the login refused by the broker: no use retrying
+        print(f"consumer: {error}", file=sys.stderr, flush=True)
+        return 2
+    except ConnectionError as error:
+        print(f"consumer: {error}", file=sys.stderr, flush=True)
+        return 1
     finally:
         engine.dispose()
     print(f"consume: {report}", flush=True)

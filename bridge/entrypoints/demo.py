@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import time
-import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,12 +131,6 @@ def _wait(what: str, done, timeout: float) -> None:
         time.sleep(1)
 
 
-def _received_at_simulator(url: str) -> list[dict]:
-    admin = url.rsplit("/", 1)[0] + "/admin/received"
-    with urllib.request.urlopen(admin, timeout=10) as answer:
-        return json.load(answer)
-
-
 def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = True) -> int:
     from bridge.adapters.mqtt.broker import start_broker
     from bridge.adapters.store.db import make_engine
@@ -160,6 +153,7 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
         deliver_pending,
         outbox_summary,
     )
+    from bridge.services.signing import certificate_signer
 
     home = home or Path.cwd() / "var" / "demo"
     declarations = samples_dir()
@@ -168,7 +162,13 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
     with ExitStack() as stack:
         broker = stack.enter_context(start_broker(home / "mosquitto"))
         _say(f"mosquitto on {broker.host}:{broker.port} (persistent sessions)")
-        simulator = stack.enter_context(start_simulator(home / "customs-sim"))
+        # Every certificate is signed (the development authority under home/keys unless
+        # ELBRIDGE_SIGNING_KEY_FILE names the real one) and customs trust only that signer.
+        signer = certificate_signer(settings)
+        simulator = stack.enter_context(
+            start_simulator(home / "customs-sim", trusted_authorities=[signer.certificate_file])
+        )
+        _say(f"customs verify certificate signatures by {signer.subject}")
         _say(f"customs single window simulator at {simulator.url} (WSDL: {simulator.url}?wsdl)")
         settings = settings.with_overrides(
             mqtt_host=broker.host, mqtt_port=broker.port, soap_url=simulator.url
@@ -196,10 +196,10 @@ def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = Tr
         else:
             for report in ingest_inbox(engine, settings.inbox):
                 _say(str(report))
-            certify_pending(engine, now=datetime.now(UTC))
+            certify_pending(engine, now=datetime.now(UTC), signer=signer)
             deliver_pending(engine, CustomsClient(settings))
         _say(f"outbox: {outbox_summary(engine)}")
-        received = _received_at_simulator(simulator.url)
+        received = simulator.received()  # asked with the admin token made for it
         _say(f"customs simulator acknowledged {len(received)} certificates")
 
         query = stack.enter_context(

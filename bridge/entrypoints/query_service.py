@@ -8,9 +8,16 @@
   write-off rules' dry run; this module only translates between SOAP and the service. A request
   that breaks the contract gets a SOAP Client fault naming every problem; the service's own
   trouble a Server fault (Transient=true). A refused write-off is an answer, never a fault.
+- Who may ask what is the access file's (--access-file, ELBRIDGE_QUERY_ACCESS_FILE;
+  bridge.core.query_access): a caller is recognised by its client certificate or a
+  WS-Security UsernameToken (password digest), and asks within its member states only; anyone
+  else gets an AUTHENTICATION_FAILED or ACCESS_DENIED fault and nothing more. Every question,
+  answered or refused, is written to the query audit before its answer goes out.
 
 Run: `elbridge query-service serve`, `python -m bridge.entrypoints.query_service --ledger-url
-URL`, or `start_query_service(workdir, ledger_url)` for a subprocess in its own process group."""
+URL [--tls-cert C --tls-key K [--client-ca CA]]`, or `start_query_service(workdir,
+ledger_url)` for a subprocess in its own process group. Served by uvicorn
+(bridge.adapters.http): HTTPS and client certificates as the flags or ELBRIDGE_HTTP_* say."""
 
 from __future__ import annotations
 
@@ -19,45 +26,63 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 from lxml import etree
 from sqlalchemy import Engine
 
+from bridge.adapters.http.request import RequestContext
+from bridge.adapters.http.server import serve as serve_http
 from bridge.adapters.soap import (
-    CERTIFICATE_SCHEMA_FILE,
-    MESSAGES_SCHEMA_FILE,
     QUERY_NAMESPACE,
     QUERY_SCHEMA_FILE,
     QUERY_WSDL_FILE,
+    SOAP_ENV_NAMESPACE,
 )
 from bridge.adapters.soap.http_server import (
+    SoapAnswer,
     SoapEndpoint,
     SoapFault,
     SoapOperation,
-    SoapServer,
-    serve_until_stopped,
+    SoapService,
 )
-from bridge.adapters.soap.server_process import ServerProcess, start_server_process
+from bridge.adapters.soap.server_process import ServerProcess, TlsTrust, start_server_process
+from bridge.adapters.soap.wssecurity import AuthenticationFailed, UsernameTokenVerifier
 from bridge.adapters.store.db import make_engine
 from bridge.core.availability import Availability, AvailabilityRequest
 from bridge.core.certificate import xsd_problems
 from bridge.core.codes import normalise_eori
 from bridge.core.documents import national_document_codes as national_document_codes_table
-from bridge.core.errors import reasons
+from bridge.core.errors import ConfigError, reasons
 from bridge.core.model import ANNEX_I_LIST
 from bridge.core.paths import SCHEMAS_DIR
+from bridge.core.query_access import (
+    AUTHENTICATION_FAILED,
+    BY_CERTIFICATE,
+    BY_TOKEN,
+    NOT_AUTHENTICATED,
+    Caller,
+    QueryAuditEntry,
+    Refusal,
+    country_refusal,
+    holder_refusal,
+    identify,
+    licence_refusal,
+)
 from bridge.core.supporting_documents import SupportingDocument
 from bridge.core.xmlsafe import schema_from_file
+from bridge.entrypoints.http_serving import ServingOptions, add_tls_arguments, serving_options
 from bridge.services import queries
 from bridge.services.config import load_settings
+from bridge.services.query_access import QueryAccess, query_access
 
 DEFAULT_PATH = "/certex-query"
 MAX_REQUEST_BYTES = 256 * 1024  # a query is a few hundred bytes
-
-_SCHEMA_FILES = (QUERY_SCHEMA_FILE, MESSAGES_SCHEMA_FILE, CERTIFICATE_SCHEMA_FILE)
 
 
 def _q(name: str) -> str:
@@ -188,9 +213,24 @@ def supporting_documents_answer(
 # ------------------------------------------------------------------------------ service
 
 
+@dataclass
+class _Question:
+    """One request as the audit records it, filled in as it is read: who asked, what about,
+    and, when refused, the refusal with what only the audit may know."""
+
+    caller: Caller
+    operation: str = "unknown"
+    holder_eori: str | None = None
+    licence_number: str | None = None
+    refusal: Refusal | None = None
+    answered: str | None = None  # what the answer said, in short
+
+
 class QueryApp:
-    """The query service's SOAP operations on the ledger at `engine`: each validates its
-    request, asks bridge.services.queries and writes the answer."""
+    """The query service's SOAP operations on the ledger at `engine`: each request is
+    authenticated and authorised as `access` says (bridge.services.query_access; anonymous
+    when it has no policy), validated, answered from bridge.services.queries, and audited
+    (table query_audit) before its answer is sent, answered or refused."""
 
     def __init__(
         self,
@@ -198,24 +238,143 @@ class QueryApp:
         *,
         today: Callable[[], date] | None = None,
         national_document_codes: str = "",
+        access: QueryAccess | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.engine = engine
         self.today = today or (lambda: datetime.now(UTC).date())
+        self.clock = clock or (lambda: datetime.now(UTC))
         # The deployment's national codes, read as the write-offs read them (Settings).
         self.national = national_document_codes_table(national_document_codes)
+        self.access = access or QueryAccess(None)
+        # Password digests only: the password itself never travels (docs/security.md).
+        self.verifier = UsernameTokenVerifier(self.access.password, clock=self.clock)
         self._local = threading.local()
 
-    def endpoint(self, *, max_bytes: int = MAX_REQUEST_BYTES) -> SoapEndpoint:
+    def endpoint(self, *, max_bytes: int = MAX_REQUEST_BYTES) -> QueryEndpoint:
         """The SOAP endpoint answering CheckAvailability and ListSupportingDocuments."""
-        return SoapEndpoint(
-            {
-                _q("CheckAvailability"): SoapOperation(self.check_availability),
-                _q("ListSupportingDocuments"): SoapOperation(self.list_supporting_documents),
-            },
+        return QueryEndpoint(self, max_bytes)
+
+    def answer(
+        self,
+        body: bytes,
+        soap_action: str | None = None,
+        caller: RequestContext | None = None,
+        *,
+        max_bytes: int = MAX_REQUEST_BYTES,
+    ) -> SoapAnswer:
+        """The answer to one request body from `caller` (its connection: client certificate,
+        address), audited."""
+        caller = caller or RequestContext()
+        question = self._question(caller)
+        operations = {
+            _q("CheckAvailability"): SoapOperation(partial(self.check_availability, question)),
+            _q("ListSupportingDocuments"): SoapOperation(
+                partial(self.list_supporting_documents, question)
+            ),
+        }
+        endpoint = SoapEndpoint(
+            operations,
             name="query-service",
             max_bytes=max_bytes,
-            validate=self.validate,
+            validate=partial(self.admit, question, caller),
         )
+        return self._audited(question, endpoint.answer(body, soap_action, caller))
+
+    def too_large(self, answer: SoapAnswer, caller: RequestContext | None = None) -> SoapAnswer:
+        """`answer`, the refusal of a request too large to be read, once audited."""
+        return self._audited(self._question(caller or RequestContext()), answer)
+
+    @staticmethod
+    def _question(caller: RequestContext) -> _Question:
+        certificate = caller.peer_subject or ", ".join(caller.identities) or None
+        how = BY_CERTIFICATE if certificate else NOT_AUTHENTICATED
+        return _Question(Caller(None, how, certificate, caller.client_address))
+
+    def _audited(self, question: _Question, answer: SoapAnswer) -> SoapAnswer:
+        # No answer goes out unaudited: when the row cannot be written, a Server fault instead.
+        fault = answer.fault
+        if fault is None:
+            outcome, code, reason = "answered", None, question.answered
+        else:
+            outcome = "failed" if fault.faultcode == "Server" else "refused"
+            code = fault.code
+            reason = question.refusal.recorded if question.refusal else fault.reason
+        caller = question.caller
+        entry = QueryAuditEntry(
+            at=self.clock(),
+            operation=question.operation,
+            outcome=outcome,
+            identity=None if caller.identity is None else caller.identity.name,
+            authentication=caller.authentication,
+            credential=caller.credential,
+            client_address=caller.client_address,
+            holder_eori=question.holder_eori,
+            licence_number=question.licence_number,
+            code=code,
+            reason=reason,
+        )
+        try:
+            queries.record_query(self.engine, entry)
+        except Exception as error:
+            print(f"query-service: the audit cannot be written: {error!r}", file=sys.stderr)
+            unaudited = SoapFault(
+                "Server", "INTERNAL_ERROR", "the query cannot be recorded now", transient=True
+            )
+            return SoapAnswer(500, unaudited.envelope(), unaudited)
+        return answer
+
+    # ----------------------------------------------------------------- who may ask what
+
+    def admit(self, question: _Question, caller: RequestContext, payload: etree._Element) -> None:
+        """Before a request is answered: note what it asks, authenticate and identify the
+        caller (when the service has an access policy), and validate the request."""
+        question.operation = etree.QName(payload).localname
+        if question.operation == "CheckAvailability":
+            question.licence_number = _text(payload, "Reference")
+            question.holder_eori = _text(payload, "ExporterEORI")
+        else:
+            question.holder_eori = normalise_eori(_text(payload, "HolderEORI") or "") or None
+        if self.access.policy is not None:
+            self._identify(question, caller, payload)
+        self.validate(payload)
+
+    def _identify(
+        self, question: _Question, caller: RequestContext, payload: etree._Element
+    ) -> None:
+        policy = self.access.policy
+        assert policy is not None
+        body = payload.getparent()
+        envelope = None if body is None else body.getparent()
+        header = None if envelope is None else envelope.find(f"{{{SOAP_ENV_NAMESPACE}}}Header")
+        try:
+            user = self.verifier.verify(header)
+        except AuthenticationFailed as failed:
+            question.caller = replace(
+                question.caller, authentication=BY_TOKEN, credential=failed.username
+            )
+            detail = "" if failed.detail == failed.reason else failed.detail
+            self._refuse(question, Refusal(AUTHENTICATION_FAILED, failed.reason, detail))
+        if user is not None:
+            question.caller = replace(
+                question.caller, authentication=BY_TOKEN, credential=user.username
+            )
+        found = identify(
+            policy,
+            common_names=caller.peer_common_names,
+            alt_names=caller.peer_san,
+            token_username=None if user is None else user.username,
+        )
+        if isinstance(found, Refusal):
+            self._refuse(question, found)
+        question.caller = replace(question.caller, identity=found)
+
+    @staticmethod
+    def _refuse(question: _Question, refusal: Refusal) -> NoReturn:
+        question.refusal = refusal
+        raise SoapFault.client(refusal.code, refusal.reason)
+
+    # ----------------------------------------------------------------------- operations
 
     def _schema(self) -> etree.XMLSchema:
         # An XMLSchema keeps its error log on itself: one per handler thread.
@@ -231,42 +390,82 @@ class QueryApp:
         if problems:
             raise SoapFault.client("INVALID_MESSAGE", reasons(problems))
 
-    def check_availability(self, payload: etree._Element) -> etree._Element:
+    def check_availability(self, question: _Question, payload: etree._Element) -> etree._Element:
         request = availability_request(payload)
+        identity = question.caller.identity
+        if identity is not None:
+            refusal = country_refusal(identity, request.country) or licence_refusal(
+                identity, request.reference, queries.licence_issuer(self.engine, request.reference)
+            )
+            if refusal is not None:
+                self._refuse(question, refusal)
         answer = queries.availability(self.engine, request, self.today(), national=self.national)
+        question.answered = "available" if answer.available else f"not available: {answer.code}"
         return availability_answer(answer)
 
-    def list_supporting_documents(self, payload: etree._Element) -> etree._Element:
+    def list_supporting_documents(
+        self, question: _Question, payload: etree._Element
+    ) -> etree._Element:
         on_date = _text(payload, "OnDate")
         on = date.fromisoformat(on_date[:10]) if on_date else self.today()
         holder = normalise_eori(_text(payload, "HolderEORI") or "")
-        documents = queries.usable_documents(self.engine, holder, on)
+        identity = question.caller.identity
+        scope = None
+        if identity is not None:
+            refusal = holder_refusal(identity, holder)
+            if refusal is not None:
+                self._refuse(question, refusal)
+            scope = identity.member_states
+        documents = queries.usable_documents(self.engine, holder, on, issued_by=scope)
+        question.answered = f"{len(documents)} supporting document(s) on {on.isoformat()}"
         return supporting_documents_answer(holder, on, documents)
+
+
+class QueryEndpoint(SoapEndpoint):
+    """The query service as the HTTP layer sees it: every answer, and every refusal of a
+    request too large to read, goes through QueryApp and its audit."""
+
+    def __init__(self, app: QueryApp, max_bytes: int) -> None:
+        super().__init__({}, name="query-service", max_bytes=max_bytes)
+        self.app = app
+
+    def answer(
+        self, body: bytes, soap_action: str | None = None, caller: RequestContext | None = None
+    ) -> SoapAnswer:
+        return self.app.answer(body, soap_action, caller, max_bytes=self.max_bytes)
+
+    def too_large(self, size: int | None, limit: int | None = None) -> SoapAnswer:
+        return self.app.too_large(super().too_large(size, limit))
 
 
 # --------------------------------------------------------------------------------- HTTP
 
 
 def query_server(
-    host: str,
-    port: int,
     engine: Engine,
     *,
     path: str = DEFAULT_PATH,
     national_document_codes: str = "",
-) -> SoapServer:
-    """The HTTP server: the query service at `path`, its contract documents, and /health."""
-    app = QueryApp(engine, national_document_codes=national_document_codes)
-    server = SoapServer(
-        host,
-        port,
+    max_body_bytes: int | None = None,
+    max_concurrency: int | None = None,
+    access: QueryAccess | None = None,
+) -> SoapService:
+    """The ASGI app: the query service at `path`, its contract documents, and /health;
+    answering as `access` says (None: anyone, see bridge.services.query_access)."""
+    app = QueryApp(engine, national_document_codes=national_document_codes, access=access)
+    limits = {"max_body_bytes": max_body_bytes, "max_concurrency": max_concurrency}
+    service = SoapService(
         app.endpoint(),
         path=path,
         wsdl_file=QUERY_WSDL_FILE,
-        schema_files=_SCHEMA_FILES,
+        **{name: value for name, value in limits.items() if value is not None},
     )
-    server.json_get["/health"] = lambda: {"status": "ok", "url": server.url, "pid": os.getpid()}
-    return server
+    service.add_json(
+        "/health",
+        get=lambda: {"status": "ok", "url": service.url, "pid": os.getpid()},
+        admin=False,
+    )
+    return service
 
 
 def serve_query_service(
@@ -277,19 +476,44 @@ def serve_query_service(
     path: str = DEFAULT_PATH,
     ready_file: Path | None = None,
     national_document_codes: str | None = None,
+    options: ServingOptions | None = None,
+    access_file: str | Path | None = None,
+    allow_anonymous: bool = False,
 ) -> None:
-    """Serve the query service on the ledger at `ledger_url` until interrupted (Ctrl-C or
-    SIGTERM). `port` 0 picks a free port; the URL is printed, and written to `ready_file`
-    (JSON) once requests are accepted. National document codes: as given, else the
-    settings' (ELBRIDGE_NATIONAL_DOCUMENT_CODES), the same the write-offs use."""
+    """Serve the query service on the ledger at `ledger_url` until SIGTERM or Ctrl-C (requests
+    in flight are answered first). `port` 0 picks a free port; the URL is printed, and written
+    to `ready_file` (JSON) once requests are accepted. `options`: TLS and limits (default:
+    from the ELBRIDGE_HTTP_* settings). National document codes: as given, else the settings'
+    (ELBRIDGE_NATIONAL_DOCUMENT_CODES), the same the write-offs use. Who may ask what: the
+    access file given, else ELBRIDGE_QUERY_ACCESS_FILE; without one, anyone, but only on a
+    loopback address unless `allow_anonymous` (a ConfigError otherwise)."""
+    settings = load_settings()
     if national_document_codes is None:
-        national_document_codes = load_settings().national_document_codes
-    engine = make_engine(ledger_url)
-    server = query_server(
-        host, port, engine, path=path, national_document_codes=national_document_codes
+        national_document_codes = settings.national_document_codes
+    options = options or serving_options(host, port, settings=settings)
+    access = query_access(
+        settings.query_access_file if access_file is None else access_file,
+        options.http.host,
+        allow_anonymous=allow_anonymous,
+        tls=options.http.tls is not None,
     )
-    serve_until_stopped(
-        server, banner="query service", ready_file=ready_file, on_close=engine.dispose
+    if access.anonymous:
+        print("query service: no access file: answering anyone (audited)", file=sys.stderr)
+    engine = make_engine(ledger_url)
+    service = query_server(
+        engine,
+        path=path,
+        national_document_codes=national_document_codes,
+        max_body_bytes=options.max_body_bytes,
+        max_concurrency=options.max_concurrency,
+        access=access,
+    )
+    serve_http(
+        service,
+        options.http,
+        banner="query service",
+        ready_file=ready_file,
+        on_close=engine.dispose,
     )
 
 
@@ -310,20 +534,51 @@ def start_query_service(
     *,
     host: str = "127.0.0.1",
     startup_timeout: float = 30.0,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    client_ca: Path | None = None,
+    trust: TlsTrust | None = None,
+    arguments: list[str] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> QueryServiceProcess:
     """Start the query service as a subprocess (its own process group, log in `workdir`) on
-    the ledger at `ledger_url`, and return once it answers. `port` None picks a free port."""
-    arguments = ["--host", host, "--port", str(port or 0), "--ledger-url", ledger_url]
+    the ledger at `ledger_url`, and return once it answers. `port` None picks a free port.
+    HTTPS with `tls_cert` and `tls_key`, client certificates required with `client_ca`;
+    `trust` is how this process reaches it then (CA, client certificate). `arguments` and
+    `environment` are added to the command line and the environment."""
+    command = ["--host", host, "--port", str(port or 0), "--ledger-url", ledger_url]
+    for flag, value in (
+        ("--tls-cert", tls_cert),
+        ("--tls-key", tls_key),
+        ("--client-ca", client_ca),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
     started = start_server_process(
         "bridge.entrypoints.query_service",
-        arguments,
+        command + list(arguments or ()),
         workdir,
         what="the query service",
         health_path="/health",
         log_name="query-service",
+        environment=environment,
         startup_timeout=startup_timeout,
+        tls=trust,
     )
-    return QueryServiceProcess(started.process, started.url, started.log_path)
+    return QueryServiceProcess(started.process, started.url, started.log_path, tls=trust)
+
+
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    """--access-file and --allow-anonymous (docs/security.md "Query service")."""
+    parser.add_argument(
+        "--access-file",
+        help="who may ask what (TOML; default ELBRIDGE_QUERY_ACCESS_FILE)",
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="without an access file, answer anyone even on a non-loopback address",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,11 +591,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8089, help="0 picks a free port")
     parser.add_argument("--ledger-url", required=True, help="the ledger's database URL")
     parser.add_argument("--path", default=DEFAULT_PATH, help="where the service listens")
+    add_tls_arguments(parser)
+    add_access_arguments(parser)
     parser.add_argument("--ready-file", type=Path, help="write the URL here once serving")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
-    serve_query_service(
-        args.host, args.port, args.ledger_url, path=args.path, ready_file=args.ready_file
-    )
+    try:
+        options = serving_options(
+            args.host,
+            args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            client_ca=args.client_ca,
+            verbose=args.verbose,
+        )
+        serve_query_service(
+            args.host,
+            args.port,
+            args.ledger_url,
+            path=args.path,
+            ready_file=args.ready_file,
+            options=options,
+            access_file=args.access_file,
+            allow_anonymous=args.allow_anonymous,
+        )
+    except ConfigError as error:
+        print(f"query service: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

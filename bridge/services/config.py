@@ -8,11 +8,12 @@ Defaults run everything on this machine: a SQLite ledger and folders under `home
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bridge.adapters.mqtt.options import PROTOCOLS as MQTT_PROTOCOLS
 from bridge.adapters.mqtt.options import MqttOptions
 from bridge.core.errors import ConfigError
 from bridge.core.paths import MAPPINGS_DIR
@@ -21,12 +22,20 @@ from bridge.core.paths import MAPPINGS_DIR
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path.cwd() / "var")
-    database_url: str = ""  # empty: sqlite file under home
+    # empty: sqlite file under home; not in repr (a URL can hold the password)
+    database_url: str = field(default="", repr=False)
     # MQTT (declarations in, results out)
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_username: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    # "5" (MQTT v5, shared subscriptions) or "3.1.1" (brokers and gateways that speak only that)
+    mqtt_protocol: str = "5"
+    # TLS to the broker: on when a CA file is given (the broker's certificate and host name are
+    # checked against it); a client certificate and key for brokers that require one.
+    mqtt_ca_file: str = ""
+    mqtt_cert_file: str = ""
+    mqtt_key_file: str = ""
     mqtt_client_id: str = "elbridge-writeoff"
     mqtt_topic: str = "customs/declarations/events"
     # Consumers sharing one MQTT v5 shared subscription ($share/<group>/<topic>) split the
@@ -42,7 +51,12 @@ class Settings:
     # SOAP (certificates out)
     soap_url: str = "http://127.0.0.1:8088/certex"
     soap_username: str | None = None
-    soap_password: str | None = None
+    soap_password: str | None = field(default=None, repr=False)
+    # TLS to customs: the CA bundle the server certificate is checked against (empty: the
+    # system's), and the client certificate and key for mutual TLS.
+    soap_ca_file: str = ""
+    soap_cert_file: str = ""
+    soap_key_file: str = ""
     soap_timeout: float = 10.0
     soap_max_attempts: int = 8
     # Certificates in flight at once, each licence's messages still in order (one zeep client
@@ -55,6 +69,21 @@ class Settings:
     # empty: the project's own mappings/.
     mappings_dir: str = ""
     sender_id: str = "ELBRIDGE"
+    # The issuing authority's signing key and X.509 certificate (PEM): every certificate sent
+    # to customs carries an enveloped XML Signature made with them.
+    signing_key_file: str = ""
+    signing_cert_file: str = ""
+    # The bridge's HTTP services (query service, customs simulator, console): TLS when a
+    # certificate and key are given; client certificates required and checked against
+    # http_client_ca when it is given.
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
+    http_client_ca: str = ""
+    http_read_timeout: float = 15.0  # seconds a client may take to send a request
+    http_max_body_bytes: int = 4 * 1024 * 1024  # refused before reading
+    http_max_concurrency: int = 64  # requests served at once; more wait or are refused
+    # Who may ask the query service what (identities -> customs offices / member states).
+    query_access_file: str = ""
 
     @property
     def inbox(self) -> Path:
@@ -95,6 +124,12 @@ CONSUMER_SETTINGS = (
     "database_url",
     "mqtt_host",
     "mqtt_port",
+    "mqtt_protocol",
+    "mqtt_ca_file",
+    "mqtt_cert_file",
+    "mqtt_key_file",
+    "mqtt_username",
+    "mqtt_password",  # a child's environment only; settings_env's result is never printed
     "mqtt_client_id",
     "mqtt_topic",
     "mqtt_shared_group",
@@ -115,12 +150,37 @@ def settings_env(settings: Settings, names: Iterable[str] = CONSUMER_SETTINGS) -
     return env
 
 
+def secret_from_file(variable: str, path: str) -> str:
+    """The value held in the file `path` (named by `variable`), without its final newline; a
+    ConfigError naming the variable and the file when it cannot be read (never the value)."""
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path}: cannot read the file ({exc.strerror})") from None
+
+
+def environment_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """ELBRIDGE_<NAME> from the environment, or else the content of the file named by
+    ELBRIDGE_<NAME>_FILE (how secrets are handed over without putting them in the environment:
+    Docker/Kubernetes secrets, systemd credentials); None when neither is set."""
+    environ = os.environ if environ is None else environ
+    variable = f"ELBRIDGE_{name.upper()}"
+    raw = environ.get(variable)
+    if raw is not None and raw != "":
+        return raw
+    path = environ.get(f"{variable}_FILE")
+    if path:
+        return secret_from_file(f"{variable}_FILE", path)
+    return None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (ELBRIDGE_<FIELD>), then `overrides`."""
+    """Settings from the environment (ELBRIDGE_<FIELD>, or ELBRIDGE_<FIELD>_FILE naming a file
+    that holds the value), then `overrides`."""
     values: dict[str, Any] = {}
     for f in fields(Settings):
-        raw = os.environ.get(f"ELBRIDGE_{f.name.upper()}")
-        if raw is not None and raw != "":
+        raw = environment_value(f.name)
+        if raw is not None:
             values[f.name] = _coerce(f.name, f.type, raw)
     return Settings(**values).with_overrides(**overrides)
 
@@ -135,7 +195,23 @@ def mapping_dirs(settings: Settings) -> tuple[Path, ...]:
 
 
 def mqtt_options(settings: Settings) -> MqttOptions:
-    """The MQTT adapters' options (broker, login, the consumer's session) from the settings."""
+    """The MQTT adapters' options (broker, login, TLS, protocol, the consumer's session) from
+    the settings; a ConfigError naming the settings that do not go together."""
+    protocol = settings.mqtt_protocol.strip()
+    if protocol not in MQTT_PROTOCOLS:
+        raise ConfigError(
+            f"ELBRIDGE_MQTT_PROTOCOL={settings.mqtt_protocol!r}: use {' or '.join(MQTT_PROTOCOLS)}"
+        )
+    if settings.mqtt_shared_group and protocol != "5":
+        raise ConfigError(
+            f"ELBRIDGE_MQTT_SHARED_GROUP={settings.mqtt_shared_group!r} needs MQTT 5 (shared"
+            f" subscriptions), but ELBRIDGE_MQTT_PROTOCOL={protocol}"
+        )
+    if (settings.mqtt_cert_file or settings.mqtt_key_file) and not settings.mqtt_ca_file:
+        raise ConfigError(
+            "ELBRIDGE_MQTT_CERT_FILE/ELBRIDGE_MQTT_KEY_FILE are set but ELBRIDGE_MQTT_CA_FILE is"
+            " not: TLS to the broker is on only with a CA file to check its certificate against"
+        )
     return MqttOptions(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
@@ -146,4 +222,8 @@ def mqtt_options(settings: Settings) -> MqttOptions:
         shared_group=settings.mqtt_shared_group,
         session_expiry=settings.mqtt_session_expiry,
         batch_size=settings.batch_size,
+        protocol=protocol,
+        ca_file=settings.mqtt_ca_file,
+        cert_file=settings.mqtt_cert_file,
+        key_file=settings.mqtt_key_file,
     )

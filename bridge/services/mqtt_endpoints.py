@@ -32,7 +32,8 @@ def publisher(settings: Settings, *, client_id: str | None = None) -> Publisher:
 def new_client(
     client_id: str, *, manual_ack: bool = False, settings: Settings | None = None
 ) -> mqtt.Client:
-    """A paho MQTT v5 client with the settings' login (none without settings)."""
+    """A paho client with the settings' protocol, login and TLS (MQTT v5, no login and no TLS
+    without settings)."""
     options = mqtt_options(settings) if settings is not None else None
     return mqtt_client.new_client(client_id, manual_ack=manual_ack, options=options)
 

@@ -8,7 +8,12 @@ at once when given several clients), and commits the rows' new statuses in group
 their calls: a transient failure waits in the outbox with backoff, a permanent one fails at
 once. Message ids are derived from (licence, version), so a resend is the same message and
 customs answer it DUPLICATE instead of storing it twice; that is also what makes group commits
-safe (a crash before one sends its calls again)."""
+safe (a crash before one sends its calls again).
+
+A sender that raises ConfigError (a TLS or certificate failure: the server's certificate not
+trusted, our client certificate refused...) stops the whole run with DeliveryStopped: that call
+is no attempt, the message and all after it stay pending with their attempts untouched, and the
+first run after the configuration is mended sends them."""
 
 from __future__ import annotations
 
@@ -27,14 +32,16 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from bridge.adapters.signing import CertificateSigner
 from bridge.adapters.soap import client as soap
 from bridge.adapters.store import outbox as store
 from bridge.adapters.store.db import utcnow
 from bridge.core.certificate import build_certificate, certificate_problems
-from bridge.core.errors import DeliveryError, Problem, Rejected, reasons
+from bridge.core.errors import ConfigError, DeliveryError, Problem, Rejected, reasons
 from bridge.core.model import licence_from_dict
 from bridge.core.retry import delay_before
 from bridge.services.config import Settings, load_settings
+from bridge.services.signing import certificate_signer
 
 CERTIFICATE = "certificate"
 STATUS = "status"  # a CertificateStatus update (UpdateCertificateStatus)
@@ -72,23 +79,42 @@ class CertificateSender(Protocol):
 
 def customs_endpoint(settings: Settings) -> soap.CustomsEndpoint:
     """The customs certificate service as `settings` name it (soap_url, soap_timeout,
-    soap_username and soap_password, sender_id)."""
+    soap_username and soap_password, sender_id; over https soap_ca_file, soap_cert_file and
+    soap_key_file)."""
     return soap.CustomsEndpoint(
         url=settings.soap_url,
         timeout=settings.soap_timeout,
         username=settings.soap_username,
         password=settings.soap_password,
         sender_id=settings.sender_id,
+        ca_file=settings.soap_ca_file,
+        cert_file=settings.soap_cert_file,
+        key_file=settings.soap_key_file,
     )
 
 
 class CustomsClient(soap.CustomsClient):
     """The SOAP client for the customs single window `settings` describe, carrying the attempts
-    the outbox gives each message there (settings.soap_max_attempts). One per sending thread."""
+    the outbox gives each message there (settings.soap_max_attempts). One per sending thread.
+    Raises ConfigError at once when a TLS file is missing, unreadable or does not fit."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(customs_endpoint(settings))
         self.max_attempts = settings.soap_max_attempts
+
+
+class DeliveryStopped(ConfigError):
+    """Delivery stopped because the link to customs is misconfigured (`cause`, naming the host
+    and the reason); `report` is what the run did before, its `still_pending` messages keeping
+    their attempts for the first run after the configuration is mended."""
+
+    def __init__(self, cause: ConfigError, report: DeliveryReport) -> None:
+        super().__init__(
+            f"{cause}; delivery stopped: {report.still_pending} message(s) stay pending, their"
+            " attempts untouched, and go out on the first run after this is fixed"
+        )
+        self.cause = cause
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -115,12 +141,18 @@ class DeliveryReport:
     failures: list[tuple[str, int, str]] = field(default_factory=list)
 
 
-def certify_pending(engine: Engine, *, now: datetime) -> CertifyReport:
-    """Build, validate and queue a certificate for every licence version without one. All rows
-    are written in one transaction, before any sending. Two runs at once queue each certificate
-    once; each reports the ones it wrote."""
+def certify_pending(
+    engine: Engine, *, now: datetime, signer: CertificateSigner | None = None
+) -> CertifyReport:
+    """Build, validate, sign and queue a certificate for every licence version without one. All
+    rows are written in one transaction, before any sending. Two runs at once queue each
+    certificate once; each reports the ones it wrote. `signer` (default: the settings', see
+    bridge.services.signing) signs each valid certificate once, here: a resend carries the
+    same signed bytes."""
     with engine.connect() as conn:
         candidates = store.uncertified_versions(conn, CERTIFICATE)
+    if candidates and signer is None:
+        signer = certificate_signer(load_settings())
     messages = []
     invalid: list[tuple[str, int, str]] = []
     for number, version, document in candidates:
@@ -129,6 +161,8 @@ def certify_pending(engine: Engine, *, now: datetime) -> CertifyReport:
         try:
             xml = build_certificate(licence_from_dict(json.loads(document)))
             problems = certificate_problems(xml, source=source)
+            if not problems and signer is not None:
+                xml = signer.sign(xml)
         except Rejected as refused:
             problems = list(refused.problems)
         except (KeyError, TypeError, ValueError) as error:
@@ -187,7 +221,9 @@ def deliver_pending(
     `retry_within_run_seconds` allow, else left for the next run; after `max_attempts` attempts
     (default: the first client's `max_attempts`, see CustomsClient, else the settings'
     soap_max_attempts) it fails with its last reason. A
-    permanent failure fails at once: sending it unchanged cannot help.
+    permanent failure fails at once: sending it unchanged cannot help. A ConfigError from a
+    client (TLS: see bridge.adapters.soap.tls) is no attempt: the run stops, records what it
+    did, and raises DeliveryStopped.
 
     Given several clients (each used by one thread only), as many licences are sent at once,
     each licence's messages still one after the other in order. Outcomes are committed up to
@@ -224,6 +260,8 @@ def deliver_pending(
                     recorder,
                 )
                 recorder.flush()  # before reading what is due next, and before any wait
+                if sender.stopped is not None:
+                    break
                 next_due = _next_due(engine)
                 if next_due is None or next_due > run_ends:
                     break
@@ -235,9 +273,12 @@ def deliver_pending(
 
     with engine.connect() as conn:
         still_pending = store.count_by_status(conn)[store.PENDING]
-    return DeliveryReport(
+    report = DeliveryReport(
         still_pending=still_pending, failures=recorder.failures, **recorder.counts
     )
+    if sender.stopped is not None:
+        raise DeliveryStopped(sender.stopped, report) from sender.stopped
+    return report
 
 
 @dataclass
@@ -252,12 +293,14 @@ class _Chain:
 
 
 class _Sender:
-    """Sends one licence's messages in order, stopping at the first that cannot go now."""
+    """Sends one licence's messages in order, stopping at the first that cannot go now, and
+    every licence once a client says its configuration is wrong (`stopped`)."""
 
     def __init__(self, max_attempts: int, now_fn, backoff) -> None:
         self.max_attempts = max_attempts
         self.now_fn = now_fn
         self.backoff = backoff
+        self.stopped: ConfigError | None = None  # the first, when several threads hit it
 
     def chain(self, client: CertificateSender, chain: _Chain) -> list[tuple[Any, store.Outcome]]:
         try:
@@ -275,9 +318,15 @@ class _Sender:
                     continue
                 if certificate != store.DELIVERED:
                     break
-            if row.next_attempt_at > chain.now:
+            if row.next_attempt_at > chain.now or self.stopped is not None:
                 break
-            outcome = self.send(client, row, chain.documents[row.id])
+            try:
+                outcome = self.send(client, row, chain.documents[row.id])
+            except ConfigError as error:
+                # No attempt: nothing is recorded for this message, and no other goes out.
+                if self.stopped is None:
+                    self.stopped = error
+                break
             outcomes.append((row, outcome))
             if row.kind == CERTIFICATE:
                 chain.certificates[(row.licence_number, row.licence_version)] = outcome.status

@@ -40,6 +40,7 @@ from bridge.services.config import Settings, settings_env
 from bridge.services.consumer import consume
 from bridge.services.customs_events import publish_events
 from bridge.services.declarations import apply_declarations
+from bridge.services.ledger_audit import verify_ledger
 from bridge.services.mqtt_endpoints import open_session
 from bridge.services.outbox import certify_pending
 from bridge.testkit.declaration_plans import DeclarationPlan, DocumentPlan, GoodsItemPlan
@@ -305,6 +306,10 @@ def test_four_consumers_on_a_shared_subscription_never_overdraw_and_write_off_ea
     # The totals the database kept under four writers are the sums of the movements.
     with engine.connect() as conn:
         assert line_drift(conn) == []
+    # Each licence's hash chain took the writers in turn: no fork, no gap (docs/ledger-audit.md).
+    audit = verify_ledger(engine)
+    assert audit.intact, audit.problems()
+    assert audit.counts["movement"].rows >= len(write_offs) + len(manual_accepted)
     # Balances only went down, so a refused declaration cannot fit in what is left now: none
     # was refused on totals another consumer had not committed.
     for p in refused:

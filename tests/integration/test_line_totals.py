@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import delete, insert, inspect, select, update
 
-from bridge.adapters.store.db import make_engine, upgrade_schema
+from bridge.adapters.store.db import make_engine
 from bridge.adapters.store.line_totals import (
     drop_line_total_triggers,
     install_line_totals,
@@ -16,8 +16,10 @@ from bridge.adapters.store.line_totals import (
     totals_of_licences,
     triggers_installed,
 )
+from bridge.adapters.store.migrate import current_revision, head_revision
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.adapters.store.schema import line_total, movement
+from bridge.testkit.previous_release import previous_release_ledger
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -97,7 +99,7 @@ def test_updated_and_deleted_movements_move_the_totals_too(engine):
 
 
 def test_a_ledger_without_totals_is_back_filled_when_opened(ledger_url):
-    engine = make_engine(ledger_url)
+    engine = previous_release_ledger(ledger_url)
     with engine.begin() as conn:
         # A ledger from before line_total: movements written with nothing keeping totals.
         drop_line_total_triggers(conn)
@@ -147,7 +149,7 @@ def test_reconciliation_reads_the_totals_of_lines_with_and_without_movements(eng
 
 
 def test_a_ledger_from_before_line_total_is_upgraded_when_opened(ledger_url):
-    engine = make_engine(ledger_url)
+    engine = previous_release_ledger(ledger_url)
     with engine.begin() as conn:
         # The previous release: no line_total (so no triggers), no certificate-state index.
         drop_line_total_triggers(conn)
@@ -166,6 +168,6 @@ def test_a_ledger_from_before_line_total_is_upgraded_when_opened(ledger_url):
                 ("DE-1", 1): (Decimal(4), Decimal(10), 1),
                 ("DE-1", 2): (Decimal(1), Decimal(0), 1),
             }
-        assert upgrade_schema(reopened) == []  # nothing left to do
+        assert current_revision(reopened) == head_revision()  # migrated to this release
     finally:
         reopened.dispose()

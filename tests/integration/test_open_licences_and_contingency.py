@@ -17,10 +17,11 @@ from sqlalchemy import inspect, select
 
 from bridge.adapters.soap.client import CustomsClient, CustomsEndpoint
 from bridge.adapters.store.alerts import list_alerts
-from bridge.adapters.store.db import make_engine, upgrade_schema
+from bridge.adapters.store.db import make_engine
 from bridge.adapters.store.history import movements_of
 from bridge.adapters.store.licence_events import licence_events
 from bridge.adapters.store.licences import load_licences
+from bridge.adapters.store.migrate import current_revision, head_revision
 from bridge.adapters.store.outbox import DELIVERED, NewMessage, add_messages, outbox_rows
 from bridge.adapters.store.reconciliation import reconciliation_rows
 from bridge.adapters.store.schema import movement
@@ -40,6 +41,7 @@ from bridge.services.ingest import ingest_file
 from bridge.services.outbox import STATUS, certify_pending
 from bridge.services.queries import availability
 from bridge.testkit.known_licences import store_known_licences
+from bridge.testkit.previous_release import previous_release_ledger
 
 NS = {"d": "urn:wco:datamodel:WCO:DEC-DMS:2"}
 RELEASED_AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -357,7 +359,7 @@ def test_a_line_a_new_version_drops_keeps_its_usage_with_an_alert(engine, wco_sa
 
 
 def test_an_older_ledger_gains_the_contingency_column_in_place(ledger_url):
-    engine = make_engine(ledger_url)
+    engine = previous_release_ledger(ledger_url)  # then as a release before contingency
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP INDEX ix_movement_contingency")
         conn.exec_driver_sql("ALTER TABLE movement DROP COLUMN contingency")
@@ -379,7 +381,7 @@ def test_an_older_ledger_gains_the_contingency_column_in_place(ledger_url):
         (recorded,) = movements_of(conn, "OLD-1")
     assert tuple(row) == (Decimal(5), None)  # a movement from before the column
     assert recorded.contingency is False  # read as an ordinary one
-    assert upgrade_schema(reopened) == []
+    assert current_revision(reopened) == head_revision()  # migrated to this release
     reopened.dispose()
 
 

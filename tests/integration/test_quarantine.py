@@ -267,15 +267,16 @@ def test_two_replays_at_once_apply_the_message_once(mqtt_settings, engine, wco_s
     assert _remaining(engine) == 240 and _count(engine, movement) == 1
 
 
-def test_a_ledger_of_the_previous_release_gets_the_replay_columns_in_place(ledger_url):
+def test_a_ledger_from_before_the_replay_columns_gets_them_from_the_migrations(ledger_url):
     from sqlalchemy import inspect
 
     from bridge.adapters.store.db import make_engine
+    from bridge.testkit.previous_release import previous_release_ledger
 
     columns = ("replayed_at", "replays", "replay_outcome", "replay_result_id", "replay_problems")
-    older = make_engine(ledger_url)
+    older = previous_release_ledger(ledger_url)  # no migrations had run on it
     with older.begin() as conn:
-        for column in columns:  # what the previous release created
+        for column in columns:  # a release before the replays did not have them
             conn.exec_driver_sql(f"ALTER TABLE quarantine DROP COLUMN {column}")
         conn.execute(
             quarantine.insert().values(

@@ -1,11 +1,14 @@
-"""A ledger made by an earlier release is brought up to this schema in place when it is opened:
-the columns this release added appear, and bounded text columns made unbounded are widened."""
+"""A ledger made by the last release before migrations (no alembic_version table) is recognised
+and brought to this release's schema by the migrations when it is opened: the columns later
+releases added appear, bounded text columns made unbounded are widened, its rows are kept."""
 
 from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
-from bridge.adapters.store.db import make_engine, upgrade_schema
+from bridge.adapters.store.db import make_engine
+from bridge.adapters.store.migrate import current_revision, head_revision, upgrade
+from bridge.testkit.previous_release import previous_release_ledger
 
 
 def _columns(engine, table: str) -> dict[str, object]:
@@ -13,9 +16,9 @@ def _columns(engine, table: str) -> dict[str, object]:
 
 
 def test_an_older_ledger_gets_the_new_columns_and_keeps_its_rows(ledger_url):
-    engine = make_engine(ledger_url)
+    engine = previous_release_ledger(ledger_url)
     with engine.begin() as conn:
-        # What the previous release created: no record_bytes, references bounded at 70.
+        # What an older release created: no record_bytes, references bounded at 70.
         conn.exec_driver_sql("ALTER TABLE reject DROP COLUMN record_bytes")
         # Nor the declaration acted on (issue 11): a declaration released before it has none.
         conn.exec_driver_sql("ALTER TABLE declaration DROP COLUMN acted_on")
@@ -30,11 +33,16 @@ def test_an_older_ledger_gets_the_new_columns_and_keeps_its_rows(ledger_url):
             "VALUES ('old.csv:2', 'de_bafa_legacy', 'x;y', '[]', CURRENT_TIMESTAMP)"
         )
     engine.dispose()
-    assert "record_bytes" not in _columns(make_engine(ledger_url, create=False), "reject")
+    old = make_engine(ledger_url, create=False)
+    assert "record_bytes" not in _columns(old, "reject")
+    assert current_revision(old) is None
+    old.dispose()
 
     reopened = make_engine(ledger_url)
+    assert current_revision(reopened) == head_revision()
     assert "record_bytes" in _columns(reopened, "reject")
     assert "acted_on" in _columns(reopened, "declaration")
+    assert {"chain_seq", "chain_prev", "chain_hash"} <= set(_columns(reopened, "movement"))
     with reopened.begin() as conn:
         assert conn.exec_driver_sql("SELECT record FROM reject").scalar_one() == "x;y"
         assert conn.exec_driver_sql("SELECT mrn, acted_on FROM declaration").one() == (
@@ -53,5 +61,5 @@ def test_an_older_ledger_gets_the_new_columns_and_keeps_its_rows(ledger_url):
             long_reference
         )
     # Run again, it has nothing left to do.
-    assert upgrade_schema(reopened) == []
+    assert upgrade(reopened) == (head_revision(), head_revision())
     reopened.dispose()

@@ -341,6 +341,7 @@ def test_a_bad_fault_plan_is_refused_with_its_reasons(customs_simulator):
     request = urllib.request.Request(
         f"{customs_simulator.base_url}/admin/faults",
         data=json.dumps({"rate": 2, "kinds": ["meteor"]}).encode(),
+        headers={"Authorization": f"Bearer {customs_simulator.admin_token}"},
         method="POST",
     )
     status, body = _get(request)

@@ -36,6 +36,15 @@ COMMANDS = [
     ["licence", "expire-due"],
     ["licence", "events"],
     ["query-service", "serve"],
+    ["query-service", "audit"],
+    ["audit"],
+    ["audit", "verify"],
+    ["audit", "head"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["db", "history"],
+    ["db", "grant"],
 ]
 
 

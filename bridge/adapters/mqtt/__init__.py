@@ -1,2 +1,2 @@
-"""MQTT adapters: the mosquitto broker process, the declaration subscriber, the QoS 1 publisher,
-and their options (host, login, session)."""
+"""MQTT adapters: the mosquitto broker process and its locked-down configuration, the declaration
+subscriber, the QoS 1 publisher, and their options (host, login, TLS, protocol, session)."""

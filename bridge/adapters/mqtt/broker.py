@@ -1,5 +1,6 @@
 """A local mosquitto broker as a child process: persistent sessions, big queues, its own
-process group so that stopping it never touches anything else."""
+process group so that stopping it never touches anything else; open on 127.0.0.1, or locked
+down as deployed (TLS, logins, ACLs: bridge.adapters.mqtt.broker_setup)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+from bridge.adapters.mqtt.broker_setup import (
+    EVENTS_TOPIC,
+    RESULTS_TOPIC,
+    BrokerTls,
+    BrokerUsers,
+    write_secure_broker,
+)
 
 HOST = "127.0.0.1"
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -77,10 +86,11 @@ class Broker:
         self.config_path = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
         self.process: subprocess.Popen | None = None
+        self.tls: BrokerTls | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Broker:
         if self.process is not None and self.process.poll() is None:
@@ -152,13 +162,38 @@ class Broker:
         self.stop()
 
 
-def start_broker(workdir: Path, port: int | None = None) -> Broker:
+def start_broker(
+    workdir: Path,
+    port: int | None = None,
+    *,
+    tls: BrokerTls | None = None,
+    users: BrokerUsers | None = None,
+    events_topic: str = EVENTS_TOPIC,
+    results_topic: str = RESULTS_TOPIC,
+) -> Broker:
     """Start mosquitto with its config, persistence and log in `workdir`, listening on
-    127.0.0.1:`port` (a free port when None); returns once the port accepts connections."""
+    127.0.0.1:`port` (a free port when None); returns once the port accepts connections.
+
+    Open to anyone by default. With `tls` and `users` it is the deployed broker instead
+    (deploy/mosquitto/, bridge.adapters.mqtt.broker_setup): TLS only, logins required, and
+    the ACLs on `events_topic` and `results_topic`."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    (workdir / "mosquitto.conf").write_text(broker_config(workdir, port), encoding="utf-8")
+    if (tls is None) != (users is None):
+        raise ValueError("a locked-down broker needs both tls and users")
+    if tls is not None and users is not None:
+        write_secure_broker(
+            workdir,
+            port=port,
+            tls=tls,
+            users=users,
+            events_topic=events_topic,
+            results_topic=results_topic,
+        )
+    else:
+        (workdir / "mosquitto.conf").write_text(broker_config(workdir, port), encoding="utf-8")
     broker = Broker(workdir, port, mosquitto_executable())
+    broker.tls = tls
     atexit.register(broker.stop)  # never leave a broker behind a process that forgot it
     return broker.start()

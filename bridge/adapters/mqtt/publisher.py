@@ -4,13 +4,18 @@ result messages (the consumer keeps one `Publisher` open)."""
 
 from __future__ import annotations
 
-import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
 
-from bridge.adapters.mqtt.client import new_client, unique_client_id
+from bridge.adapters.mqtt.client import (
+    connect_arguments,
+    establish,
+    new_client,
+    unique_client_id,
+)
 from bridge.adapters.mqtt.options import MqttOptions
 
 WINDOW = 1000  # at most this many PUBLISH without PUBACK (less when the broker says so)
@@ -31,34 +36,30 @@ class Publisher:
         )
         self.client.max_inflight_messages_set(0)  # the window below does the flow control
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self.connected = threading.Event()
         self.window = WINDOW
-        self.refused: str | None = None
         self.failed: list[tuple[int, str]] = []
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.refused = str(reason_code)
-        elif properties is not None and hasattr(properties, "ReceiveMaximum"):
+        if reason_code.is_failure:  # on a reconnect; paho tries again
+            return
+        if properties is not None and hasattr(properties, "ReceiveMaximum"):
             self.window = min(WINDOW, properties.ReceiveMaximum)
-        self.connected.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.failed.append((mid, str(reason_code)))
 
     def start(self, timeout: float = 60.0) -> Publisher:
-        """Connect; raises ConnectionError when the broker refuses or does not answer."""
+        """Connect (over TLS when the options give a CA); raises BrokerRefused when TLS fails
+        or the broker refuses the login, ConnectionError when it is away (at once: the caller
+        keeps what it would have sent) or does not answer in time."""
         options = self.options
-        self.client.connect(options.host, options.port, keepalive=30, clean_start=True)
+        deadline = time.monotonic() + timeout
+        arguments = connect_arguments(options, persistent=False)
+        establish(self.client, options, deadline, wait_for_broker=False, **arguments)
         self.client.loop_start()
-        if not self.connected.wait(timeout) or self.refused:
-            self.close()
-            raise ConnectionError(
-                f"could not publish to {options.host}:{options.port}: {self.refused or 'no answer'}"
-            )
         return self
 
     def publish_nowait(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:

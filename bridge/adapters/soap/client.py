@@ -12,8 +12,16 @@ The answer must arrive whole within the endpoint's `timeout` (counted from the r
 socket read: a server trickling a byte at a time is cut off) and may not exceed
 MAX_ANSWER_BYTES (refused as it arrives, permanent: the same call would get the same answer).
 
-The WSDL is the project's own contract (schemas/), bound to the endpoint's `url`; one zeep client
-is built on first use and reused, since building it costs far more than a call."""
+Over https:// the server's certificate and host name are checked against the endpoint's CA
+bundle, and the client presents its certificate when it has one (mutual TLS); see
+bridge.adapters.soap.tls. A TLS failure is neither transient nor permanent: it raises TlsFailure
+(a ConfigError), since no message can go out until the configuration is mended. A connection the
+server closes at the handshake without an answer is tried once more first, to tell a server that
+refuses the client from one that went down.
+
+The WSDL is the project's own contract (schemas/, read from disk, never fetched), bound to the
+endpoint's `url`; one zeep client is built on first use and reused, since building it costs far
+more than a call."""
 
 from __future__ import annotations
 
@@ -23,13 +31,12 @@ import itertools
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import requests
 import urllib3
 from lxml import etree
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from zeep import Client, Transport
@@ -39,6 +46,13 @@ from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
 from bridge.adapters.soap import MESSAGES_NAMESPACE, SERVICE_NAMESPACE, WSDL_FILE
+from bridge.adapters.soap.tls import (
+    ClientTls,
+    TlsAdapter,
+    TlsFailure,
+    closed_at_handshake,
+    tls_failure,
+)
 from bridge.core.certificate import MAX_CERTIFICATE_BYTES, MAX_STATUS_BYTES
 from bridge.core.errors import DeliveryError, XmlRefused
 from bridge.core.paths import SCHEMAS_DIR
@@ -54,14 +68,23 @@ _READ_SIZE = 64 * 1024
 @dataclass(frozen=True, slots=True)
 class CustomsEndpoint:
     """Where and as whom the client talks to customs: the service `url`, the `timeout` (seconds)
-    an exchange may take in all, the WS-Security UsernameToken (none without `username`) and
-    the Sender id the messages carry."""
+    an exchange may take in all, the WS-Security UsernameToken (none without `username`), the
+    Sender id the messages carry, and over https:// the CA bundle the server's certificate is
+    checked against (`ca_file`, empty: certifi's public CAs) and the client certificate and
+    key for mutual TLS (`cert_file`, `key_file`)."""
 
     url: str
     timeout: float = 10.0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     sender_id: str = "ELBRIDGE"
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def tls(self) -> ClientTls:
+        return ClientTls(self.ca_file, self.cert_file, self.key_file, settings="ELBRIDGE_SOAP")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +104,14 @@ class _Exchange:
     """One call's watch: the socket it runs on, shut down when the deadline passes, which ends
     whatever read is waiting on it."""
 
-    __slots__ = ("done", "expired", "lock", "sock", "status")
+    __slots__ = ("connected", "done", "expired", "lock", "sock", "status")
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
         self.expired = False
         self.done = False  # the call ended: its deadline no longer matters
         self.status: int | None = None  # the answer's HTTP status, once its headers came
+        self.connected = False  # the call opened a new connection (and made its handshake)
         self.lock = threading.Lock()
 
     def attach(self, sock: socket.socket | None) -> None:
@@ -158,6 +182,9 @@ class _Watched:
     connected, a reused one when the request starts."""
 
     def connect(self) -> None:
+        exchange = getattr(_calls, "exchange", None)
+        if exchange is not None:
+            exchange.connected = True
         super().connect()  # type: ignore[misc]
         _attach(self)  # type: ignore[arg-type]
 
@@ -185,7 +212,7 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 _WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
-class _WatchedAdapter(HTTPAdapter):
+class _WatchedAdapter(TlsAdapter):
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
@@ -196,17 +223,31 @@ class _WatchedAdapter(HTTPAdapter):
         return manager
 
 
+_BROKEN = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+class _ClosedAtHandshake(requests.exceptions.ConnectionError):
+    """The server closed a connection this call opened, at or right after its TLS handshake,
+    before any answer: a server refusing the client, or one going down (tried again to tell)."""
+
+
 class _BoundedTransport(Transport):
     """zeep's transport with a deadline on the whole exchange and a cap on the answer's size.
     It moves bytes and reports how the exchange failed; what to do about it is the client's."""
 
-    def __init__(self, timeout: float, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+    def __init__(
+        self, timeout: float, tls: ClientTls, max_answer_bytes: int = MAX_ANSWER_BYTES
+    ) -> None:
         session = requests.Session()
-        adapter = _WatchedAdapter()
+        adapter = _WatchedAdapter(tls)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         super().__init__(timeout=timeout, operation_timeout=timeout, session=session)
         self.max_answer_bytes = max_answer_bytes
+        self.tls = tls
+        # Set by the client for a second try after the server closed a fresh connection at
+        # the handshake: seeing that again means it refuses this client.
+        self.closed_counts = False
 
     def post(self, address, message, headers):
         exchange = _Exchange()
@@ -224,9 +265,17 @@ class _BoundedTransport(Transport):
                 response._content_consumed = True  # the connection may serve the next call
             finally:
                 response.close()
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
+        except _BROKEN as error:
             if exchange.expired:
                 raise _no_answer(address, self.operation_timeout) from None
+            at_handshake = exchange.connected and exchange.status is None
+            failure = tls_failure(
+                error, address, self.tls, closed_counts=self.closed_counts and at_handshake
+            )
+            if failure is not None:
+                raise failure from None
+            if at_handshake and address.lower().startswith("https:") and closed_at_handshake(error):
+                raise _ClosedAtHandshake(str(error)) from None
             raise
         finally:
             exchange.done = True
@@ -311,8 +360,10 @@ class CustomsClient:
     between calls, not shared."""
 
     def __init__(self, endpoint: CustomsEndpoint) -> None:
+        endpoint.tls.check(endpoint.url)  # a wrong TLS file stops the process here, at start
         self.endpoint = endpoint
         self._service = None
+        self._transport: _BoundedTransport | None = None
         self._lock = threading.Lock()
 
     def _proxy(self):
@@ -320,7 +371,7 @@ class CustomsClient:
         with self._lock:
             if self._service is None:
                 endpoint = self.endpoint
-                transport = _BoundedTransport(endpoint.timeout)
+                transport = _BoundedTransport(endpoint.timeout, endpoint.tls)
                 wsse = None
                 if endpoint.username:
                     wsse = _UsernameTokenWithTimestamp(endpoint.username, endpoint.password or "")
@@ -331,6 +382,7 @@ class CustomsClient:
                     settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
                 )
                 self._service = client.create_service(BINDING, endpoint.url)
+                self._transport = transport
             return self._service
 
     def submit_certificate(
@@ -387,12 +439,15 @@ class CustomsClient:
             raise DeliveryError(str(refused), transient=False, code=invalid_code) from None
         service = self._proxy()
         try:
-            reply = getattr(service, operation)(
+            reply = self._call(
+                getattr(service, operation),
                 MessageId=message_id,
                 SentAt=sent_at.astimezone(UTC),
                 Sender=self.endpoint.sender_id,
                 _value_1=document,
             )
+        except TlsFailure:
+            raise
         except requests.exceptions.Timeout:
             raise _no_answer(url, self.endpoint.timeout) from None
         except requests.exceptions.ConnectionError as error:
@@ -434,6 +489,23 @@ class CustomsClient:
                 code="invalid-response",
             ) from None
         return _acknowledgement(message_id, reply, url)
+
+    def _call(self, operation, **values):
+        """The call; once more when the server closed its new connection at the handshake. A
+        second such close raises TlsFailure (the server refuses this client); anything else
+        the second time is the call's outcome. Resending is safe: customs deduplicate by
+        MessageId."""
+        try:
+            return operation(**values)
+        except _ClosedAtHandshake:
+            pass
+        transport = self._transport
+        assert transport is not None  # built with the service
+        transport.closed_counts = True
+        try:
+            return operation(**values)
+        finally:
+            transport.closed_counts = False
 
 
 def _is_read_timeout(error: requests.exceptions.ConnectionError) -> bool:

@@ -4,31 +4,45 @@ bridge's query service): one request in, one envelope out.
 - `SoapEndpoint` turns a request body into an answer: parse the envelope with the hardened
   parser (bridge.core.xmlsafe), authenticate and validate when asked to, dispatch the body's
   element to its operation's handler, wrap what it returns, or answer a SOAP fault whose detail
-  is a CertexFault (Code, Reason, Transient).
-- `SoapServer` serves an endpoint on the standard library's threading HTTP server: the request
-  read within its size cap, the WSDL and the schemas it imports with the real address, JSON
-  routes beside it; `serve_until_stopped` runs it until Ctrl-C or SIGTERM.
+  is a CertexFault (Code, Reason, Transient). It knows nothing of HTTP.
+- `SoapService` is the ASGI application (Starlette) serving an endpoint: SOAP POSTs at its
+  path (chunked bodies too, each within its size limit: 413 before reading one declared
+  larger), the WSDL and the schemas it imports with the real address, JSON routes beside it
+  (admin ones behind a bearer token). Handlers run in worker threads, at most
+  `max_concurrency` at once; reading a body holds no thread. bridge.adapters.http.server
+  serves it (uvicorn).
 
 Handlers are plain functions `(operation element) -> response element` that raise SoapFault to
-refuse; nothing in them knows HTTP, so the same handlers can sit behind another server."""
+refuse; one declared `with_call` also gets the `SoapCall` (who is calling: the peer's
+certificate, address and headers; the envelope's Header)."""
 
 from __future__ import annotations
 
+import hmac
 import json
-import os
-import signal
-import socket
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+import anyio
+import anyio.to_thread
 from lxml import etree
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge.adapters.http.request import (
+    BodyTooLarge,
+    Dropped,
+    RefusedUnread,
+    RequestContext,
+    read_body,
+    request_context,
+)
 from bridge.adapters.soap import MESSAGES_NAMESPACE, SOAP_ENV_NAMESPACE
 from bridge.core.errors import XmlRefused
 from bridge.core.paths import SCHEMAS_DIR
@@ -41,6 +55,7 @@ ADMIN_MAX_BYTES = 64 * 1024  # what a JSON route reads at most
 
 _XSD_NS = "http://www.w3.org/2001/XMLSchema"
 _WSDL_SOAP_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
+_IMPORT, _INCLUDE = f"{{{_XSD_NS}}}import", f"{{{_XSD_NS}}}include"
 
 
 def _env(name: str) -> str:
@@ -100,15 +115,29 @@ def fault_envelope(faultcode: str, code: str, reason: str, *, transient: bool) -
 
 # ------------------------------------------------------------------------------- endpoint
 
+
+@dataclass(frozen=True)
+class SoapCall:
+    """One SOAP request as an operation sees it besides its payload: who sent it over which
+    connection (`caller`), the envelope's Header (None without one) and the SOAPAction."""
+
+    caller: RequestContext = field(default_factory=RequestContext)
+    header: etree._Element | None = None
+    action: str = ""
+
+
 Handler = Callable[[etree._Element], etree._Element]
+CallHandler = Callable[[etree._Element, SoapCall], etree._Element]
 
 
 @dataclass(frozen=True)
 class SoapOperation:
-    """An operation: its handler, and the SOAPAction a request for it may name (None: any)."""
+    """An operation: its handler, and the SOAPAction a request for it may name (None: any).
+    With `with_call`, the handler is `handler(payload, call)` (see SoapCall)."""
 
-    handler: Handler
+    handler: Handler | CallHandler
     action: str | None = None
+    with_call: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,10 +174,15 @@ class SoapEndpoint:
         self.validate = validate
         self.observe = observe
 
-    def answer(self, body: bytes, soap_action: str | None = None) -> SoapAnswer:
-        """The answer to one request body (and the SOAPAction header it came with)."""
+    def answer(
+        self, body: bytes, soap_action: str | None = None, caller: RequestContext | None = None
+    ) -> SoapAnswer:
+        """The answer to one request body, the SOAPAction header it came with and who sent it
+        (`caller`; None: nothing known, as for a call from within the process)."""
         try:
-            return SoapAnswer(200, soap_envelope(self._dispatch(body, soap_action)))
+            return SoapAnswer(
+                200, soap_envelope(self._dispatch(body, soap_action, caller or RequestContext()))
+            )
         except SoapFault as fault:
             return self.refuse(fault)
         except Exception as error:  # its own trouble, not the sender's: worth asking again
@@ -164,16 +198,19 @@ class SoapEndpoint:
             self.observe(fault)
         return SoapAnswer(500, fault.envelope(), fault)
 
-    def too_large(self, size: int) -> SoapAnswer:
-        """The answer to a request of `size` bytes, over the limit and left unread."""
-        return self.refuse(
-            SoapFault.client(
-                "MESSAGE_TOO_LARGE",
-                f"the request is {size} bytes; at most {self.max_bytes} are accepted",
-            )
+    def too_large(self, size: int | None, limit: int | None = None) -> SoapAnswer:
+        """The answer (HTTP 413) to a request of `size` bytes (None: a chunked one that went
+        past the limit), over `limit` (default: max_bytes) and left unread."""
+        limit = self.max_bytes if limit is None else limit
+        told = f"{size} bytes" if size is not None else f"over {limit} bytes (sent in chunks)"
+        fault = SoapFault.client(
+            "MESSAGE_TOO_LARGE", f"the request is {told}; at most {limit} are accepted"
         )
+        return SoapAnswer(413, self.refuse(fault).body, fault)
 
-    def _dispatch(self, body: bytes, soap_action: str | None) -> etree._Element:
+    def _dispatch(
+        self, body: bytes, soap_action: str | None, caller: RequestContext
+    ) -> etree._Element:
         try:
             envelope = parse_xml(body, max_bytes=self.max_bytes, what="the SOAP request")
         except XmlRefused as refused:
@@ -187,8 +224,9 @@ class SoapEndpoint:
                     transient=False,
                 )
             raise SoapFault.client("INVALID_MESSAGE", "the request is not a SOAP envelope")
+        header = envelope.find(_env("Header"))
         if self.authenticate is not None:
-            self.authenticate(envelope.find(_env("Header")))
+            self.authenticate(header)
         body_element = envelope.find(_env("Body"))
         payload = None
         if body_element is not None:
@@ -209,199 +247,190 @@ class SoapEndpoint:
             )
         if self.validate is not None:
             self.validate(payload)
-        return operation.handler(payload)
+        if operation.with_call:
+            return operation.handler(payload, SoapCall(caller, header, action))  # type: ignore[call-arg]
+        return operation.handler(payload)  # type: ignore[call-arg]
 
 
 # -------------------------------------------------------------------- contract documents
 
 
-def served_contract(
-    url: str, wsdl_file: str, schema_files: Iterable[str]
-) -> tuple[bytes, dict[str, bytes]]:
-    """The WSDL (from schemas/) with its soap:address set to `url`, and the schemas it imports
-    with their imports pointing back at `url?xsd=<file>`."""
-    names = tuple(schema_files)
-
-    def rewritten(name: str) -> bytes:
-        tree = parse_project_file(SCHEMAS_DIR / name)
-        for element in tree.iter(f"{{{_XSD_NS}}}import", f"{{{_XSD_NS}}}include"):
+def served_contract(url: str, wsdl_file: str) -> tuple[bytes, dict[str, bytes]]:
+    """The WSDL (from schemas/) with its soap:address set to `url`, and every schema it
+    imports, directly or through another schema, with their imports pointing back at
+    `url?xsd=<file>`."""
+    trees = {wsdl_file: parse_project_file(SCHEMAS_DIR / wsdl_file)}
+    waiting = [wsdl_file]
+    while waiting:
+        for element in trees[waiting.pop()].iter(_IMPORT, _INCLUDE):
+            location = element.get("schemaLocation") or ""
+            # A file name of schemas/ only: no path, no URL.
+            local = location and Path(location).name == location
+            if local and location not in trees and (SCHEMAS_DIR / location).is_file():
+                trees[location] = parse_project_file(SCHEMAS_DIR / location)
+                waiting.append(location)
+    for tree in trees.values():
+        for element in tree.iter(_IMPORT, _INCLUDE):
             location = element.get("schemaLocation")
-            if location in names:
+            if location in trees:
                 element.set("schemaLocation", f"{url}?xsd={location}")
         for address in tree.iter(f"{{{_WSDL_SOAP_NS}}}address"):
             address.set("location", url)
-        return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
-
-    return rewritten(wsdl_file), {name: rewritten(name) for name in names}
+    documents = {
+        name: etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+        for name, tree in trees.items()
+    }
+    return documents.pop(wsdl_file), documents
 
 
 # ----------------------------------------------------------------------------------- HTTP
+
+XML_CONTENT = "text/xml; charset=utf-8"
+TEXT_CONTENT = "text/plain; charset=utf-8"
+JSON_CONTENT = "application/json"
+ADMIN_MAX_BYTES = 64 * 1024  # what a JSON route reads at most
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 JsonGet = Callable[[], Any]
 JsonPost = Callable[[bytes], tuple[int, Any]]
 
 
-class SoapServer(ThreadingHTTPServer):
-    """An endpoint served at `path` (POST; GET ?wsdl and ?xsd=<file>), with JSON routes beside
-    it: `json_get[path]()` answers data, `json_post[path](body)` (status, data)."""
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, indent=1).encode()
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+
+def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(text.encode(), status, headers=dict(headers or {}), media_type=TEXT_CONTENT)
+
+
+class SoapService:
+    """The ASGI application serving `endpoint` at `path` (POST; GET ?wsdl and ?xsd=<file>),
+    with JSON routes beside it (`add_json`); admin routes answer only a request carrying
+    `Authorization: Bearer <admin_token>` (none set: they answer nobody).
+
+    A SOAP body is read whole, within the smaller of the endpoint's max_bytes and
+    `max_body_bytes`, before a worker thread is taken for it: a slow client holds no thread.
+    At most `max_concurrency` handlers run at once; more requests wait their turn."""
 
     def __init__(
         self,
-        host: str,
-        port: int,
         endpoint: SoapEndpoint,
         *,
         path: str,
         wsdl_file: str,
-        schema_files: Iterable[str],
-        handler: type[SoapRequestHandler] | None = None,
-        verbose: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        admin_token: str | None = None,
+        admin_realm: str = "admin",
     ) -> None:
-        super().__init__((host, port), handler or SoapRequestHandler)
         self.endpoint = endpoint
         self.service_path = path
-        self.verbose = verbose
-        self.json_get: dict[str, JsonGet] = {}
-        self.json_post: dict[str, JsonPost] = {}
-        bound_host, bound_port = self.server_address[:2]
-        self.url = f"http://{bound_host}:{bound_port}{path}"
-        self.wsdl, self.schemas = served_contract(self.url, wsdl_file, schema_files)
+        self.wsdl_file = wsdl_file
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrency = max_concurrency
+        self._admin_token = admin_token or None
+        self._admin_realm = admin_realm
+        self._limiter: anyio.CapacityLimiter | None = None
+        self.base_url = ""
+        self.url = ""
+        self.wsdl = b""
+        self.schemas: dict[str, bytes] = {}
+        self._app = Starlette(routes=[Route(path, self._service, methods=["GET", "POST"])])
 
+    def listening_at(self, base_url: str) -> str:
+        """Where the service is reached (scheme://host:port): the WSDL's address follows. The
+        service's URL."""
+        self.base_url = base_url
+        self.url = f"{base_url}{self.service_path}"
+        self.wsdl, self.schemas = served_contract(self.url, self.wsdl_file)
+        return self.url
 
-class SoapRequestHandler(BaseHTTPRequestHandler):
-    """Reads one request and sends its answer; `answer_soap` is where a subclass may step in
-    between a SOAP request read and its answer sent."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive: a reused client pays no TCP handshake
-    server_version = "elbridge-soap/1.0"
-    server: SoapServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without this, Nagle's algorithm and the
-        # client's delayed ACK hold every answer back by ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    def add_json(
+        self,
+        path: str,
+        *,
+        get: JsonGet | None = None,
+        post: JsonPost | None = None,
+        admin: bool = True,
     ) -> None:
-        """Send a whole answer; a client gone meanwhile only closes the connection."""
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up waiting
+        """A JSON route: `get()` answers data, `post(body)` (status, data); behind the admin
+        token unless `admin` is False."""
 
-    def send_json(self, status: int, data: Any) -> None:
-        self.send(status, json.dumps(data, indent=1).encode(), JSON_CONTENT)
+        async def route(request: Request) -> ASGIApp:
+            if admin:
+                refused = self._refuse_unless_admin(request)
+                if refused is not None:
+                    return refused
+            if request.method in ("GET", "HEAD") and get is not None:
+                return Response(_json_bytes(await self.call(get)), media_type=JSON_CONTENT)
+            if request.method == "POST" and post is not None:
+                try:
+                    body = await read_body(request, min(ADMIN_MAX_BYTES, self.max_body_bytes))
+                except BodyTooLarge as too_large:
+                    error = _json_bytes({"error": str(too_large)})
+                    return RefusedUnread(413, error, JSON_CONTENT, declared=too_large.size)
+                except ClientDisconnect:
+                    return Dropped()
+                status, data = await self.call(lambda: post(body))
+                return Response(_json_bytes(data), status, media_type=JSON_CONTENT)
+            allowed = ", ".join(m for m, f in (("GET", get), ("POST", post)) if f is not None)
+            return RefusedUnread(405, b"method not allowed\n", TEXT_CONTENT, {"Allow": allowed})
 
-    def read_body(self, limit: int) -> bytes | None:
-        """The request body, or None once an answer is sent: 411 without a Content-Length, a
-        MESSAGE_TOO_LARGE fault over `limit` (the body read away, when not absurdly large, so
-        that the client hears the fault rather than a reset)."""
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            self.close_connection = True
-            self.send(411, b"Content-Length required\n", TEXT_CONTENT)
-            return None
-        size = int(length)
-        if size > limit:
-            self.close_connection = True
-            if size <= 8 * limit:
-                left = size
-                while left > 0:
-                    chunk = self.rfile.read(min(65536, left))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-            answer = self.server.endpoint.too_large(size)
-            self.send(answer.status, answer.body, XML_CONTENT)
-            return None
-        return self.rfile.read(size)
+        self._app.router.routes.append(Route(path, route, methods=["GET", "POST"]))
 
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query, keep_blank_values=True)
-        server = self.server
-        route = server.json_get.get(url.path)
-        if url.path == server.service_path and "wsdl" in {key.lower() for key in query}:
-            self.send(200, server.wsdl, XML_CONTENT)
-        elif url.path == server.service_path and "xsd" in query:
-            document = server.schemas.get(query["xsd"][0])
-            if document is None:
-                self.send(404, b"no such schema\n", TEXT_CONTENT)
-            else:
-                self.send(200, document, XML_CONTENT)
-        elif url.path == server.service_path:
-            allow = {"Allow": "GET, POST"}
-            self.send(405, b"POST SOAP requests here; GET ?wsdl\n", TEXT_CONTENT, allow)
-        elif route is not None:
-            self.send_json(200, route())
+    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(*args)` in a worker thread, at most max_concurrency at once."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    def _refuse_unless_admin(self, request: Request) -> ASGIApp | None:
+        challenge = {"WWW-Authenticate": f'Bearer realm="{self._admin_realm}"'}
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if self._admin_token is None:
+            why = "no admin token is configured: the admin routes are closed"
+        elif scheme.lower() != "bearer" or not token.strip():
+            why = "an admin token is required (Authorization: Bearer <token>)"
+        elif not hmac.compare_digest(token.strip().encode(), self._admin_token.encode()):
+            why = "the admin token is wrong"
         else:
-            self.send(404, b"not found\n", TEXT_CONTENT)
+            return None
+        return RefusedUnread(401, _json_bytes({"error": why}), JSON_CONTENT, challenge)
 
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        server = self.server
-        if path == server.service_path:
-            body = self.read_body(server.endpoint.max_bytes)
-            if body is not None:
-                self.answer_soap(body)
-            return
-        route = server.json_post.get(path)
-        if route is None:
-            self.close_connection = True  # its body is left unread
-            self.send(404, b"not found\n", TEXT_CONTENT)
-            return
-        body = self.read_body(ADMIN_MAX_BYTES)
-        if body is not None:
-            self.send_json(*route(body))
+    async def _service(self, request: Request) -> ASGIApp:
+        if request.method in ("GET", "HEAD"):
+            return self._contract(request)
+        limit = min(self.endpoint.max_bytes, self.max_body_bytes)
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge as too_large:
+            answer = self.endpoint.too_large(too_large.size, limit)
+            return RefusedUnread(answer.status, answer.body, XML_CONTENT, declared=too_large.size)
+        except ClientDisconnect:
+            return Dropped()  # gone, or cut off by the read timeout: nobody to answer
+        return await self.answer_soap(request, body)
 
-    def answer_soap(self, body: bytes) -> None:
-        """Answer one SOAP request body."""
-        answer = self.server.endpoint.answer(body, self.headers.get("SOAPAction"))
-        self.send(answer.status, answer.body, XML_CONTENT)
+    def _contract(self, request: Request) -> Response:
+        query = {key.lower(): value for key, value in request.query_params.multi_items()}
+        if "wsdl" in query:
+            return Response(self.wsdl, media_type=XML_CONTENT)
+        if "xsd" in query:
+            document = self.schemas.get(query["xsd"])
+            if document is None:
+                return _text(404, "no such schema\n")
+            return Response(document, media_type=XML_CONTENT)
+        return _text(405, "POST SOAP requests here; GET ?wsdl\n", {"Allow": "GET, POST"})
 
-
-def serve_until_stopped(
-    server: SoapServer,
-    *,
-    banner: str,
-    ready_file: Path | None = None,
-    on_close: Callable[[], None] | None = None,
-) -> None:
-    """Serve until Ctrl-C or SIGTERM, then close the server (and call `on_close`). The URL is
-    printed after `banner`, and written to `ready_file` (JSON: url, pid) once requests are
-    accepted."""
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise SystemExit(0)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
-    try:
-        print(f"{banner} listening on {server.url}", flush=True)
-        if ready_file is not None:
-            partial = Path(f"{ready_file}.partial")
-            partial.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
-            partial.replace(ready_file)  # appears whole or not at all
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        if on_close is not None:
-            on_close()
+    async def answer_soap(self, request: Request, body: bytes) -> ASGIApp:
+        """The answer to one SOAP request body (a subclass may step in here: the simulator's
+        faults)."""
+        caller = request_context(request.scope)
+        answer = await self.call(
+            self.endpoint.answer, body, request.headers.get("soapaction"), caller
+        )
+        return Response(answer.body, answer.status, media_type=XML_CONTENT)

@@ -14,9 +14,11 @@ import requests
 from zeep import Client, Transport
 from zeep import Settings as ZeepSettings
 from zeep import exceptions as zeep_errors
+from zeep.wsse.username import UsernameToken
 
 from bridge.adapters.soap import MESSAGES_NAMESPACE, QUERY_SERVICE_NAMESPACE, QUERY_WSDL_FILE
-from bridge.core.errors import BridgeError
+from bridge.adapters.soap.tls import ClientTls, tls_failure, tls_session
+from bridge.core.errors import BridgeError, ConfigError
 from bridge.core.model import ANNEX_I_LIST
 from bridge.core.paths import SCHEMAS_DIR
 from bridge.core.supporting_documents import SupportingDocument, SupportingLine
@@ -64,21 +66,68 @@ class AvailabilityAnswer:
 
 class QueryClient:
     """Calls the query service at `url` (its SOAP endpoint). The zeep client and its HTTP
-    session are built on first use and reused; one per thread."""
+    session are built on first use and reused; one per thread.
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    As whom: a WS-Security UsernameToken with a password digest (fresh nonce and Created per
+    call) when `username` is given; a TLS client certificate `cert_file` with its `key_file`
+    (PEM). Over https the server's certificate is checked against `ca_file` (PEM bundle),
+    else the public authorities (bridge.adapters.soap.tls; its messages call the three
+    QUERY_CLIENT_CA_FILE, QUERY_CLIENT_CERT_FILE, QUERY_CLIENT_KEY_FILE)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        self.username = username
+        self._password = password
+        self.tls = ClientTls(ca_file or "", cert_file or "", key_file or "", "QUERY_CLIENT")
         self._service = None
+        self._session: requests.Session | None = None
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the client's connections (it opens new ones if used again)."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+            self._service = self._session = None
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _proxy(self):
         with self._lock:
             if self._service is None:
-                transport = Transport(timeout=self.timeout, operation_timeout=self.timeout)
+                if self.url.lower().startswith("https:"):
+                    self.tls.check(self.url)  # a ConfigError naming the file, before any call
+                    session = tls_session(self.tls)
+                else:
+                    session = requests.Session()
+                self._session = session
+                transport = Transport(
+                    session=session, timeout=self.timeout, operation_timeout=self.timeout
+                )
+                wsse = None
+                if self.username:
+                    wsse = UsernameToken(
+                        self.username, self._password or "", use_digest=True, zulu_timestamp=True
+                    )
                 client = Client(
                     str(SCHEMAS_DIR / QUERY_WSDL_FILE),
                     transport=transport,
+                    wsse=wsse,
                     settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
                 )
                 self._service = client.create_service(BINDING, self.url)
@@ -87,16 +136,13 @@ class QueryClient:
     def _call(self, operation: str, **values):
         try:
             return getattr(self._proxy(), operation)(**values)
-        except requests.exceptions.Timeout:
-            raise QueryFailed(
-                f"no answer from {self.url} within {self.timeout} s", transient=True, code="timeout"
-            ) from None
+        except ConfigError as error:
+            raise QueryFailed(str(error), transient=False, code="tls-failed") from None
         except requests.exceptions.RequestException as error:
-            raise QueryFailed(
-                f"no exchange with {self.url}: {str(error)[:200]}",
-                transient=True,
-                code="connection-failed",
-            ) from None
+            failure = tls_failure(error, self.url, self.tls)
+            if failure is not None:  # a certificate, a key, a CA bundle: no retry mends it
+                raise QueryFailed(str(failure), transient=False, code=failure.code) from None
+            raise _exchange_failed(self.url, self.timeout, error) from None
         except zeep_errors.Fault as fault:
             raise _fault(fault) from None
         except zeep_errors.TransportError as error:
@@ -240,15 +286,26 @@ def _document(element) -> SupportingDocument:
     )
 
 
-_clients: dict[str, QueryClient] = {}
+def _exchange_failed(url: str, timeout: float, error: Exception) -> QueryFailed:
+    if isinstance(error, requests.exceptions.Timeout):
+        return QueryFailed(
+            f"no answer from {url} within {timeout} s", transient=True, code="timeout"
+        )
+    return QueryFailed(
+        f"no exchange with {url}: {str(error)[:200]}", transient=True, code="connection-failed"
+    )
+
+
+_clients: dict[tuple, QueryClient] = {}
 _clients_lock = threading.Lock()
 
 
-def query_client(url: str) -> QueryClient:
-    """The one client for `url` in this process (building a zeep client costs far more than a
-    call)."""
+def query_client(url: str, **options) -> QueryClient:
+    """The one client for `url` with these QueryClient `options` in this process (building a
+    zeep client costs far more than a call)."""
+    key = (url, tuple(sorted(options.items())))
     with _clients_lock:
-        client = _clients.get(url)
+        client = _clients.get(key)
         if client is None:
-            client = _clients[url] = QueryClient(url)
+            client = _clients[key] = QueryClient(url, **options)
         return client

@@ -10,6 +10,10 @@ from sqlalchemy import Connection, Table, insert
 
 _PAGE = 1000  # rows per multi-row INSERT on PostgreSQL
 
+# The ledger writes movements with these, `contingency` and their links in the licence's hash
+# chain (bridge.adapters.store.ledger.insert_movements, bridge.adapters.store.chain); rows written
+# with these alone (the bench's loader) stay outside the chains until
+# bridge.adapters.store.chain.link_unchained_rows links them.
 MOVEMENT_COLUMNS = (
     "licence_number",
     "line_number",

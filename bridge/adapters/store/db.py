@@ -24,13 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, Text, create_engine, event, inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateIndex
 
-from bridge.adapters.store.line_totals import ensure_line_totals
-from bridge.adapters.store.schema import licence, metadata
+from bridge.adapters.store.migrate import upgrade
+from bridge.adapters.store.schema import licence
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +54,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, create: bool = True) -> Engine:
-    """An engine for `url` with the ledger's tables created (idempotent), a ledger of an
-    earlier release upgraded in place (`upgrade_schema`), and the line totals kept by the
-    database installed and back-filled where they are not yet
-    (bridge.adapters.store.line_totals)."""
+# The PostgreSQL driver installed with the bridge; a URL naming none (postgresql://, as an
+# Airflow `postgres` Connection or a libpq-style DSN gives it) is served by this one.
+POSTGRES_DRIVER = "psycopg2"
+
+
+def engine_url(url: str | URL) -> URL:
+    """`url` as SQLAlchemy should open it: `postgres://` (Heroku, Airflow, libpq spelling) read
+    as `postgresql://`, and a PostgreSQL URL without a driver given the installed one (SQLAlchemy
+    2.1 would otherwise look for psycopg 3). Any other URL is returned unchanged."""
+    if isinstance(url, str) and url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
     parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername=f"postgresql+{POSTGRES_DRIVER}")
+    return parsed
+
+
+def make_engine(url: str | URL, *, create: bool = True) -> Engine:
+    """An engine for `url`; with `create`, the ledger brought to this release's schema by its
+    migrations (bridge.adapters.store.migrate.upgrade: a new ledger created, one of an earlier
+    release upgraded, one already at this release left alone after one read). A runtime role
+    that may not migrate gets a LedgerSchemaError naming what to run instead."""
+    parsed = url = engine_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -75,48 +91,8 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         # Stated, not inherited from the server's default: the locking above assumes it.
         engine = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED", **options)
     if create:
-        metadata.create_all(engine)
-        upgrade_schema(engine)
-        ensure_line_totals(engine)
+        upgrade(engine)
     return engine
-
-
-def upgrade_schema(engine: Engine) -> list[str]:
-    """Bring a ledger made by an earlier release up to this schema, in place: create_all adds
-    missing tables but not missing columns or indexes, so each column this release added
-    (always nullable or with a server default) is added, on PostgreSQL a bounded text column
-    that this release made unbounded is widened, and each index a table lacks is created.
-    Idempotent; returns the statements it ran."""
-    ran: list[str] = []
-    new_indexes: list[str] = []  # after the columns: an index may be on a column added here
-    with engine.begin() as conn:
-        found = inspect(conn)
-        for table in metadata.sorted_tables:
-            indexes = {index["name"] for index in found.get_indexes(table.name)}
-            for index in sorted(table.indexes, key=lambda i: i.name or ""):
-                if index.name not in indexes:
-                    new_indexes.append(str(CreateIndex(index).compile(dialect=conn.dialect)))
-            existing = {c["name"]: c for c in found.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in existing:
-                    if not column.nullable and column.server_default is None:
-                        raise RuntimeError(
-                            f"ledger table {table.name} lacks column {column.name}, which cannot "
-                            "be added in place (not nullable, no default): migrate it by hand"
-                        )
-                    kind = column.type.compile(dialect=conn.dialect)
-                    ran.append(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
-                elif (
-                    conn.dialect.name == "postgresql"
-                    and isinstance(column.type, Text)
-                    and getattr(existing[column.name]["type"], "length", None)
-                ):
-                    ran.append(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} TYPE TEXT")
-        ran += new_indexes
-        for statement in ran:
-            log.info("upgrading the ledger: %s", statement)
-            conn.exec_driver_sql(statement)
-    return ran
 
 
 def utcnow() -> datetime:

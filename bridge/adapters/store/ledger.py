@@ -27,13 +27,13 @@ from sqlalchemy import (
 
 from bridge.adapters.store.bulk import (
     DECLARATION_COLUMNS,
-    MOVEMENT_COLUMNS,
     PROCESSED_COLUMNS,
     REFUSAL_COLUMNS,
     USAGE_COLUMNS,
     USAGE_UPDATE_KEYS,
     insert_many,
 )
+from bridge.adapters.store.chain import CHAIN_COLUMNS, linked
 from bridge.adapters.store.db import begin_writing
 from bridge.adapters.store.schema import (
     declaration,
@@ -45,6 +45,7 @@ from bridge.adapters.store.schema import (
     usage,
 )
 from bridge.core.errors import Problem
+from bridge.core.ledger_chain import MOVEMENT, MOVEMENT_FIELDS, as_utc
 from bridge.core.ledger_state import (
     Key,
     Movement,
@@ -177,32 +178,31 @@ def versions_at_customs(conn: Connection, numbers: Iterable[str]) -> dict[str, i
 def insert_movements(
     conn: Connection, movements: Sequence[Movement], *, actor: str, now: datetime
 ) -> None:
-    insert_many(
-        conn,
-        movement,
-        (*MOVEMENT_COLUMNS, "contingency"),
-        [
-            (
-                m.licence_number,
-                m.line_number,
-                str(m.kind),
-                m.quantity,
-                m.value,
-                m.declared_quantity,
-                m.declared_unit,
-                m.mrn,
-                m.goods_item,
-                m.document_code,
-                m.document_ref,
-                m.message_id,
-                actor,
-                m.reason,
-                now,
-                1 if m.contingency else 0,
-            )
-            for m in movements
-        ],
-    )
+    """Append the batch's movements, each a link in its licence's hash chain (the heads read
+    once for the batch: the caller holds the licences' locks)."""
+    now = as_utc(now)
+    rows = [
+        (
+            m.licence_number,
+            m.line_number,
+            str(m.kind),
+            m.quantity,
+            m.value,
+            m.declared_quantity,
+            m.declared_unit,
+            m.mrn,
+            m.goods_item,
+            m.document_code,
+            m.document_ref,
+            m.message_id,
+            actor,
+            m.reason,
+            now,
+            1 if m.contingency else 0,
+        )
+        for m in movements
+    ]
+    insert_many(conn, movement, (*MOVEMENT_FIELDS, *CHAIN_COLUMNS), linked(conn, MOVEMENT, rows))
 
 
 def write_usage(

@@ -1,4 +1,5 @@
-"""A licence's status in the ledger and the audit trail of its changes (`licence_event`)."""
+"""A licence's status in the ledger and the audit trail of its changes (`licence_event`), each
+change a link in the licence's hash chain of events (docs/ledger-audit.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from bridge.adapters.store.chain import CHAIN_COLUMNS, linked
 from bridge.adapters.store.schema import licence, licence_event, licence_version
+from bridge.core.ledger_chain import LICENCE_EVENT, LICENCE_EVENT_FIELDS, as_utc
 from bridge.core.model import LicenceStatus
 
 
@@ -76,15 +79,13 @@ def add_event(
     actor: str,
     at: datetime,
 ) -> None:
+    """Append the status change, a link in the licence's chain of events
+    (docs/ledger-audit.md; the caller holds the licence's lock)."""
+    fields = (number, version, from_status.value, to_status.value, reason, actor, as_utc(at))
+    (row,) = linked(conn, LICENCE_EVENT, [fields])
     conn.execute(
         insert(licence_event).values(
-            licence_number=number,
-            version=version,
-            from_status=from_status.value,
-            to_status=to_status.value,
-            reason=reason,
-            actor=actor,
-            at=at,
+            dict(zip((*LICENCE_EVENT_FIELDS, *CHAIN_COLUMNS), row, strict=True))
         )
     )
 

@@ -10,9 +10,11 @@ order. The upsert locks the line's total row until the transaction ends, so two 
 line take turns; the rules still serialise on the licence row before they read (see the
 ledger's locking).
 
-`ensure_line_totals` (called by `make_engine`) installs the triggers on a ledger that lacks
-them, a new one or one from before this table, and back-fills the totals from the movements in
-the same transaction, under a lock that keeps writers of movements out meanwhile. `line_drift`
+The ledger's first migration (bridge/adapters/store/migrations) installs the triggers on a ledger
+that lacks them, a new one or one from before this table, and back-fills the totals from the
+movements in the same transaction (`install_line_totals`), under a lock that keeps writers of
+movements out meanwhile; on PostgreSQL they run as their owner (SECURITY DEFINER), so the
+bridge's runtime role only reads line_total. `line_drift`
 compares the totals with the movements' sums, for tests and for an operator in doubt."""
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, func, select, type_coerce
+from sqlalchemy import Connection, func, select, type_coerce
 
 from bridge.adapters.store.schema import Micro, line_total, movement
 
@@ -92,16 +94,24 @@ _PG_REMOVE = """
 
 
 def _pg_function(name: str, body: str) -> str:
+    # SECURITY DEFINER: the triggers write line_total as the function's owner (the role that
+    # migrates), so the bridge's runtime role needs no right on line_total beyond SELECT
+    # (bridge.adapters.store.migrate.grant_runtime); the search path is fixed to the one the
+    # owner created them with, so a caller's cannot redirect the table names.
     return (
-        f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$\n"
+        f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql"
+        " SECURITY DEFINER SET search_path FROM CURRENT AS $body$\n"
         f"BEGIN\n{body}\n  RETURN NULL;\nEND\n$body$"
     )
 
 
-_PG_TRIGGERS = (
+PG_FUNCTIONS = (
     _pg_function("line_total_add", _PG_ADD),
     _pg_function("line_total_remove", _PG_REMOVE),
     _pg_function("line_total_move", _PG_REMOVE + _PG_ADD),
+)
+_PG_TRIGGERS = (
+    *PG_FUNCTIONS,
     "DROP TRIGGER IF EXISTS movement_line_total_insert ON movement",
     "CREATE TRIGGER movement_line_total_insert AFTER INSERT ON movement"
     " REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION line_total_add()",
@@ -176,21 +186,6 @@ def drop_line_total_triggers(conn: Connection) -> None:
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON movement")
 
 
-def ensure_line_totals(engine: Engine) -> bool:
-    """Install the triggers and back-fill, in one transaction, unless they are in place
-    (checked again under the lock, so that two processes starting at once do it once).
-    True when it installed them."""
-    with engine.connect() as conn:
-        if triggers_installed(conn):
-            return False
-    with engine.begin() as conn:
-        _lock_movements(conn)
-        if triggers_installed(conn):
-            return False
-        install_line_totals(conn)
-    return True
-
-
 def totals_of_licences(
     conn: Connection, numbers: Iterable[str]
 ) -> dict[tuple[str, int], tuple[Decimal, Decimal]]:
@@ -243,7 +238,6 @@ __all__ = [
     "TRIGGERS",
     "backfill_line_totals",
     "drop_line_total_triggers",
-    "ensure_line_totals",
     "install_line_totals",
     "line_drift",
     "totals_of_licences",

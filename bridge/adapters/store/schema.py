@@ -56,6 +56,19 @@ metadata = MetaData()
 
 UTC = DateTime(timezone=True)
 
+
+def chain_columns() -> tuple[Column, ...]:
+    """A row's link in its licence's hash chain (bridge.core.ledger_chain, docs/ledger-audit.md):
+    its sequence number in the chain, the hash of the link before it and its own hash. Written
+    with the row by the store (bridge.adapters.store.chain); NULL only in a row written around
+    the bridge, which `elbridge audit verify` names."""
+    return (
+        Column("chain_seq", Integer),
+        Column("chain_prev", String(64)),
+        Column("chain_hash", String(64)),
+    )
+
+
 licence = Table(
     "licence",
     metadata,
@@ -177,7 +190,8 @@ declaration = Table(
     Column("held_message", LargeBinary),
     Column("updated_at", UTC, nullable=False),
     # JSON (bridge.core.acted_on, docs/envelope.md "The declaration acted on"); NULL before the
-    # release, and for declarations released before this column was added in place.
+    # release, and for declarations released before this column existed (the first migration
+    # adds it to older ledgers).
     Column("acted_on", Text),
 )
 
@@ -204,11 +218,13 @@ movement = Table(
     Column("at", UTC, nullable=False),
     # 1: a contingency write-off, recorded after the goods left without customs holding the
     # licence's certificate (docs/contingency.md); 0, or NULL in rows from before this column
-    # (added in place by db.upgrade_schema) and in manual movements: an ordinary movement.
+    # (the first migration adds it to older ledgers) and in manual movements: an ordinary movement.
     Column("contingency", Integer),
+    *chain_columns(),
     Index("ix_movement_line", "licence_number", "line_number"),
     Index("ix_movement_mrn", "mrn"),
     Index("ix_movement_contingency", "contingency"),
+    Index("ix_movement_chain", "licence_number", "chain_seq", unique=True),
 )
 
 # Per licence line, the sums of its movements: what `SELECT sum(quantity), sum(value), count(*)
@@ -274,6 +290,8 @@ licence_event = Table(
     Column("reason", Text, nullable=False),
     Column("actor", String(200), nullable=False),
     Column("at", UTC, nullable=False),
+    *chain_columns(),
+    Index("ix_licence_event_chain", "licence_number", "chain_seq", unique=True),
 )
 
 # National licence records that failed validation, kept with every reason.
@@ -310,4 +328,25 @@ quarantine = Table(
     Column("replay_outcome", String(20)),
     Column("replay_result_id", String(250)),
     Column("replay_problems", Text),  # JSON list of Problem.as_dict(), when still quarantined
+)
+
+# Every question put to the query service, answered or refused: who asked (the access file's
+# name for the caller, and how it proved it), when, what about, and what came of it
+# (bridge.adapters.store.query_audit, docs/security.md). Written by the service, never by hand.
+query_audit = Table(
+    "query_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTC, nullable=False, index=True),
+    Column("identity", String(200), index=True),  # the access file's name; NULL: not identified
+    Column("authentication", String(20), nullable=False),  # certificate | username-token | none
+    # What the caller presented: the certificate's subject, or the token's username.
+    Column("credential", String(500)),
+    Column("client_address", String(100)),
+    Column("operation", String(60), nullable=False),  # CheckAvailability | ListSupportingDocuments
+    Column("holder_eori", String(40)),  # as asked (ListSupportingDocuments, ExporterEORI)
+    Column("licence_number", String(70)),  # as asked (CheckAvailability's Reference)
+    Column("outcome", String(20), nullable=False),  # answered | refused | failed
+    Column("code", String(40)),  # the fault's code: AUTHENTICATION_FAILED, ACCESS_DENIED...
+    Column("reason", Text),
 )

@@ -21,8 +21,12 @@ and the demo.
 - `POST <path>` with an UpdateCertificateStatus (contract 1.1): validated the same way, stored
   once per MessageId (DUPLICATE on a resend); a status update for a certificate version not
   held is answered UNKNOWN_CERTIFICATE (Transient=true).
-- `GET /admin/received`, `/admin/statuses`, `/admin/stats`, `/admin/faults`, `/admin/health`
-  as JSON.
+- `GET /admin/received`, `/admin/statuses`, `/admin/stats`, `/admin/faults`, `/admin/callers`
+  (who sent requests: client certificate subject and subjectAltName) as JSON, each only with
+  `Authorization: Bearer <admin token>` (--admin-token, ELBRIDGE_SIM_ADMIN_TOKEN or its _FILE;
+  none set: closed); `/admin/health` open.
+- Served by uvicorn (bridge.adapters.http): HTTPS with --tls-cert/--tls-key, client
+  certificates required with --client-ca (or ELBRIDGE_HTTP_*), read timeout, body limit.
 - Before releasing goods, customs ask the bridge's query service (`release`).
 
 Modules: `app` (HTTP app, `serve`, `main`), `handlers` (the SOAP operations), `validation`

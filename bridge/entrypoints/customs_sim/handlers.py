@@ -9,6 +9,7 @@ from collections import Counter
 
 from lxml import etree
 
+from bridge.adapters.signing import TrustedAuthorities
 from bridge.adapters.soap import (
     MESSAGES_NAMESPACE,
     SUBMIT_CERTIFICATE_ACTION,
@@ -21,7 +22,7 @@ from bridge.core.errors import Rejected, reasons
 from bridge.core.xmlsafe import DEFAULT_MAX_BYTES
 from bridge.entrypoints.customs_sim.security import UsernameTokenCheck
 from bridge.entrypoints.customs_sim.store import Receipt, ReceivedStore
-from bridge.entrypoints.customs_sim.validation import contract_problems
+from bridge.entrypoints.customs_sim.validation import check_signature, contract_problems
 
 
 def _msg(name: str) -> str:
@@ -48,10 +49,12 @@ def _c14n(element: etree._Element) -> str:
 class CustomsService:
     """The certificate service on `store`: SubmitCertificate and UpdateCertificateStatus, each
     validated against the contract (xmlschema, see validation) before it is read and stored
-    once per MessageId."""
+    once per MessageId; a certificate's signature checked against `trusted` authorities when
+    any are given (validation.check_signature)."""
 
-    def __init__(self, store: ReceivedStore) -> None:
+    def __init__(self, store: ReceivedStore, trusted: TrustedAuthorities | None = None) -> None:
         self.store = store
+        self.trusted = trusted
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -113,6 +116,7 @@ class CustomsService:
             )
         except Rejected as refused:
             raise SoapFault.client("INVALID_MESSAGE", reasons(refused.problems)) from None
+        check_signature(certificate, self.trusted)  # before anything is stored
         receipt = self.store.record(
             message_id,
             licence.number,

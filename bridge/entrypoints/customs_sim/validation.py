@@ -6,17 +6,28 @@ reason.
 The messages schema (which imports the certificate schema, and admits the certificate and the
 status update strictly) is built once per process, on first use: building it takes a tenth of
 a second, validating a certificate about a millisecond, and a built schema validates from
-several threads at once."""
+several threads at once.
+
+A certificate's signature (contract 1.4) is checked against the issuing authorities the
+simulator trusts (`--trusted-authority`, ELBRIDGE_SIM_TRUSTED_AUTHORITIES): with trust
+configured, an unsigned, altered or foreign-signed certificate is refused before anything is
+stored; without it, certificates are accepted signed or not, as a receiver that has not
+enrolled any authority yet would."""
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from pathlib import Path
 
 import xmlschema
 from lxml import etree
 
+from bridge.adapters.signing import SignatureRefused, TrustedAuthorities
 from bridge.adapters.soap import MESSAGES_NAMESPACE, MESSAGES_SCHEMA_FILE
+from bridge.adapters.soap.http_server import SoapFault
 from bridge.core.certificate import NAMESPACE as CERTIFICATE_NAMESPACE
 from bridge.core.paths import SCHEMAS_DIR
 
@@ -69,3 +80,38 @@ def _described(error: xmlschema.XMLSchemaValidationError) -> str:
     if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
         reason = f"{reason}, got {str(value)!r}"
     return f"{what} refused: {path}: {reason} (xmlschema)"
+
+
+# ---------------------------------------------------------------------------- signatures
+
+TRUSTED_AUTHORITIES_ENV = "ELBRIDGE_SIM_TRUSTED_AUTHORITIES"
+SIGNATURE_REFUSED = "SIGNATURE_REFUSED"  # CertexFault code, Transient=false
+
+
+def trusted_authorities(
+    paths: Iterable[Path | str] = (), environ: Mapping[str, str] | None = None
+) -> TrustedAuthorities | None:
+    """The authority certificates trusted: those in the PEM files `paths` (--trusted-authority)
+    and in the files ELBRIDGE_SIM_TRUSTED_AUTHORITIES lists (separated by os.pathsep); None
+    when neither names any (signatures are then not required). A ConfigError names a file
+    that cannot be read or holds no certificate."""
+    environ = os.environ if environ is None else environ
+    listed = [part for part in environ.get(TRUSTED_AUTHORITIES_ENV, "").split(os.pathsep) if part]
+    named = [*paths, *listed]
+    if not named:
+        return None
+    variable = "--trusted-authority" if paths else TRUSTED_AUTHORITIES_ENV
+    return TrustedAuthorities.from_files(named, variable)
+
+
+def check_signature(certificate: etree._Element, trusted: TrustedAuthorities | None) -> None:
+    """Refuse `certificate` with a SOAP Client fault SIGNATURE_REFUSED ("certificate refused:
+    not signed", "certificate refused: digest mismatch: ...", "certificate refused: signed by
+    an authority not trusted here: CN=...") unless a trusted authority signed it as it is;
+    with no authority trusted, every certificate passes."""
+    if trusted is None:
+        return
+    try:
+        trusted.verify(certificate)
+    except SignatureRefused as refused:
+        raise SoapFault.client(SIGNATURE_REFUSED, f"certificate refused: {refused}") from None

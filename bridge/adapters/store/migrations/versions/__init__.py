@@ -1,0 +1,1 @@
+"""One module per revision of the ledger's schema, oldest first (Alembic skips this file)."""
