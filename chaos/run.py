@@ -51,14 +51,13 @@ from chaos.oracle import Oracle
 from chaos.sizes import Size
 from chaos.stream import ResultListener, StreamPublisher
 
-# The outbox's backoff cap (deliver_pending's backoff_cap) and a margin: a retry scheduled within
-# it is a delivery waiting its turn, not a stalled bridge.
-RETRY_WAIT_LIMIT = 300.0 + 30.0
+# The outbox's backoff cap (ELBRIDGE_SOAP_BACKOFF_CAP_SECONDS) and a margin: a retry scheduled
+# within it is a delivery waiting its turn, not a stalled bridge.
+RETRY_WAIT_LIMIT = Settings().soap_backoff_cap_seconds + 30.0
 
 SCALE = 1000  # licence ceilings this many times their usual size: the stream never runs dry
 SOAP_TIMEOUT = 0.4  # the bridge's SOAP timeout in the run; a "timeout" answer comes later
 SLOW_ANSWER = 0.8
-SOAP_MAX_ATTEMPTS = 40  # at 30% transient faults, 0.3^40: no certificate ever gives up
 SQLITE_BUSY_TIMEOUT = 30.0  # how long the bridge's SQLite connections wait for a lock
 UNAVAILABLE = "ledger unavailable"
 AUTHORITY = "chaos-licensing-officer"  # what the consumer logs while it waits for the ledger
@@ -196,7 +195,6 @@ class ChaosRun:
             batch_wait_ms=50,
             soap_url=self.simulator.url,
             soap_timeout=SOAP_TIMEOUT,
-            soap_max_attempts=SOAP_MAX_ATTEMPTS,
         )
         self.settings = settings
         licences = list(
@@ -616,7 +614,7 @@ class ChaosRun:
     def _sync_env(self) -> dict[str, str]:
         s = self.settings
         return settings_env(
-            s, ("home", "database_url", "soap_url", "soap_timeout", "soap_max_attempts")
+            s, ("home", "database_url", "soap_url", "soap_timeout", "soap_retry_budget_hours")
         )
 
     # -------------------------------------------------------------------------- figures

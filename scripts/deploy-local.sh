@@ -417,7 +417,18 @@ ELBRIDGE_SOAP_CERT_FILE=$tls/bridge.pem
 ELBRIDGE_SOAP_KEY_FILE=$tls/bridge.key
 ELBRIDGE_SIGNING_KEY_FILE=$tls/signing.key
 ELBRIDGE_SIGNING_CERT_FILE=$tls/signing.pem
+ELBRIDGE_SETTINGS_FILE=$STATE/elbridge.toml
 EOF
+  # The operator's own settings (docs/settings.md), kept across restarts; the lines above win.
+  if [[ ! -e $STATE/elbridge.toml ]]; then
+    cat >"$STATE/elbridge.toml" <<'EOF'
+# Settings of this stack's bridge processes (names as in docs/settings.md, without ELBRIDGE_),
+# read by every process at its start; the connection settings in bridge.env win over these.
+# undelivered_alarm_minutes = 60
+# declaration_run_minutes = 60
+# reports_mode = "0640"
+EOF
+  fi
   # Customs' side, for `deploy-local.sh customs ...` (publishing declaration events).
   cat >"$STATE/customs.env" <<EOF
 ELBRIDGE_HOME=$STATE/customs
@@ -628,6 +639,7 @@ cmd_status() {
     . "$STATE/ports.env"
     echo "  Airflow UI       http://127.0.0.1:$AIRFLOW_API_PORT"
     echo "                   (admin; password in $STATE/secrets/airflow-admin-password)"
+    echo "  console          http://127.0.0.1:$AIRFLOW_API_PORT/elbridge-console/ (its users: deploy-local.sh elbridge console user add)"
     echo "  ledger           postgresql://elbridge_runtime@127.0.0.1:$POSTGRES_PORT/ledger"
     echo "  MQTT             127.0.0.1:$MQTT_PORT (TLS; users elbridge, customs-gb)"
     echo "  query service    https://127.0.0.1:$QUERY_SERVICE_PORT/certex-query (tls/customs.pem)"

@@ -17,12 +17,15 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 # The production stack's services and the test suite's tools (ELBRIDGE_WITH_POSTGRES=1, what
 # scripts/test.sh and scripts/deploy-local.sh ask for): PostgreSQL (SQLite is the default
-# ledger), Redis (Airflow's Celery broker), xmllint (a second, independent schema validator).
+# ledger), Redis (Airflow's Celery broker), xmllint (a second, independent schema validator),
+# Chromium (the console's browser tests drive Debian's build through Playwright: Playwright's own
+# browser download is not used).
 if [ "${ELBRIDGE_WITH_POSTGRES:-0}" = 1 ]; then
   missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt)"
     apt_install "${missing[@]}"

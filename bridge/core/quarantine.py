@@ -31,6 +31,7 @@ class QuarantinedMessage:
     replay_outcome: str | None = None
     replay_result_id: str | None = None
     replay_problems: tuple[Problem, ...] = ()
+    replayed_by: str | None = None  # who asked for the last replay
 
     @property
     def settled(self) -> bool:

@@ -151,6 +151,7 @@ def list_record(message: QuarantinedMessage, view: EnvelopeView) -> dict[str, An
         "state": message.state,
         "replayed_at": message.replayed_at,
         "replay_outcome": message.replay_outcome,
+        "replayed_by": message.replayed_by,
         "first_reason": safe_text(str(reasons[0]), 2000) if reasons else "unreadable",
         "reasons": len(reasons),
     }
@@ -192,6 +193,7 @@ def message_record(
         "replayed_at": message.replayed_at,
         "replays": message.replays,
         "replay_outcome": message.replay_outcome,
+        "replayed_by": message.replayed_by,
         "replay_result_id": message.replay_result_id,
         "replay_reasons": [_problem_record(p) for p in message.replay_problems],
         "preview": preview(message.payload, preview_chars),

@@ -1,6 +1,9 @@
-"""When to try again: exponential backoff with jitter. Pure: the randomness is passed in."""
+"""When to try again: exponential backoff with jitter, within a retry budget measured in time.
+Pure: the randomness and the clock are passed in."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 # Past this many doublings every delay is the cap anyway; stopping here keeps the arithmetic
 # in floats that cannot overflow.
@@ -26,3 +29,30 @@ def delay_before(
         return 0.0
     ceiling = min(cap, base * 2.0 ** min(attempt - 2, _MAX_DOUBLINGS))
     return ceiling / 2 + ceiling / 2 * jitter
+
+
+def retry_at(
+    *,
+    first_failure: datetime,
+    failed_at: datetime,
+    attempts: int,
+    budget: timedelta,
+    base: float = 0.5,
+    cap: float = 600.0,
+    jitter: float = 0.0,
+) -> datetime | None:
+    """When to try again after `attempts` attempts of which the last failed (transiently) at
+    `failed_at`, the first failure having come at `first_failure`; None once `budget` (counted
+    from that first failure) is spent.
+
+    The wait is `delay_before(attempts + 1, ...)`, but never past the end of the budget: the
+    last attempt comes when the budget ends, so that an outage one second shorter than the
+    budget still ends delivered. A zero budget gives up at the first failure. (A `failed_at`
+    before `first_failure`, as clocks of two machines may give, counts as no time spent.)"""
+    if budget < timedelta(0):
+        raise ValueError(f"the retry budget must not be negative, got {budget}")
+    deadline = first_failure + budget
+    if failed_at >= deadline:
+        return None
+    wait = timedelta(seconds=delay_before(attempts + 1, base=base, cap=cap, jitter=jitter))
+    return min(failed_at + wait, deadline)

@@ -65,6 +65,51 @@ _UNITS = {
     )
 }
 
+# What a person may type instead of a code (case does not matter): the everyday symbols, each
+# meaning exactly one Rec 20 unit. Declarations and national records keep their codes: only
+# typed input (`elbridge manual --unit kg`, the console's forms) goes through `from_alias`.
+ALIASES = {
+    "ug": "MC",
+    "µg": "MC",  # the micro sign, and the Greek mu below: keyboards give either
+    "μg": "MC",
+    "mcg": "MC",
+    "mg": "MGM",
+    "g": "GRM",
+    "kg": "KGM",
+    "t": "TNE",
+    "tonne": "TNE",
+    "ul": "4G",
+    "µl": "4G",
+    "μl": "4G",
+    "ml": "MLT",
+    "cl": "CLT",
+    "dl": "DLT",
+    "l": "LTR",
+    "litre": "LTR",
+    "liter": "LTR",
+    "hl": "HLT",
+    "mm3": "MMQ",
+    "cm3": "CMQ",
+    "dm3": "DMQ",
+    "m3": "MTQ",
+    "um": "4H",
+    "µm": "4H",
+    "μm": "4H",
+    "mm": "MMT",
+    "cm": "CMT",
+    "m": "MTR",
+    "km": "KMT",
+    "mm2": "MMK",
+    "cm2": "CMK",
+    "m2": "MTK",
+    "pcs": "H87",
+    "pc": "H87",
+    "piece": "H87",
+    "pieces": "H87",
+    "items": "NAR",
+    "pairs": "NPR",
+}
+
 QUALIFIERS = {"G": "gross", "N": "net"}
 # The ledger keeps quantities in millionths (customs data model: quantity n..16,6).
 LEDGER_DECIMALS = 6
@@ -112,13 +157,32 @@ def known_units() -> tuple[str, ...]:
     return tuple(_UNITS)
 
 
+def accepted_units() -> str:
+    """Every code, and every alias with the code it stands for, as one line for a message."""
+    aliases = ", ".join(f"{alias}={code}" for alias, code in ALIASES.items())
+    return f"{', '.join(_UNITS)} (or {aliases})"
+
+
+def from_alias(text: str) -> str:
+    """The Rec 20 code a person meant: `kg` -> `KGM`, `kg#g` -> `KGM#G`; a code, or text that
+    is neither, comes back as it was typed (stripped), for `parse_unit` to accept or refuse."""
+    base, sign, qualifier = (text or "").strip().partition("#")
+    code = ALIASES.get(base.strip().lower())
+    if code is None:
+        return (text or "").strip()
+    return f"{code}{sign}{qualifier.upper()}"
+
+
 @lru_cache(maxsize=512)  # a handful of codes, asked for every write-off
 def parse_unit(code: str) -> Measure:
     """`KGM#G` -> kilogram, gross. Raises UnitError with the reason for an unknown code."""
     base, sign, qualifier = (code or "").strip().upper().partition("#")
     unit = _UNITS.get(base)
     if unit is None:
-        raise UnitError(f"unknown unit {code!r}; known units: {', '.join(_UNITS)}")
+        hint = ALIASES.get(base.lower())
+        if hint is not None:
+            raise UnitError(f"unknown unit {code!r}: the code for {code.strip()!r} is {hint}")
+        raise UnitError(f"unknown unit {code!r}; known units: {accepted_units()}")
     if sign and not qualifier:
         raise UnitError(f"{code!r} needs a qualifier after '#' (G gross, N net), or no '#'")
     if qualifier and qualifier not in QUALIFIERS:

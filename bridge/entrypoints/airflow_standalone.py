@@ -186,6 +186,42 @@ class AirflowStandalone:
         )
         return answer["value"]
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """The XCom `key` a task pushed, or None when it pushed none (e.g. a failed task's
+        return value)."""
+        path = (
+            f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances/"
+            f"{_quote(task_id)}/xcomEntries/{_quote(key)}?deserialize=true"
+        )
+        try:
+            return self._call("GET", path)["value"]
+        except _HttpError as error:
+            if error.status == 404:
+                return None
+            raise StandaloneError(str(error)) from None
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """The lines of the task's log for its latest try, as the API gives them (each with
+        `event`, `level`, `timestamp`, and `logger` for lines a logger wrote)."""
+        task = _quote(task_id)
+        base = f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances/{task}"
+        tries = self.api("GET", base)["try_number"]
+        answer = self.api("GET", f"{base}/logs/{tries}?full_content=true")
+        return [line for line in answer["content"] if isinstance(line, dict)]
+
+    def asset_events(self, **filters: str) -> list[dict[str, Any]]:
+        """Asset events, oldest first, filtered as the API allows (source_dag_id,
+        source_run_id, asset_id...)."""
+        query = urllib.parse.urlencode({**filters, "order_by": "timestamp", "limit": 100})
+        return self.api("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """The plugins the API server loaded, with what each adds."""
+        return self.api("GET", "/api/v2/plugins")["plugins"]
+
+    def pause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/api/v2/dags/{_quote(dag_id)}", {"is_paused": True})
+
     def import_errors(self) -> list[dict[str, Any]]:
         """Files the DAG processor could not import, with their tracebacks."""
         return self.api("GET", "/api/v2/importErrors")["import_errors"]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
-import tempfile
+import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from bridge.adapters.report_files import folder_mode, make_folder, write_atomically
 from bridge.core.errors import ConfigError
 from bridge.services.config import Settings, load_settings
 
@@ -35,6 +37,8 @@ SETTINGS_VARIABLE = "elbridge_settings"
 # Airflow spells some URI schemes its own way; SQLAlchemy wants the dialect name.
 _DIALECTS = {"postgres": "postgresql", "postgresql": "postgresql", "mysql": "mysql"}
 _LISTED_ITEMS = 50  # XCom is for summaries; the full story is in the ledger and the task log
+# A long drain is cut in slices so that what went wrong shows in the task log within a minute.
+DRAIN_SLICE_SECONDS = 60.0
 
 
 def settings_from_airflow() -> Settings:
@@ -104,7 +108,8 @@ def mqtt_overrides(conn: Any) -> dict[str, Any]:
 def soap_overrides(conn: Any) -> dict[str, Any]:
     """The customs service's endpoint URL and credentials from a Connection: either the whole
     URL in `host`, or scheme (conn_type http/https), host, port and path (`schema`); extras
-    `timeout` (seconds), `max_attempts`, and for TLS `ca_file` (the CA bundle customs'
+    `timeout` (seconds), `retry_budget_hours` and `backoff_cap_seconds` (how long and how
+    patiently a message is retried), and for TLS `ca_file` (the CA bundle customs'
     certificate is checked against), `cert_file` and `key_file` (the client certificate and
     key for mutual TLS), paths on the workers."""
     extra = _extra(conn, SOAP_CONN_ID)
@@ -123,7 +128,12 @@ def soap_overrides(conn: Any) -> dict[str, Any]:
         "soap_username": conn.login or None,
         "soap_password": conn.password or None,
         "soap_timeout": float(extra["timeout"]) if "timeout" in extra else None,
-        "soap_max_attempts": int(extra["max_attempts"]) if "max_attempts" in extra else None,
+        "soap_retry_budget_hours": (
+            float(extra["retry_budget_hours"]) if "retry_budget_hours" in extra else None
+        ),
+        "soap_backoff_cap_seconds": (
+            float(extra["backoff_cap_seconds"]) if "backoff_cap_seconds" in extra else None
+        ),
         "soap_ca_file": extra.get("ca_file"),
         "soap_cert_file": extra.get("cert_file"),
         "soap_key_file": extra.get("key_file"),
@@ -199,34 +209,172 @@ def customs_senders(settings: Settings) -> list[Any]:
     return [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
 
 
+def fail_on_problems(problems: Mapping[str, int], where: str) -> dict[str, int]:
+    """The counts of `problems` (a task summary's `problems`), when all are zero; else push
+    them as the XCom `problems` and raise AirflowFailException (not retried: running again
+    changes nothing) naming each count and the task `where` the WARNING lines with the reasons
+    are, so the run shows red."""
+    from bridge.entrypoints.airflow_findings import COUNT_KEYS, MORE
+
+    labels = {key: MORE[kind][0] for kind, key in COUNT_KEYS.items()}
+    found = [f"{labels.get(key, key)}: {n}" for key, n in problems.items() if n]
+    if found:
+        _fail(
+            f"this run needs a person: {', '.join(found)}; the reasons are the WARNING lines"
+            f" in the log of {where} (everything else went through)",
+            dict(problems),
+        )
+    return dict(problems)
+
+
+def check_undelivered(settings: Settings, log: logging.Logger) -> dict[str, Any]:
+    """The certificates failed, or pending longer than ELBRIDGE_UNDELIVERED_ALARM_MINUTES
+    (bridge.services.outbox.undelivered), one WARNING line each; when there is any, their
+    counts are pushed as the XCom `problems` and AirflowFailException is raised, so that every
+    run stays red until customs have them."""
+    from bridge.entrypoints.airflow_findings import log_findings, undelivered_findings
+    from bridge.services.outbox import undelivered
+
+    minutes = settings.undelivered_alarm_minutes
+    now = datetime.now(UTC)
+    with ledger(settings) as engine:
+        rows = undelivered(engine, now=now, older_than=timedelta(minutes=minutes))
+    log_findings(log, undelivered_findings(rows, now))
+    failed = sum(1 for row in rows if row["status"] == "failed")
+    summary = {
+        "alarm_minutes": minutes,
+        "undelivered": len(rows),
+        "certificates": sum(1 for row in rows if row["kind"] == "certificate"),
+        "failed": failed,
+        "pending_too_long": len(rows) - failed,
+    }
+    if rows:
+        _fail(
+            f"{len(rows)} message(s) not at customs: {failed} failed, {len(rows) - failed}"
+            f" pending for more than {minutes} min (the WARNING lines above say which and why);"
+            " `elbridge outbox list` shows them, `elbridge outbox retry` sends failed ones again",
+            summary,
+        )
+    return summary
+
+
+def _fail(message: str, problems: dict[str, Any]) -> None:
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # A failed task returns nothing: the counts go to XCom explicitly, for the API and the UI.
+    get_current_context()["ti"].xcom_push(key="problems", value=problems)
+    raise AirflowFailException(message)
+
+
+def drain_declarations(
+    settings: Settings,
+    engine: Engine,
+    findings: Any,
+    *,
+    seconds: float,
+    idle_seconds: float | None = None,
+    slice_seconds: float = DRAIN_SLICE_SECONDS,
+    stop: threading.Event | None = None,
+) -> Any:
+    """Consume declaration events for up to `seconds` (or until the topic has been quiet for
+    `idle_seconds`, when given), and hand every refused write-off and quarantined message the
+    ledger recorded meanwhile to `findings` (an airflow_findings.FindingsLog) as it goes: in
+    slices of at most `slice_seconds`, each a `consume` of its own (the broker keeps the
+    persistent session's messages between them). SIGTERM ends the slice in hand, then the
+    drain. Returns the ConsumeReport summed over the slices."""
+    from bridge.adapters.store.db import utcnow
+    from bridge.entrypoints.airflow_findings import consumer_findings
+    from bridge.services.consumer import ConsumeReport, consume
+
+    stop = stop or threading.Event()
+    total = ConsumeReport()
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        since = utcnow()
+        if idle_seconds is not None:  # drain until quiet: one consume, it stops by itself
+            part = consume(settings, engine, idle_seconds=idle_seconds, max_seconds=left, stop=stop)
+        else:
+            part = consume(settings, engine, max_seconds=min(slice_seconds, left), stop=stop)
+        _add_report(total, part)
+        if part.messages:  # a document refused in an applied message is a finding too
+            findings.add(consumer_findings(engine, since))
+        if idle_seconds is not None:
+            break
+    return total
+
+
+def _add_report(total: Any, part: Any) -> None:
+    for f in dataclasses.fields(total):
+        setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+
+
+def reports_folder(settings: Settings) -> Path:
+    """Where the daily reports go: ELBRIDGE_REPORTS_DIR, else HOME/reports."""
+    return (
+        Path(settings.reports_dir).expanduser()
+        if settings.reports_dir
+        else settings.home / "reports"
+    )
+
+
+def reports_mode(settings: Settings) -> int:
+    """The report files' mode from ELBRIDGE_REPORTS_MODE (octal, e.g. 0640); a ConfigError
+    naming the setting when it is not a file mode its owner can read and write (the reports
+    are rewritten in place; bridge.services.reports.file_mode holds the same rule)."""
+    raw = settings.reports_mode.strip()
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600:
+        raise ConfigError(
+            f"ELBRIDGE_REPORTS_MODE={settings.reports_mode!r}: give an octal file mode the owner"
+            " can read and write, e.g. 0640 (the group reads) or 0600 (only the owner)"
+        )
+    return mode
+
+
 def write_reconciliation_reports(settings: Settings, day: str) -> dict[str, Any]:
-    """Write the ledger's reconciliation as reports/<day>/reconciliation.csv and .json under
-    the bridge's home; returns the day, both paths and the summary (lines, over-used lines)."""
+    """Write the ledger's reconciliation as <reports>/<day>/data/reconciliation.csv and .json
+    (plain machine-readable files, `,` and `.`, for other tools; the pages people open are the
+    reports of bridge.services.reports); returns the day, both paths and the summary (lines,
+    over-used lines)."""
     from bridge.adapters.store.reconciliation import reconciliation_rows
     from bridge.core.reconcile import render, summary
 
     with ledger(settings) as engine, engine.connect() as conn:
         rows = reconciliation_rows(conn)
-    folder = settings.home / "reports" / day
-    csv_file = write_report(folder / "reconciliation.csv", render(rows, "csv"))
-    json_file = write_report(folder / "reconciliation.json", render(rows, "json"))
+    mode = reports_mode(settings)
+    # Beside the day's reports for people (bridge.services.reports), not among them: theirs
+    # are spreadsheet CSV (`;`, `,` decimals), these are for programs.
+    folder = reports_folder(settings) / day / "data"
+    csv_file = write_report(folder / "reconciliation.csv", render(rows, "csv"), mode)
+    json_file = write_report(folder / "reconciliation.json", render(rows, "json"), mode)
     return {"date": day, "csv": str(csv_file), "json": str(json_file), **summary(rows)}
 
 
-def write_report(path: Path, text: str) -> Path:
-    """Write `text` to `path` atomically: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return path
+def publish_daily_reports(settings: Settings, day: date) -> dict[str, Any]:
+    """The day's reports for people (bridge.services.reports: the console's pages as static
+    HTML, xlsx and CSV) under <reports>/<day>/ with the configured mode; returns the day, the
+    folder and the files written."""
+    from bridge.services.reports import write_reports
+
+    mode = reports_mode(settings)
+    folder = reports_folder(settings) / day.isoformat()
+    with ledger(settings) as engine:
+        files = write_reports(engine, folder, day=day, now=datetime.now(UTC), mode=mode)
+    return {"date": day.isoformat(), "folder": str(folder), "files": [str(f) for f in files]}
+
+
+def write_report(path: Path, text: str, mode: int = 0o640) -> Path:
+    """Write `text` to `path` atomically (readers see the old file or the new one, never half),
+    with `mode`; folders made on the way get the matching `folder_mode`."""
+    make_folder(path.parent, folder_mode(mode))
+    return write_atomically(path, text.encode("utf-8"), mode)
 
 
 def _connection(conn_id: str) -> Any | None:

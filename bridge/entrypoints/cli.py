@@ -1,138 +1,271 @@
 """`elbridge`: every step of the bridge from the command line, without Airflow.
 
-Settings come from ELBRIDGE_* environment variables (see bridge/services/config.py); the global
-options below override them. Exit status: 0 done, 1 done but something needs attention (rejected
-records, failed deliveries, refusals are reported, not hidden), 2 usage or configuration error."""
+Settings come from the defaults, a TOML settings file (--settings or ELBRIDGE_SETTINGS_FILE),
+ELBRIDGE_* environment variables and the global options, each over the one before
+(docs/settings.md). How commands report, fail and exit is bridge/entrypoints/cli_output.py's
+convention; the exit statuses are bridge/entrypoints/exit_codes.py's (docs/cli.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bridge.core.errors import BridgeError
 from bridge.entrypoints.cli_audit import add_audit_commands
 from bridge.entrypoints.cli_authority import (
+    RECONCILE_COLUMNS,
     add_authority_commands,
     add_reconcile_views,
+    reconcile_footer,
     show_view,
     wants_view,
 )
+from bridge.entrypoints.cli_config import add_config_commands, version_text
+from bridge.entrypoints.cli_console import add_console_commands
 from bridge.entrypoints.cli_licences import add_licence_commands, add_query_service_commands
+from bridge.entrypoints.cli_outbox import add_outbox_commands
+from bridge.entrypoints.cli_output import (
+    Parser,
+    global_value,
+    install_global_options,
+    logging_for_the_command,
+    open_ledger,
+    read_settings,
+    reporter,
+    run_command,
+)
 from bridge.entrypoints.cli_quarantine import add_quarantine_commands
+from bridge.entrypoints.cli_status import add_status_commands
+from bridge.entrypoints.exit_codes import Exit
 from bridge.entrypoints.http_serving import add_admin_token_argument, add_tls_arguments
-from bridge.services.config import Settings, load_settings
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
-    if args.home:
-        overrides["home"] = Path(args.home).expanduser().resolve()
-    if args.database_url:
-        overrides["database_url"] = args.database_url
-    return load_settings(**overrides)
-
-
-def _engine(settings: Settings):
-    from bridge.adapters.store.db import make_engine
-
-    return make_engine(settings.ledger_url)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """4 when a record was rejected or a file or mapping could not be read (kept, reported)."""
     from bridge.services.ingest import ingest_file, ingest_inbox
 
-    settings = _settings(args)
-    engine = _engine(settings)
+    out = reporter(args)
+    settings = read_settings(args)
+    engine = open_ledger(args)
     if args.inbox or not args.files:
-        reports = ingest_inbox(engine, Path(args.inbox or settings.inbox))
+        inbox = Path(args.inbox or settings.inbox)
+        with out.progress(f"ingest {inbox}") as advance:
+            reports = ingest_inbox(engine, inbox, progress=advance)
     else:
-        reports = [ingest_file(engine, Path(f), mapping_name=args.mapping) for f in args.files]
-    rejected = 0
+        reports = []
+        for name in args.files:
+            with out.progress(f"ingest {Path(name).name}") as advance:
+                reports.append(
+                    ingest_file(engine, Path(name), mapping_name=args.mapping, progress=advance)
+                )
+    totals = {
+        key: sum(getattr(report, key) for report in reports)
+        for key in ("new", "new_version", "unchanged", "stale", "rejected")
+    }
+    unread = [report for report in reports if report.failure is not None]
+    out.emit(
+        {
+            "files": [asdict(report) for report in reports],
+            "totals": {**totals, "files": len(reports), "not_read": len(unread)},
+        }
+    )
     for report in reports:
-        print(report.describe() if hasattr(report, "describe") else report)
-        rejected += report.rejected
+        out.say(report.describe())
     if not reports:
-        print("nothing to ingest")
-    return 1 if rejected else 0
+        out.say("nothing to ingest")
+    if totals["rejected"] or unread:
+        out.warn(
+            f"{totals['rejected']} records rejected, {len(unread)} files or mappings not read"
+            " (kept with their reasons)"
+        )
+        return Exit.PARTIAL
+    return Exit.OK
+
+
+class _WatchedSender:
+    """A customs client whose calls are counted for the progress bar, and whose transient
+    failures are told as warnings while the run retries (each reason once, then how many)."""
+
+    def __init__(self, client: Any, watch: _DeliveryWatch) -> None:
+        self._client = client
+        self._watch = watch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)  # whatever else the outbox reads of the client
+
+    def submit_certificate(self, *call: Any, **named: Any) -> Any:
+        return self._watch.call(self._client.submit_certificate, call, named)
+
+    def update_certificate_status(self, *call: Any, **named: Any) -> Any:
+        return self._watch.call(self._client.update_certificate_status, call, named)
+
+
+class _DeliveryWatch:
+    def __init__(self, out: Any, advance: Any, total: int) -> None:
+        self.out, self.advance, self.total = out, advance, total
+        self.lock = threading.Lock()
+        self.done = 0
+        self.failures: dict[str, int] = {}
+
+    def call(self, send: Any, call: tuple, named: dict) -> Any:
+        from bridge.core.errors import DeliveryError
+
+        try:
+            answer = send(*call, **named)
+        except DeliveryError as error:
+            if error.transient:
+                self.failed(error.reason)
+                raise
+            self.settled()  # refused for good: settled, though not delivered
+            raise
+        self.settled()
+        return answer
+
+    def settled(self) -> None:
+        with self.lock:
+            self.done += 1
+            self.advance(min(self.done, self.total), self.total)
+
+    def failed(self, reason: str) -> None:
+        with self.lock:
+            seen = self.failures.get(reason, 0)
+            self.failures[reason] = seen + 1
+        if seen == 0:
+            self.out.warn(f"customs did not take a message, retrying: {reason}")
+        elif (seen + 1) % 10 == 0:
+            self.out.warn(f"still retrying: {seen + 1} calls failed so far: {reason}")
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    """4 when certificates are left undelivered (failed, or pending for a later run)."""
+    from bridge.adapters.store import outbox as outbox_store
     from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending
     from bridge.services.signing import certificate_signer
 
-    settings = _settings(args)
-    engine = _engine(settings)
-    certified = certify_pending(engine, now=datetime.now(UTC), signer=certificate_signer(settings))
-    print(f"certify: {certified}")
+    out = reporter(args)
+    settings = read_settings(args)
+    engine = open_ledger(args)
+    signer = certificate_signer(settings)
+    with out.progress("build certificates") as advance:
+        certified = certify_pending(engine, now=datetime.now(UTC), signer=signer, progress=advance)
+    out.say(f"certify: {certified}")
+    for number, version, why in certified.problems:
+        out.warn(f"licence {number} v{version}: certificate not sent: {_one_line(why)}")
     if args.certify_only:
-        return 0
-    senders = [CustomsClient(settings) for _ in range(max(1, settings.soap_senders))]
-    report = deliver_pending(engine, senders, retry_within_run_seconds=args.retry_seconds)
-    print(f"deliver: {report}")
-    return 1 if report.failed else 0
+        out.emit({"certify": asdict(certified), "deliver": None})
+        return Exit.PARTIAL if certified.invalid else Exit.OK
+    with engine.connect() as conn:
+        waiting = outbox_store.count_by_status(conn)[outbox_store.PENDING]
+    with out.progress("deliver to customs", total=waiting or None) as advance:
+        watch = _DeliveryWatch(out, advance, max(waiting, 1))
+        senders = [
+            _WatchedSender(CustomsClient(settings), watch)
+            for _ in range(max(1, settings.soap_senders))
+        ]
+
+        def wait(seconds: float) -> None:
+            if watch.failures:  # customs failing: say why the run waits (else only backoff)
+                pending = _pending(engine)
+                out.warn(f"{pending} messages wait for customs; next try in {seconds:.1f} s")
+            time.sleep(seconds)
+
+        report = deliver_pending(
+            engine, senders, retry_within_run_seconds=args.retry_seconds, sleep=wait
+        )
+    out.say(f"deliver: {report}")
+    out.emit({"certify": asdict(certified), "deliver": asdict(report)})
+    if report.failed or report.still_pending or certified.invalid:
+        out.warn(
+            f"certificates left undelivered: {report.failed} failed, {report.still_pending}"
+            f" still pending{'' if not certified.invalid else f', {certified.invalid} invalid'}"
+        )
+        for number, version, why in report.failures:
+            out.warn(f"licence {number} v{version}: {_one_line(why)}")
+        return Exit.PARTIAL
+    return Exit.OK
+
+
+def _pending(engine: Any) -> int:
+    from bridge.adapters.store import outbox as outbox_store
+
+    with engine.connect() as conn:
+        return outbox_store.count_by_status(conn)[outbox_store.PENDING]
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
+    """4 when messages were quarantined, 3 when declarations were refused by the rules."""
     from bridge.services.consumer import consume
     from bridge.services.mqtt_endpoints import open_session
 
-    settings = _settings(args)
-    # A refusal (TLS, login: BrokerRefused, a ConfigError) is told by main(); a broker that did
-    # not answer in time is one line too, not a traceback.
-    try:
-        if args.open_session:
-            open_session(settings)
-            print(f"session {settings.mqtt_client_id} subscribed to {settings.mqtt_topic}")
-            return 0
-        engine = _engine(settings)
-        report = consume(
-            settings,
-            engine,
-            idle_seconds=None if args.follow else args.idle,
-            max_seconds=args.max_seconds,
-        )
-    except ConnectionError as error:
-        print(f"elbridge consume: {error}", file=sys.stderr)
-        return 1
-    print(f"consume: {report}")
-    return 0
+    out = reporter(args)
+    settings = read_settings(args)
+    if args.open_session:
+        open_session(settings)
+        out.say(f"session {settings.mqtt_client_id} subscribed to {settings.mqtt_topic}")
+        out.emit({"session": settings.mqtt_client_id, "topic": settings.mqtt_topic})
+        return Exit.OK
+    engine = open_ledger(args)
+    report = consume(
+        settings,
+        engine,
+        idle_seconds=None if args.follow else args.idle,
+        max_seconds=args.max_seconds,
+    )
+    out.say(f"consume: {report}")
+    out.emit(asdict(report))
+    if report.quarantined:
+        out.warn(f"{report.quarantined} messages quarantined: see `elbridge quarantine list`")
+        return Exit.PARTIAL
+    if report.refused:
+        out.warn(f"{report.refused} write-offs refused: see `elbridge reconcile --refusals`")
+        return Exit.REFUSED
+    return Exit.OK
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    """A report: 0 whatever it shows (over-used lines are marked and counted)."""
     from bridge.adapters.store.reconciliation import reconciliation_rows
-    from bridge.core.reconcile import render
+    from bridge.core.reconcile import as_records, render, summary
 
-    settings = _settings(args)
-    engine = _engine(settings)
+    out = reporter(args)
+    engine = open_ledger(args)
+    if out.json:
+        args.format = "json"
+    elif args.format == "json" and not args.output:
+        out.json = True  # --format json is --json: one document on standard output
     if wants_view(args):
         return show_view(args, engine)
     with engine.connect() as conn:
         rows = reconciliation_rows(conn, args.licence)
-    text = render(rows, args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {len(rows)} lines to {args.output}")
+        Path(args.output).write_text(render(rows, args.format), encoding="utf-8")
+        out.note(f"wrote {len(rows)} lines to {args.output}")
+        out.emit({"summary": summary(rows), "output": args.output})
+    elif args.format == "table":
+        out.table(RECONCILE_COLUMNS, as_records(rows), footer=reconcile_footer(rows))
+    elif args.format == "json":
+        out.emit({"summary": summary(rows), "lines": as_records(rows)})
     else:
-        sys.stdout.write(text)
-    return 1 if any(row.over_used for row in rows) else 0
+        out.write(render(rows, args.format))
+    return Exit.OK
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
     from bridge.entrypoints.customs_sim.app import serve
-    from bridge.entrypoints.http_serving import serving_options
+    from bridge.entrypoints.http_serving import serving_options_from
 
-    settings = _settings(args)
+    settings = read_settings(args)
     store = Path(args.store) if args.store else settings.home / "customs-sim" / "received.db"
-    options = serving_options(
-        args.host,
-        args.port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        client_ca=args.client_ca,
-        settings=settings,
-    )
+    options = serving_options_from(args, settings=settings)
     serve(
         args.host,
         args.port,
@@ -141,11 +274,11 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
         options=options,
         trusted_authority_files=args.trusted_authority,
     )
-    return 0
+    return Exit.OK
 
 
 def cmd_sim_publish(args: argparse.Namespace) -> int:
-    """Exit status 1 when --check found a file the bridge would quarantine (nothing sent)."""
+    """3 when --check found a file the bridge would quarantine (nothing sent)."""
     from bridge.services.customs_events import (
         VersionBook,
         check_events,
@@ -153,7 +286,8 @@ def cmd_sim_publish(args: argparse.Namespace) -> int:
         publish_events,
     )
 
-    settings = _settings(args)
+    out = reporter(args)
+    settings = read_settings(args)
     event_time = datetime.fromisoformat(args.event_time) if args.event_time else datetime.now(UTC)
     if event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=UTC)
@@ -171,41 +305,69 @@ def cmd_sim_publish(args: argparse.Namespace) -> int:
         as_message=args.as_message,
         without_event=args.without_event,
     )
+    checked = []
     if args.check:
         verdicts = check_events(settings, events)
         for verdict in verdicts:
-            print(verdict.describe())
+            out.say(verdict.describe())
+            checked.append({"verdict": verdict.describe(), "quarantined": verdict.quarantined})
         refused = [v for v in verdicts if v.quarantined]
         if refused:
-            print(f"nothing sent: the bridge would quarantine {len(refused)} of {len(events)}")
-            return 1
+            out.say(f"nothing sent: the bridge would quarantine {len(refused)} of {len(events)}")
+            out.emit({"checked": checked, "sent": []})
+            return Exit.REFUSED
     sent = publish_events(settings, [event.message for event in events])
     if not args.as_message:
         book.save()  # only what was sent counts
     for event in events:
-        print(f"sent {event.path} as {event.message_id}: {event.how}")
-    print(f"published {sent} declaration events to {settings.mqtt_topic}")
-    return 0
+        out.say(f"sent {event.path} as {event.message_id}: {event.how}")
+    out.say(f"published {sent} declaration events to {settings.mqtt_topic}")
+    out.emit(
+        {
+            "checked": checked,
+            "topic": settings.mqtt_topic,
+            "sent": [
+                {"file": event.path, "message_id": event.message_id, "how": event.how}
+                for event in events
+            ],
+        }
+    )
+    return Exit.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.entrypoints.demo import run_demo
 
+    home = global_value(args, "home")
     return run_demo(
-        home=Path(args.home).expanduser().resolve() if args.home else None,
+        home=Path(home).expanduser().resolve() if home else None,
         exit_when_done=args.exit_when_done,
         with_airflow=not args.no_airflow,
     )
 
 
+class _Version(argparse.Action):
+    """--version: the release and the contracts it speaks, computed only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="elbridge",
         description="eLicensing bridge: national dual-use licences to customs certificates,"
         " customs declarations to licence write-offs, and their reconciliation.",
+        epilog="Exit status: 0 done, 1 failed, 2 usage or configuration error, 3 refused by the"
+        " rules, 4 partly done (records rejected, certificates left undelivered). docs/cli.md",
     )
-    parser.add_argument("--home", help="working folder (ledger, inbox, reports); default ./var")
-    parser.add_argument("--database-url", help="ledger database URL (default: SQLite in home)")
+    parser.add_argument(
+        "--version", action=_Version, help="the release, its contracts and ledger schema"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser(
@@ -248,15 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--output", help="write to this file instead of standard output")
     add_reconcile_views(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
-    add_authority_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
-    add_licence_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
-    add_query_service_commands(commands, ledger_url=lambda args: _settings(args).ledger_url)
-    add_quarantine_commands(
-        commands, read_settings=_settings, open_ledger=lambda args: _engine(_settings(args))
-    )
-    add_audit_commands(
-        commands, read_settings=_settings, open_ledger=lambda args: _engine(_settings(args))
-    )
+    add_authority_commands(commands)
+    add_licence_commands(commands)
+    add_query_service_commands(commands)
+    add_quarantine_commands(commands)
+    add_audit_commands(commands)
+    add_config_commands(commands)
+    add_console_commands(commands)
+    add_status_commands(commands)
+    add_outbox_commands(commands)
 
     sim = commands.add_parser(
         "customs-sim", help="the customs single window simulator (SOAP server, event publisher)"
@@ -328,18 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-airflow", action="store_true", help="run the steps directly instead of via DAGs"
     )
     demo.set_defaults(func=cmd_demo)
+    install_global_options(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `elbridge` command line; its exit status (bridge/entrypoints/exit_codes.py)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except BridgeError as error:
-        print(f"elbridge {args.command}: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
-    except KeyboardInterrupt:
-        return 130
+    verbosity, quiet = int(global_value(args, "verbose") or 0), bool(global_value(args, "quiet"))
+    with logging_for_the_command(verbosity, quiet):
+        return run_command(args)
 
 
 if __name__ == "__main__":

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-ReadSettings = Callable[[argparse.Namespace], Any]  # args -> Settings
-OpenLedger = Callable[[argparse.Namespace], Any]  # args -> SQLAlchemy Engine
+from bridge.entrypoints.cli_output import open_ledger, read_settings, reporter
+from bridge.entrypoints.exit_codes import Exit
 
 
-def add_audit_commands(
-    subparsers: argparse._SubParsersAction, *, read_settings: ReadSettings, open_ledger: OpenLedger
-) -> None:
+def add_audit_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `audit verify|head` and `db upgrade|current|history|grant` to `elbridge`."""
     audit = subparsers.add_parser(
         "audit",
@@ -42,10 +36,10 @@ def add_audit_commands(
         type=Path,
         help="a file `audit head` wrote earlier: each head in it must still be in its chain",
     )
-    verify.set_defaults(func=partial(cmd_verify, open_ledger=open_ledger))
+    verify.set_defaults(func=cmd_verify)
     head = actions.add_parser("head", help="the chains' heads and their digest, as JSON")
     head.add_argument("--output", type=Path, help="write to this file instead of standard output")
-    head.set_defaults(func=partial(cmd_head, open_ledger=open_ledger))
+    head.set_defaults(func=cmd_head)
 
     db = subparsers.add_parser(
         "db",
@@ -62,10 +56,10 @@ def add_audit_commands(
     upgrade.add_argument(
         "--runtime-role", help="then grant this PostgreSQL role what the bridge's processes need"
     )
-    upgrade.set_defaults(func=partial(cmd_upgrade, read_settings=read_settings))
+    upgrade.set_defaults(func=cmd_upgrade)
     current = db_actions.add_parser("current", help="the revision the ledger is at")
     _url(current)
-    current.set_defaults(func=partial(cmd_current, read_settings=read_settings))
+    current.set_defaults(func=cmd_current)
     history = db_actions.add_parser("history", help="every revision, oldest first")
     history.set_defaults(func=cmd_history)
     grant = db_actions.add_parser(
@@ -73,7 +67,7 @@ def add_audit_commands(
     )
     _url(grant)
     grant.add_argument("--runtime-role", required=True, help="the role the bridge runs as")
-    grant.set_defaults(func=partial(cmd_grant, read_settings=read_settings))
+    grant.set_defaults(func=cmd_grant)
 
 
 def _url(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +77,7 @@ def _url(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _owner_engine(args: argparse.Namespace, read_settings: ReadSettings):
+def _owner_engine(args: argparse.Namespace):
     from bridge.adapters.store.db import make_engine
     from bridge.services.config import environment_value
 
@@ -95,37 +89,52 @@ def _shown(engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def cmd_verify(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
+    """1 when a chain does not hold or a line total disagrees (each problem named)."""
     from bridge.services.ledger_audit import read_anchor, verify_ledger
 
+    out = reporter(args)
     anchor = read_anchor(args.anchor) if args.anchor else None
     engine = open_ledger(args)
     try:
         report = verify_ledger(engine, anchor=anchor)
     finally:
         engine.dispose()
-    for chain, count in report.counts.items():
-        print(f"{chain}: {_count(count.rows, 'row')} in {_count(count.chains, 'chain')}")
-    print(f"line_total: {_count(report.lines, 'line')}")
-    if anchor is not None:
-        print(f"anchor {anchor['digest']}: {sum(map(len, anchor['heads'].values()))} heads")
     problems = report.problems()
+    out.emit(
+        {
+            "chains": {
+                chain: {"rows": count.rows, "chains": count.chains}
+                for chain, count in report.counts.items()
+            },
+            "line_totals": report.lines,
+            "anchor": None if anchor is None else anchor["digest"],
+            "problems": problems,
+            "holds": not problems,
+        }
+    )
+    for chain, count in report.counts.items():
+        out.say(f"{chain}: {_count(count.rows, 'row')} in {_count(count.chains, 'chain')}")
+    out.say(f"line_total: {_count(report.lines, 'line')}")
+    if anchor is not None:
+        out.say(f"anchor {anchor['digest']}: {sum(map(len, anchor['heads'].values()))} heads")
     for problem in problems:
-        print(problem)
+        out.say(problem)
     if problems:
-        print(f"elbridge audit verify: {_count(len(problems), 'problem')}", file=sys.stderr)
-        return 1
-    print("every chain holds")
-    return 0
+        out.error(_count(len(problems), "problem"))
+        return Exit.FAILURE
+    out.say("every chain holds")
+    return Exit.OK
 
 
 def _count(number: int, thing: str) -> str:
     return f"{number} {thing}" + ("" if number == 1 else "s")
 
 
-def cmd_head(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
+def cmd_head(args: argparse.Namespace) -> int:
     from bridge.services.ledger_audit import chain_heads
 
+    out = reporter(args)
     engine = open_ledger(args)
     try:
         heads = chain_heads(engine, now=datetime.now(UTC))
@@ -134,59 +143,81 @@ def cmd_head(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
     text = json.dumps(heads, indent=1) + "\n"
     if args.output:
         args.output.write_text(text, encoding="utf-8")
-        print(f"digest {heads['digest']} written to {args.output}")
+        out.say(f"digest {heads['digest']} written to {args.output}")
+        out.emit({"digest": heads["digest"], "output": str(args.output)})
     else:
-        sys.stdout.write(text)
-    return 0
+        out.write(text)
+        out.emit(heads)
+    return Exit.OK
 
 
-def cmd_upgrade(args: argparse.Namespace, *, read_settings: ReadSettings) -> int:
+def cmd_upgrade(args: argparse.Namespace) -> int:
     from bridge.adapters.store.migrate import grant_runtime, upgrade
 
-    engine = _owner_engine(args, read_settings)
+    out = reporter(args)
+    engine = _owner_engine(args)
     try:
         before, after = upgrade(engine, revision=args.revision)
         if before == after:
-            print(f"{_shown(engine)}: already at {after}")
+            out.say(f"{_shown(engine)}: already at {after}")
         else:
-            print(f"{_shown(engine)}: {before or 'none'} -> {after}")
+            out.say(f"{_shown(engine)}: {before or 'none'} -> {after}")
         if args.runtime_role:
             grant_runtime(engine, args.runtime_role)
-            print(f"granted {args.runtime_role} the runtime rights")
+            out.say(f"granted {args.runtime_role} the runtime rights")
+        out.emit(
+            {
+                "database": _shown(engine),
+                "before": before,
+                "after": after,
+                "granted": args.runtime_role,
+            }
+        )
     finally:
         engine.dispose()
-    return 0
+    return Exit.OK
 
 
-def cmd_current(args: argparse.Namespace, *, read_settings: ReadSettings) -> int:
+def cmd_current(args: argparse.Namespace) -> int:
+    """1 when the ledger is not at this release's revision (`db upgrade` moves it)."""
     from bridge.adapters.store.migrate import current_revision, head_revision
 
-    engine = _owner_engine(args, read_settings)
+    out = reporter(args)
+    engine = _owner_engine(args)
     try:
         revision = current_revision(engine)
     finally:
         engine.dispose()
     head = head_revision()
     state = "this release's" if revision == head else f"this release needs {head}"
-    print(f"{revision or 'none'} ({state})")
-    return 0 if revision == head else 1
+    out.say(f"{revision or 'none'} ({state})")
+    out.emit({"current": revision, "head": head, "up_to_date": revision == head})
+    return Exit.OK if revision == head else Exit.FAILURE
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from bridge.adapters.store.migrate import history
 
-    for revision, _before, doc in history():
-        print(f"{revision}  {doc.splitlines()[0] if doc else ''}")
-    return 0
+    out = reporter(args)
+    revisions = [
+        {"revision": revision, "down_revision": before, "title": doc.splitlines()[0] if doc else ""}
+        for revision, before, doc in history()
+    ]
+    for row in revisions:
+        out.say(f"{row['revision']}  {row['title']}")
+    out.emit({"revisions": revisions})
+    return Exit.OK
 
 
-def cmd_grant(args: argparse.Namespace, *, read_settings: ReadSettings) -> int:
+def cmd_grant(args: argparse.Namespace) -> int:
     from bridge.adapters.store.migrate import grant_runtime
 
-    engine = _owner_engine(args, read_settings)
+    out = reporter(args)
+    engine = _owner_engine(args)
     try:
         grant_runtime(engine, args.runtime_role)
     finally:
         engine.dispose()
-    print(f"granted {args.runtime_role} the runtime rights")
-    return 0
+    out.say(f"granted {args.runtime_role} the runtime rights")
+    out.emit({"granted": args.runtime_role})
+    return Exit.OK

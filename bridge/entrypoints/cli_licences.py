@@ -2,25 +2,19 @@
 query-service serve` (the query service customs call). Wiring only: arguments to
 bridge.services.licence_status and bridge.entrypoints.query_service.
 
-cli.py hooks these in and hands over how to open the ledger (and where it is) from the global
-options, so that settings are read one way only:
-
-    add_licence_commands(commands, open_ledger=lambda args: _engine(_settings(args)))
-    add_query_service_commands(commands, ledger_url=lambda args: _settings(args).ledger_url)
-"""
+Reporting, errors and exit statuses follow bridge/entrypoints/cli_output.py; a status change
+the lifecycle refuses exits 3 (REFUSED) with the reason."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
+from bridge.entrypoints.cli_output import Column, open_ledger, read_settings, reporter
+from bridge.entrypoints.exit_codes import Exit
 from bridge.entrypoints.http_serving import add_tls_arguments
-
-OpenLedger = Callable[[argparse.Namespace], Any]  # args -> SQLAlchemy Engine
-LedgerUrl = Callable[[argparse.Namespace], str]
 
 _ACTION_HELP = {
     "suspend": "suspend a valid licence: nothing may be written off it until reinstated",
@@ -47,9 +41,7 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def add_licence_commands(
-    subparsers: argparse._SubParsersAction, *, open_ledger: OpenLedger
-) -> None:
+def add_licence_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `licence suspend|reinstate|revoke|annul NUMBER --reason --actor`, `licence
     expire-due [--today]` and `licence events NUMBER` to the `elbridge` command set."""
     licence = subparsers.add_parser(
@@ -65,22 +57,18 @@ def add_licence_commands(
         parser.add_argument("number", help="licence number")
         parser.add_argument("--reason", required=True, help="why (mandatory, sent to customs)")
         parser.add_argument("--actor", required=True, help="who (mandatory): the person's identity")
-        parser.set_defaults(
-            func=partial(cmd_licence_action, action=action, open_ledger=open_ledger)
-        )
+        parser.set_defaults(func=partial(cmd_licence_action, action=action))
     expire = actions.add_parser(
         "expire-due", help="expire every licence whose validity ended before today"
     )
     expire.add_argument("--today", type=_day, help="the day to expire against (default: today)")
-    expire.set_defaults(func=partial(cmd_expire_due, open_ledger=open_ledger))
+    expire.set_defaults(func=cmd_expire_due)
     events = actions.add_parser("events", help="a licence's status changes: who, why, when")
     events.add_argument("number", help="licence number")
-    events.set_defaults(func=partial(cmd_licence_events, open_ledger=open_ledger))
+    events.set_defaults(func=cmd_licence_events)
 
 
-def add_query_service_commands(
-    subparsers: argparse._SubParsersAction, *, ledger_url: LedgerUrl
-) -> None:
+def add_query_service_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `query-service serve [--host] [--port] [--path]` and `query-service audit
     [--since] [--identity]` (also spelt `query ...`) to the `elbridge` command set."""
     query = subparsers.add_parser(
@@ -102,20 +90,21 @@ def add_query_service_commands(
         help="without an access file, answer anyone even on a non-loopback address",
     )
     add_tls_arguments(serve)
-    serve.set_defaults(func=partial(cmd_query_serve, ledger_url=ledger_url))
+    serve.set_defaults(func=cmd_query_serve)
     audit = actions.add_parser(
         "audit", help="who asked the query service what, when, and what came of it"
     )
     audit.add_argument("--since", type=_moment, help="from this date or time on (UTC)")
     audit.add_argument("--identity", help="only this identity's questions (the access file's)")
     audit.add_argument("--limit", type=int, help="only the last N questions")
-    audit.set_defaults(func=partial(cmd_query_audit, ledger_url=ledger_url))
+    audit.set_defaults(func=cmd_query_audit)
 
 
-def cmd_licence_action(args: argparse.Namespace, *, action: str, open_ledger: OpenLedger) -> int:
+def cmd_licence_action(args: argparse.Namespace, *, action: str) -> int:
     from bridge.core.lifecycle import AuthorityAction
     from bridge.services.licence_status import apply_authority_action
 
+    out = reporter(args)
     status = apply_authority_action(
         open_ledger(args),
         args.number,
@@ -124,72 +113,95 @@ def cmd_licence_action(args: argparse.Namespace, *, action: str, open_ledger: Op
         actor=args.actor,
         now=datetime.now(UTC),
     )
-    print(f"licence {args.number} is {status}; customs get the status update on the next sync")
-    return 0
+    out.say(f"licence {args.number} is {status}; customs get the status update on the next sync")
+    out.emit({"licence": args.number, "action": action, "status": str(status)})
+    return Exit.OK
 
 
-def cmd_expire_due(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
+def cmd_expire_due(args: argparse.Namespace) -> int:
     from bridge.services.licence_status import expire_due
 
+    out = reporter(args)
     now = datetime.now(UTC)
     expired = expire_due(open_ledger(args), args.today or now.date(), now)
     if expired:
-        print(f"expired {len(expired)} licences: {', '.join(expired)}")
+        out.say(f"expired {len(expired)} licences: {', '.join(expired)}")
     else:
-        print("no licence to expire")
-    return 0
+        out.say("no licence to expire")
+    out.emit({"expired": list(expired)})
+    return Exit.OK
 
 
-def cmd_licence_events(args: argparse.Namespace, *, open_ledger: OpenLedger) -> int:
+EVENT_COLUMNS = (
+    Column("at", "at"),
+    Column("version", "version", numeric=True),
+    Column("from", "from_status"),
+    Column("to", "to_status"),
+    Column("by", "actor"),
+    Column("why", "reason"),
+)
+
+
+def cmd_licence_events(args: argparse.Namespace) -> int:
     from bridge.adapters.store.licence_events import licence_events
 
+    out = reporter(args)
     engine = open_ledger(args)
     with engine.connect() as conn:
-        events = licence_events(conn, args.number)
+        events = [dict(event) for event in licence_events(conn, args.number)]
+    out.emit({"licence": args.number, "events": events})
     if not events:
-        print(f"licence {args.number}: no status change recorded")
-    for event in events:
-        print(
-            f"{event['at'].isoformat()}  v{event['version']}  {event['from_status']} ->"
-            f" {event['to_status']}  by {event['actor']}: {event['reason']}"
-        )
-    return 0
+        out.say(f"licence {args.number}: no status change recorded")
+    else:
+        out.table(EVENT_COLUMNS, events, footer=f"licence {args.number}: {len(events)} changes")
+    return Exit.OK
 
 
-def cmd_query_serve(args: argparse.Namespace, *, ledger_url: LedgerUrl) -> int:
-    from bridge.entrypoints.http_serving import serving_options
+def cmd_query_serve(args: argparse.Namespace) -> int:
+    from bridge.entrypoints.http_serving import serving_options_from
     from bridge.entrypoints.query_service import serve_query_service
 
-    options = serving_options(
-        args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, client_ca=args.client_ca
-    )
+    settings = read_settings(args)
+    options = serving_options_from(args, settings=settings)
     serve_query_service(
         args.host,
         args.port,
-        ledger_url(args),
+        settings.ledger_url,
         path=args.path,
         options=options,
         access_file=args.access_file,
         allow_anonymous=args.allow_anonymous,
     )
-    return 0
+    return Exit.OK
 
 
-def cmd_query_audit(args: argparse.Namespace, *, ledger_url: LedgerUrl) -> int:
+def cmd_query_audit(args: argparse.Namespace) -> int:
     from bridge.adapters.store.db import make_engine
     from bridge.adapters.store.query_audit import query_audit_entries
 
-    engine = make_engine(ledger_url(args))
-    with engine.connect() as conn:
-        entries = query_audit_entries(
-            conn, since=args.since, identity=args.identity, limit=args.limit
-        )
-    engine.dispose()
+    out = reporter(args)
+    engine = make_engine(read_settings(args).ledger_url)
+    try:
+        with engine.connect() as conn:
+            entries = query_audit_entries(
+                conn, since=args.since, identity=args.identity, limit=args.limit
+            )
+    finally:
+        engine.dispose()
+    out.emit({"questions": [_audit_record(entry) for entry in entries]})
     if not entries:
-        print("no question to the query service recorded")
-    for entry in entries:
-        print(_audit_line(entry))
-    return 0
+        out.say("no question to the query service recorded")
+    for entry in entries:  # one line each, as a log reads: easy to search
+        out.say(_audit_line(entry))
+    return Exit.OK
+
+
+def _audit_record(entry: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(entry):
+        return asdict(entry)
+    return dict(entry._asdict()) if hasattr(entry, "_asdict") else dict(vars(entry))
 
 
 def _audit_line(entry: Any) -> str:

@@ -3,21 +3,19 @@ not read, and their replay through the rules of the day once the cause is fixed.
 arguments to bridge.services.quarantine (which owns each transaction), results to
 bridge.core.quarantine_view's renderers. docs/quarantine.md is the operator's page.
 
-cli.py hooks these in and hands over how to read the settings and open the ledger from the
-global options, so that settings are read one way only."""
+Reporting, errors and exit statuses follow bridge/entrypoints/cli_output.py: `list` is a report
+(0); `replay` exits 4 (PARTIAL) while a message it replayed is still quarantined."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-ReadSettings = Callable[[argparse.Namespace], Any]  # args -> Settings
-OpenLedger = Callable[[argparse.Namespace], Any]  # args -> SQLAlchemy Engine
+from bridge.entrypoints.cli_output import Column, open_ledger, read_settings, reporter
+from bridge.entrypoints.exit_codes import Exit
 
 
 def _moment(text: str, *, end_of_day: bool) -> datetime:
@@ -51,15 +49,12 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     parser.add_argument(
-        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+        "--format", choices=("table", "csv", "json"), default="table", help="json: as --json"
     )
 
 
-def add_quarantine_commands(
-    subparsers: argparse._SubParsersAction, *, read_settings: ReadSettings, open_ledger: OpenLedger
-) -> None:
+def add_quarantine_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `quarantine list|show|replay` to the `elbridge` command set."""
     quarantine = subparsers.add_parser(
         "quarantine",
@@ -69,7 +64,6 @@ def add_quarantine_commands(
         " setting, a licence that arrived), replay them through today's rules, exactly once.",
     )
     actions = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
-    wiring = {"read_settings": read_settings, "open_ledger": open_ledger}
 
     listing = actions.add_parser(
         "list", help="quarantined messages: id, received at, topic, ids, state, first reason"
@@ -80,7 +74,7 @@ def add_quarantine_commands(
     )
     _format(listing)
     listing.add_argument("--output", help="write to this file instead of standard output")
-    listing.set_defaults(func=partial(cmd_list, **wiring))
+    listing.set_defaults(func=cmd_list)
 
     show = actions.add_parser(
         "show", help="one message: every reason with its path, its envelope, a safe preview"
@@ -89,9 +83,8 @@ def add_quarantine_commands(
     show.add_argument(
         "--preview", type=int, default=400, metavar="CHARS", help="characters of preview"
     )
-    show.add_argument("--json", action="store_true", help="as JSON")
     show.add_argument("--save", help="write the message, byte for byte, to this file")
-    show.set_defaults(func=partial(cmd_show, **wiring))
+    show.set_defaults(func=cmd_show)
 
     replay = actions.add_parser(
         "replay",
@@ -115,7 +108,7 @@ def add_quarantine_commands(
         help="leave the results pending for the consumer's relay (sent on its next start)",
     )
     _format(replay)
-    replay.set_defaults(func=partial(cmd_replay, **wiring))
+    replay.set_defaults(func=cmd_replay)
 
 
 def _selection(args: argparse.Namespace, *, ids: list[int] | None = None):
@@ -126,54 +119,83 @@ def _selection(args: argparse.Namespace, *, ids: list[int] | None = None):
     )
 
 
-def cmd_list(
-    args: argparse.Namespace, *, read_settings: ReadSettings, open_ledger: OpenLedger
-) -> int:
-    """Exit status 1 when a message listed is still quarantined, else 0."""
+LIST_COLUMNS = (
+    Column("id", "id", numeric=True),
+    Column("received at", "received_at"),
+    Column("topic", "topic"),
+    Column("message id", "message_id"),
+    Column("MRN", "mrn"),
+    Column("event", "event"),
+    Column("state", "state"),
+    Column("first reason", "first_reason"),
+)
+
+REPLAY_COLUMNS = (
+    Column("id", "quarantine_id", numeric=True),
+    Column("message id", "message_id"),
+    Column("MRN", "mrn"),
+    Column("event", "event"),
+    Column("outcome", "outcome"),
+    Column("result id", "result_id"),
+    Column("detail", "detail"),
+)
+
+
+def _footer(rendered_table: str) -> str:
+    # The core's table ends with its one-line summary; the terminal gets rich's table.
+    return rendered_table.rstrip("\n").rsplit("\n", 1)[-1]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """A report: 0 whatever it lists."""
     from bridge.core.quarantine_view import render_list
     from bridge.services.quarantine import list_quarantined
 
+    out = reporter(args)
     records = list_quarantined(open_ledger(args), _selection(args), open_only=args.open)
-    text = render_list(records, args.format)
+    fmt = "json" if out.json else args.format
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {len(records)} messages to {args.output}")
+        Path(args.output).write_text(render_list(records, fmt), encoding="utf-8")
+        out.note(f"wrote {len(records)} messages to {args.output}")
+        out.emit({"messages": len(records), "output": args.output})
+    elif fmt == "json":
+        out.json = True  # --format json is --json: one document on standard output
+        out.emit(json.loads(render_list(records, "json")))
+    elif fmt == "table":
+        out.table(LIST_COLUMNS, records, footer=_footer(render_list(records, "table")))
     else:
-        sys.stdout.write(text)
-    return 1 if any(str(r["state"]).startswith("quarantined") for r in records) else 0
+        out.write(render_list(records, fmt))
+    return Exit.OK
 
 
-def cmd_show(
-    args: argparse.Namespace, *, read_settings: ReadSettings, open_ledger: OpenLedger
-) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
+    """1 when there is no such message."""
     from bridge.core.quarantine_view import render_message
     from bridge.services.quarantine import show_quarantined
 
+    out = reporter(args)
     found = show_quarantined(open_ledger(args), args.id, preview_chars=max(args.preview, 0))
     if found is None:
-        print(f"elbridge quarantine show: no quarantined message {args.id}", file=sys.stderr)
-        return 1
+        out.error(f"no quarantined message {args.id} (see `elbridge quarantine list`)")
+        return Exit.FAILURE
     record, payload = found
-    sys.stdout.write(render_message(record, "json" if args.json else "table"))
+    out.emit(json.loads(render_message(record, "json")))
+    out.write(render_message(record, "table"))
     if args.save:
         Path(args.save).write_bytes(payload)
-        print(f"wrote the message ({len(payload)} bytes) to {args.save}", file=sys.stderr)
-    return 0
+        out.note(f"wrote the message ({len(payload)} bytes) to {args.save}")
+    return Exit.OK
 
 
-def cmd_replay(
-    args: argparse.Namespace, *, read_settings: ReadSettings, open_ledger: OpenLedger
-) -> int:
-    """Exit status 1 when a message replayed is still quarantined, 2 when none was named."""
+def cmd_replay(args: argparse.Namespace) -> int:
+    """4 when a message replayed is still quarantined, 2 when none was named."""
     from bridge.core.quarantine_view import render_replays, replay_record
     from bridge.services.quarantine import replay
 
+    out = reporter(args)
     if not (args.ids or args.all or args.since or args.until or args.mrn):
-        print(
-            "elbridge quarantine replay: name the messages: ids, --all, or --since/--until/--mrn",
-            file=sys.stderr,
-        )
-        return 2
+        out.error("name the messages: ids, --all, or --since/--until/--mrn")
+        return Exit.USAGE
     report = replay(
         open_ledger(args),
         read_settings(args),
@@ -182,5 +204,13 @@ def cmd_replay(
         dry_run=args.dry_run,
     )
     records = [replay_record(r) for r in report.replayed]
-    sys.stdout.write(render_replays(records, args.format, footer=report.describe()))
-    return 1 if report.still_quarantined else 0
+    fmt = "json" if out.json else args.format
+    rendered = render_replays(records, fmt, footer=report.describe())
+    if fmt == "json":
+        out.json = True  # --format json is --json: one document on standard output
+        out.emit(json.loads(rendered))
+    elif fmt == "table":
+        out.table(REPLAY_COLUMNS, records, footer=report.describe())
+    else:
+        out.write(rendered)
+    return Exit.PARTIAL if report.still_quarantined else Exit.OK

@@ -88,3 +88,19 @@ def serving_options(
         verbose=verbose,
     )
     return ServingOptions(http, settings.http_max_body_bytes, settings.http_max_concurrency)
+
+
+def serving_options_from(
+    args: argparse.Namespace, *, verbose: bool = False, settings: Settings | None = None
+) -> ServingOptions:
+    """`serving_options` for a command whose parser has --host, --port and the arguments of
+    `add_tls_arguments`."""
+    return serving_options(
+        args.host,
+        args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        verbose=verbose,
+        settings=settings,
+    )

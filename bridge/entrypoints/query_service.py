@@ -76,7 +76,13 @@ from bridge.core.query_access import (
 )
 from bridge.core.supporting_documents import SupportingDocument
 from bridge.core.xmlsafe import schema_from_file
-from bridge.entrypoints.http_serving import ServingOptions, add_tls_arguments, serving_options
+from bridge.entrypoints.health_routes import with_health_routes
+from bridge.entrypoints.http_serving import (
+    ServingOptions,
+    add_tls_arguments,
+    serving_options,
+    serving_options_from,
+)
 from bridge.services import queries
 from bridge.services.config import load_settings
 from bridge.services.query_access import QueryAccess, query_access
@@ -509,7 +515,7 @@ def serve_query_service(
         access=access,
     )
     serve_http(
-        service,
+        with_health_routes(service, settings, engine),  # /ready, /metrics: the ledger's
         options.http,
         banner="query service",
         ready_file=ready_file,
@@ -597,14 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     try:
-        options = serving_options(
-            args.host,
-            args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            client_ca=args.client_ca,
-            verbose=args.verbose,
-        )
+        options = serving_options_from(args, verbose=args.verbose)
         serve_query_service(
             args.host,
             args.port,

@@ -31,6 +31,7 @@ from bridge.core.manual import ManualRequest, decide_manual, decide_reversal, fo
 from bridge.core.model import Licence, LicenceStatus
 from bridge.core.movements import ManualKind, ManualMovement
 from bridge.core.reconcile import ReconciliationRow
+from bridge.core.units import from_alias
 from bridge.services.licence_status import follow_usage
 
 
@@ -220,7 +221,7 @@ def _manual(
         licence_number,
         line_number,
         _exact(quantity, "quantity"),
-        unit,
+        from_alias(unit),  # `kg` typed by an officer is KGM
         reason,
         actor,
         value=None if value is None else _exact(value, "value"),

@@ -58,7 +58,11 @@ class Settings:
     soap_cert_file: str = ""
     soap_key_file: str = ""
     soap_timeout: float = 10.0
-    soap_max_attempts: int = 8
+    # How long a message is retried while customs cannot take it (503, no answer, connection
+    # refused), counted from its first failure; only then does it fail (docs/reliability.md).
+    # The wait between attempts doubles from half a second up to the cap.
+    soap_retry_budget_hours: float = 48.0
+    soap_backoff_cap_seconds: float = 600.0
     # Certificates in flight at once, each licence's messages still in order (one zeep client
     # and connection per sender); customs deduplicate by MessageId, so a resend is harmless.
     soap_senders: int = 4
@@ -84,6 +88,32 @@ class Settings:
     http_max_concurrency: int = 64  # requests served at once; more wait or are refused
     # Who may ask the query service what (identities -> customs offices / member states).
     query_access_file: str = ""
+    # The authority console (docs/console.md): its users (TOML; empty: HOME/console/users.toml),
+    # the secret its session cookies are signed with (empty: made once, kept in
+    # HOME/console/secret), how long a login lasts, and how near its end a licence counts as
+    # expiring soon.
+    console_users_file: str = ""
+    console_secret: str = field(default="", repr=False)
+    console_session_hours: float = 8.0
+    console_expiring_days: int = 30
+    # The address people open the console at when Airflow or a proxy stands in front of it
+    # (e.g. https://airflow.example/elbridge-console/): its origin may post the console's forms,
+    # and an https address makes the session cookie Secure.
+    console_public_url: str = ""
+    # Health and metrics (docs/health-and-metrics.md): seconds each dependency check (ledger,
+    # broker, customs) may take; the hours of deliveries the latency percentiles cover; the
+    # bearer token /ready and /metrics ask for (empty: they answer anyone who reaches them).
+    health_timeout: float = 3.0
+    health_latency_window_hours: float = 24.0
+    metrics_token: str = field(default="", repr=False)
+    # What operators see in Airflow (docs/operations.md): a certificate failed, or pending longer
+    # than this, keeps the delivery DAG red; how long one scheduled run of the write-off DAG
+    # consumes; where the daily reports go (empty: HOME/reports) and their files' mode (octal,
+    # group-readable by default).
+    undelivered_alarm_minutes: int = 60
+    declaration_run_minutes: float = 60.0
+    reports_dir: str = ""
+    reports_mode: str = "0640"
 
     @property
     def inbox(self) -> Path:
@@ -107,6 +137,8 @@ class Settings:
 
 def _coerce(name: str, kind: Any, raw: str) -> Any:
     try:
+        if kind in (bool, "bool"):
+            return _flag(raw)
         if kind in (int, "int"):
             return int(raw)
         if kind in (float, "float"):
@@ -116,6 +148,15 @@ def _coerce(name: str, kind: Any, raw: str) -> Any:
     except ValueError:
         raise ConfigError(f"ELBRIDGE_{name.upper()}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def _flag(raw: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "on": True}
+    words |= {"0": False, "false": False, "no": False, "off": False}
+    try:
+        return words[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(raw) from None
 
 
 # What a consumer process needs to know to take the same stream into the same ledger.
@@ -174,15 +215,12 @@ def environment_value(name: str, environ: Mapping[str, str] | None = None) -> st
     return None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (ELBRIDGE_<FIELD>, or ELBRIDGE_<FIELD>_FILE naming a file
-    that holds the value), then `overrides`."""
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        raw = environment_value(f.name)
-        if raw is not None:
-            values[f.name] = _coerce(f.name, f.type, raw)
-    return Settings(**values).with_overrides(**overrides)
+def load_settings(settings_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from, highest first: `overrides` (command-line flags, Airflow Connections), the
+    environment (ELBRIDGE_<FIELD>, or ELBRIDGE_<FIELD>_FILE naming a file that holds the value),
+    the TOML settings file (`settings_file`, else the one ELBRIDGE_SETTINGS_FILE names), the
+    defaults. A ConfigError names what is wrong and where."""
+    return load_settings_with_sources(settings_file, overrides)[0]
 
 
 def mapping_dirs(settings: Settings) -> tuple[Path, ...]:
@@ -227,3 +265,142 @@ def mqtt_options(settings: Settings) -> MqttOptions:
         cert_file=settings.mqtt_cert_file,
         key_file=settings.mqtt_key_file,
     )
+
+
+# The settings file and where each value came from -----------------------------------------
+
+SETTINGS_FILE_VARIABLE = "ELBRIDGE_SETTINGS_FILE"
+
+
+def is_secret(name: str) -> bool:
+    """Whether a setting holds a secret (kept out of repr, masked when shown)."""
+    return not next(f for f in fields(Settings) if f.name == name).repr
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The settings a TOML file gives, converted to their types: keys are the settings' names
+    (`mqtt_host = "broker.example"`); `<name>_file` instead names a file holding the value, as
+    ELBRIDGE_<NAME>_FILE does. A ConfigError names the file and the key that is wrong (an
+    unknown key, a value of the wrong type, a file that is not TOML)."""
+    import tomllib
+
+    path = Path(path).expanduser()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"settings file {path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {path}: not TOML: {exc}") from None
+    kinds = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key
+        if key not in kinds and key.endswith("_file") and key[: -len("_file")] in kinds:
+            name = key[: -len("_file")]
+            if not isinstance(value, str):
+                raise ConfigError(f"settings file {path}: {key} must name a file (a string)")
+            value = secret_from_file(f"{key} in settings file {path}", value)
+        elif key not in kinds:
+            raise ConfigError(
+                f"settings file {path}: unknown setting {key!r}{_did_you_mean(key, kinds)};"
+                " docs/settings.md lists them"
+            )
+        if name in values:
+            raise ConfigError(f"settings file {path}: {name} is given twice ({key})")
+        values[name] = _from_toml(path, key, kinds[name], value)
+    return values
+
+
+def _did_you_mean(key: str, names: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _from_toml(path: Path, key: str, kind: Any, value: Any) -> Any:
+    kind = str(getattr(kind, "__name__", kind))
+    wrong = ConfigError(f"settings file {path}: {key} = {value!r} is not a valid {kind}")
+    if isinstance(value, dict | list):
+        raise wrong
+    if isinstance(value, str) and kind in ("int", "float", "bool"):
+        try:
+            return _coerce(key, kind, value)
+        except ConfigError:
+            raise wrong from None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if isinstance(value, bool):
+        raise wrong
+    if kind == "int":
+        if not isinstance(value, int):
+            raise wrong
+        return value
+    if kind == "float":
+        if not isinstance(value, int | float):
+            raise wrong
+        return float(value)
+    if kind == "Path":
+        if not isinstance(value, str):
+            raise wrong
+        return Path(value).expanduser()
+    # Text settings: a number written without quotes (mqtt_protocol = 5) means its text.
+    if not isinstance(value, str | int | float):
+        raise wrong
+    return value if isinstance(value, str) else str(value)
+
+
+def load_settings_with_sources(
+    settings_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    override_source: str = "given",
+) -> tuple[Settings, dict[str, str]]:
+    """The settings (as `load_settings`) and, per setting, where its value came from:
+    "default", "settings file PATH", "ELBRIDGE_X", "ELBRIDGE_X_FILE (PATH)" or
+    `override_source` (e.g. the flag)."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    values: dict[str, Any] = {}
+    sources = {f.name: "default" for f in fields(Settings)}
+    chosen = settings_file or environ.get(SETTINGS_FILE_VARIABLE) or None
+    if chosen:
+        shown = Path(chosen).expanduser()
+        for name, value in read_settings_file(shown).items():
+            values[name] = value
+            sources[name] = f"settings file {shown}"
+    for f in fields(Settings):
+        raw = environment_value(f.name, environ)
+        if raw is None:
+            continue
+        values[f.name] = _coerce(f.name, f.type, raw)
+        variable = f"ELBRIDGE_{f.name.upper()}"
+        if environ.get(variable):
+            sources[f.name] = variable
+        else:
+            sources[f.name] = f"{variable}_FILE ({environ[f'{variable}_FILE']})"
+    settings = Settings(**values).with_overrides(**overrides)
+    for name, value in overrides.items():
+        if value is not None:
+            sources[name] = override_source if isinstance(override_source, str) else name
+    return settings, sources
+
+
+def shown_value(name: str, value: Any) -> str:
+    """A setting's value as it may be printed: secrets masked (a database URL keeps everything
+    but its password), the empty value as ""."""
+    if value is None or value == "":
+        return ""
+    if name == "database_url":
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(str(value)).render_as_string(hide_password=True)
+        except Exception:  # an unparsable URL is masked whole, never shown
+            return "********"
+    if is_secret(name):
+        return "********"
+    return str(value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,9 @@ from bridge.core.model import Licence
 from bridge.core.paths import MAPPINGS_DIR
 from bridge.services.config import load_settings, mapping_dirs
 from bridge.services.licence_status import on_first_version, on_new_version
+
+# Told (records read so far, records in the file when known) as a file is read: a progress bar.
+Progress = Callable[[int, int | None], None]
 
 # Files still being written by their producer, by convention, are not picked up.
 _UNFINISHED = (".part", ".tmp", ".partial")
@@ -255,6 +258,7 @@ def ingest_file(
     mapping_name: str | None = None,
     now: datetime | None = None,
     mapping_set: MappingSet | None = None,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Read one national file into the ledger and report what each record did.
 
@@ -262,7 +266,8 @@ def ingest_file(
     stored with all its problems and its text as read. Raises UnreadableFile when the file
     cannot be read at all (nothing is written then), WaitingForMapping (one) when only a
     broken mapping claims it. `mapping_set` is the mappings already loaded (else the folders
-    `mappings_dir`, ELBRIDGE_MAPPINGS_DIR's by default, are read)."""
+    `mappings_dir`, ELBRIDGE_MAPPINGS_DIR's by default, are read). `progress`, when given, is
+    told the records read so far as they are saved."""
     now = now or utcnow()
     found = mapping_set or load_mapping_set(mappings_dir)
     mapping = _mapping(path.name, found, mapping_name)
@@ -277,7 +282,9 @@ def ingest_file(
         broken_mappings=tuple(b.reason for b in found.broken),
     )
     with engine.begin() as conn:
-        for record in records:
+        for done, record in enumerate(records, start=1):
+            if progress is not None:
+                progress(done, None)
             if record.licence is None:
                 save_reject(conn, record.source, mapping.name, record.text, record.problems, now)
                 report.count_rejected(RejectedRecord(record.source, record.number, record.problems))
@@ -315,6 +322,7 @@ def ingest_inbox(
     *,
     mappings_dir: Folders = None,
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> list[IngestReport]:
     """Ingest every file waiting in `inbox` (not hidden, not *.part/*.tmp), in name order,
     then move it to inbox/done/, or to inbox/failed/ with a .reason.txt when it cannot be
@@ -334,7 +342,7 @@ def ingest_inbox(
         if not path.is_file() or path.name.startswith(".") or path.name.endswith(_UNFINISHED):
             continue
         try:
-            report = ingest_file(engine, path, now=now, mapping_set=found)
+            report = ingest_file(engine, path, now=now, mapping_set=found, progress=progress)
         except WaitingForMapping as error:
             reports.append(IngestReport(file=path.name, mapping="", failure=str(error)))
             continue

@@ -5,10 +5,17 @@ together with the status updates `bridge.services.licence_status` queues.
 anything is sent; an invalid certificate is kept as failed with its reasons and never sent.
 `deliver_pending` sends what is due, a licence's messages one after the other (several licences
 at once when given several clients), and commits the rows' new statuses in groups soon after
-their calls: a transient failure waits in the outbox with backoff, a permanent one fails at
-once. Message ids are derived from (licence, version), so a resend is the same message and
-customs answer it DUPLICATE instead of storing it twice; that is also what makes group commits
-safe (a crash before one sends its calls again).
+their calls. A transient failure (customs down, HTTP 503, no answer in time, connection refused)
+waits in the outbox with backoff capped at ELBRIDGE_SOAP_BACKOFF_CAP_SECONDS, and is tried again
+until ELBRIDGE_SOAP_RETRY_BUDGET_HOURS have passed since its first failure: an outage shorter
+than that loses nothing and fails nothing. A permanent one (customs refuse the message) fails at
+once, and stays failed until a person sends it again (`retry_certificates`, `elbridge outbox
+retry`) or the licence's next version is certified. Message ids are derived from (licence,
+version), so a resend is the same message and customs answer it DUPLICATE instead of storing it
+twice; that is also what makes group commits safe (a crash before one sends its calls again).
+
+`outbox_listing`, `undelivered` and `retry_certificates` are what operators see and do: the
+CLI (`elbridge outbox list|retry`), the console, the Airflow DAG's red signal and /metrics.
 
 A sender that raises ConfigError (a TLS or certificate failure: the server's certificate not
 trusted, our client certificate refused...) stops the whole run with DeliveryStopped: that call
@@ -17,18 +24,15 @@ first run after the configuration is mended sends them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
+import logging
 import random
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -37,19 +41,25 @@ from bridge.adapters.soap import client as soap
 from bridge.adapters.store import outbox as store
 from bridge.adapters.store.db import utcnow
 from bridge.core.certificate import build_certificate, certificate_problems
-from bridge.core.errors import ConfigError, DeliveryError, Problem, Rejected, reasons
+from bridge.core.errors import ConfigError, Problem, Rejected, reasons
 from bridge.core.model import licence_from_dict
-from bridge.core.retry import delay_before
 from bridge.services.config import Settings, load_settings
+from bridge.services.outbox_sending import (
+    CertificateSender,
+    Chain,
+    Recorder,
+    RetryPolicy,
+    Sender,
+    senders,
+)
 from bridge.services.signing import certificate_signer
 
-CERTIFICATE = "certificate"
-STATUS = "status"  # a CertificateStatus update (UpdateCertificateStatus)
+CERTIFICATE = store.CERTIFICATE
+STATUS = store.STATUS  # a CertificateStatus update (UpdateCertificateStatus)
 _MESSAGE_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:elicensing-bridge:outbox")
 COMMIT_EVERY = 100  # outcomes per transaction, at most
-COMMIT_SECONDS = 1.0  # the oldest outcome waits no longer for its commit
-_WINDOW_PER_SENDER = 4  # licences queued per sending thread
-_DOCUMENT_PAGE = 200  # documents read per query
+
+log = logging.getLogger(__name__)
 
 
 def message_id_for(licence_number: str, version: int, kind: str = CERTIFICATE) -> str:
@@ -63,18 +73,6 @@ def status_message_id(licence_number: str, version: int, status: str, sequence: 
     `version`): the same four always give the same id, so a resend is recognised."""
     key = f"{licence_number}\x1f{version}\x1f{status}\x1f{sequence}"
     return str(uuid.uuid5(_MESSAGE_IDS, f"{STATUS}\x1f{key}"))
-
-
-class CertificateSender(Protocol):
-    """What delivery needs from the SOAP adapter (bridge.adapters.soap.client.CustomsClient)."""
-
-    def submit_certificate(
-        self, message_id: str, certificate_xml: bytes, sent_at: datetime
-    ) -> Any: ...
-
-    def update_certificate_status(
-        self, message_id: str, status_xml: bytes, sent_at: datetime
-    ) -> Any: ...
 
 
 def customs_endpoint(settings: Settings) -> soap.CustomsEndpoint:
@@ -93,14 +91,41 @@ def customs_endpoint(settings: Settings) -> soap.CustomsEndpoint:
     )
 
 
+def retry_budget_of(settings: Settings) -> timedelta:
+    """How long transient failures of one message are retried (soap_retry_budget_hours); a
+    ConfigError naming the variable for a value outside 0 to 100 years."""
+    hours = settings.soap_retry_budget_hours
+    if not 0 <= hours < 100 * 365 * 24:  # also false for NaN
+        raise ConfigError(
+            f"ELBRIDGE_SOAP_RETRY_BUDGET_HOURS={hours!r}: the hours a certificate is retried"
+            " while customs cannot take it must be a number from 0 (give up at the first"
+            " transient failure) to 876000 (100 years)"
+        )
+    return timedelta(hours=hours)
+
+
+def backoff_cap_of(settings: Settings) -> float:
+    """The longest wait between two attempts, in seconds (soap_backoff_cap_seconds); a
+    ConfigError naming the variable for a value outside (0, one week)."""
+    cap = settings.soap_backoff_cap_seconds
+    if not 0 < cap < 7 * 24 * 3600:  # also false for NaN
+        raise ConfigError(
+            f"ELBRIDGE_SOAP_BACKOFF_CAP_SECONDS={cap!r}: the longest wait between two attempts"
+            " must be a number of seconds above 0 and below a week"
+        )
+    return float(cap)
+
+
 class CustomsClient(soap.CustomsClient):
-    """The SOAP client for the customs single window `settings` describe, carrying the attempts
-    the outbox gives each message there (settings.soap_max_attempts). One per sending thread.
-    Raises ConfigError at once when a TLS file is missing, unreadable or does not fit."""
+    """The SOAP client for the customs single window `settings` describe, carrying how the
+    outbox retries messages there (`retry_budget`, `backoff_cap`: soap_retry_budget_hours and
+    soap_backoff_cap_seconds). One per sending thread. Raises ConfigError at once when a TLS
+    file is missing, unreadable or does not fit, or the retry settings are meaningless."""
 
     def __init__(self, settings: Settings) -> None:
+        self.retry_budget = retry_budget_of(settings)
+        self.backoff_cap = backoff_cap_of(settings)
         super().__init__(customs_endpoint(settings))
-        self.max_attempts = settings.soap_max_attempts
 
 
 class DeliveryStopped(ConfigError):
@@ -130,8 +155,9 @@ class CertifyReport:
 @dataclass(frozen=True)
 class DeliveryReport:
     """What one delivery run did. `delivered`: accepted now; `duplicate`: customs already had
-    it (also delivered); `retried`: transient failures rescheduled; `failed`: given up on;
-    `still_pending`: rows left for a later run; `failures`: (licence, version, reason)."""
+    it (also delivered); `retried`: transient failures rescheduled (within the retry budget);
+    `failed`: refused by customs, or the retry budget spent; `still_pending`: rows left for a
+    later run; `failures`: (licence, version, reason)."""
 
     delivered: int = 0
     duplicate: int = 0
@@ -142,20 +168,26 @@ class DeliveryReport:
 
 
 def certify_pending(
-    engine: Engine, *, now: datetime, signer: CertificateSigner | None = None
+    engine: Engine,
+    *,
+    now: datetime,
+    signer: CertificateSigner | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> CertifyReport:
     """Build, validate, sign and queue a certificate for every licence version without one. All
     rows are written in one transaction, before any sending. Two runs at once queue each
     certificate once; each reports the ones it wrote. `signer` (default: the settings', see
     bridge.services.signing) signs each valid certificate once, here: a resend carries the
-    same signed bytes."""
+    same signed bytes. `progress`, when given, is told (built so far, to build)."""
     with engine.connect() as conn:
         candidates = store.uncertified_versions(conn, CERTIFICATE)
     if candidates and signer is None:
         signer = certificate_signer(load_settings())
     messages = []
     invalid: list[tuple[str, int, str]] = []
-    for number, version, document in candidates:
+    for built, (number, version, document) in enumerate(candidates):
+        if progress is not None:
+            progress(built, len(candidates))
         source = f"licence {number} v{version}"
         xml = b""
         try:
@@ -188,6 +220,7 @@ def certify_pending(
                 xml.decode("utf-8"),
                 status,
                 why,
+                store.INVALID if problems else None,
             )
         )
     with engine.begin() as conn:
@@ -203,10 +236,10 @@ def deliver_pending(
     *,
     now_fn: Callable[[], datetime] = utcnow,
     sleep: Callable[[float], None] = time.sleep,
-    max_attempts: int | None = None,
+    retry_budget: timedelta | None = None,
     retry_within_run_seconds: float = 10.0,
     backoff_base: float = 0.5,
-    backoff_cap: float = 300.0,
+    backoff_cap: float | None = None,
     jitter: Callable[[], float] = random.random,
     commit_every: int = COMMIT_EVERY,
 ) -> DeliveryReport:
@@ -217,10 +250,11 @@ def deliver_pending(
     status updates, the updates in the order they were made; while one waits for a retry, the
     later ones wait too. A status update waits until customs have acknowledged the certificate
     of its version, and fails with the reason when that certificate failed. A transient failure
-    is rescheduled with exponential backoff and retried within this run while
-    `retry_within_run_seconds` allow, else left for the next run; after `max_attempts` attempts
-    (default: the first client's `max_attempts`, see CustomsClient, else the settings'
-    soap_max_attempts) it fails with its last reason. A
+    is rescheduled with exponential backoff (from `backoff_base` seconds, doubling, at most
+    `backoff_cap`) and retried within this run while `retry_within_run_seconds` allow, else
+    left for the next run; once `retry_budget` has passed since the message's first failure it
+    fails, naming how long, how many attempts and the last reason. `retry_budget` and
+    `backoff_cap` default to the first client's (see CustomsClient), else the settings'. A
     permanent failure fails at once: sending it unchanged cannot help. A ConfigError from a
     client (TLS: see bridge.adapters.soap.tls) is no attempt: the run stops, records what it
     did, and raises DeliveryStopped.
@@ -233,19 +267,23 @@ def deliver_pending(
     clients = [client] if not isinstance(client, Sequence) else list(client)
     if not clients:
         raise ValueError("deliver_pending needs at least one client")
-    if max_attempts is None:
-        max_attempts = getattr(clients[0], "max_attempts", None)
-    if max_attempts is None:
-        max_attempts = load_settings().soap_max_attempts
-
-    def backoff(attempts_made: int) -> float:
-        return delay_before(attempts_made + 1, base=backoff_base, cap=backoff_cap, jitter=jitter())
+    if retry_budget is None:
+        retry_budget = getattr(clients[0], "retry_budget", None)
+    if backoff_cap is None:
+        backoff_cap = getattr(clients[0], "backoff_cap", None)
+    if retry_budget is None or backoff_cap is None:
+        settings = load_settings()
+        if retry_budget is None:
+            retry_budget = retry_budget_of(settings)
+        if backoff_cap is None:
+            backoff_cap = backoff_cap_of(settings)
+    policy = RetryPolicy(retry_budget, backoff_base, backoff_cap, jitter)
 
     run_ends = now_fn() + timedelta(seconds=retry_within_run_seconds)
-    recorder = _Recorder(engine, commit_every)
-    sender = _Sender(max_attempts, now_fn, backoff)
+    recorder = Recorder(engine, commit_every)
+    sender = Sender(policy, now_fn)
     try:
-        with _senders(clients) as run:
+        with senders(clients) as run:
             while True:
                 now = now_fn()
                 with engine.connect() as conn:
@@ -255,7 +293,7 @@ def deliver_pending(
                 for row in pending:
                     chains.setdefault(row.licence_number, []).append(row)
                 run(
-                    [_Chain(rows, certificates, now) for rows in chains.values()],
+                    [Chain(rows, certificates, now) for rows in chains.values()],
                     sender,
                     recorder,
                 )
@@ -279,204 +317,6 @@ def deliver_pending(
     if sender.stopped is not None:
         raise DeliveryStopped(sender.stopped, report) from sender.stopped
     return report
-
-
-@dataclass
-class _Chain:
-    """One licence's pending messages in sending order, and what is known of its versions'
-    certificates (its own keys of the run's shared map: no other chain touches them)."""
-
-    rows: list[store.PendingMessage]
-    certificates: dict[tuple[str, int], str]
-    now: datetime
-    documents: dict[int, str] = field(default_factory=dict)
-
-
-class _Sender:
-    """Sends one licence's messages in order, stopping at the first that cannot go now, and
-    every licence once a client says its configuration is wrong (`stopped`)."""
-
-    def __init__(self, max_attempts: int, now_fn, backoff) -> None:
-        self.max_attempts = max_attempts
-        self.now_fn = now_fn
-        self.backoff = backoff
-        self.stopped: ConfigError | None = None  # the first, when several threads hit it
-
-    def chain(self, client: CertificateSender, chain: _Chain) -> list[tuple[Any, store.Outcome]]:
-        try:
-            return self._chain(client, chain)
-        finally:
-            chain.documents = {}  # sent or not, not needed again in this pass
-
-    def _chain(self, client: CertificateSender, chain: _Chain) -> list[tuple[Any, store.Outcome]]:
-        outcomes = []
-        for row in chain.rows:
-            if row.kind == STATUS:
-                certificate = chain.certificates.get((row.licence_number, row.licence_version))
-                if certificate == store.FAILED:
-                    outcomes.append((row, _orphan_status(row, self.now_fn())))
-                    continue
-                if certificate != store.DELIVERED:
-                    break
-            if row.next_attempt_at > chain.now or self.stopped is not None:
-                break
-            try:
-                outcome = self.send(client, row, chain.documents[row.id])
-            except ConfigError as error:
-                # No attempt: nothing is recorded for this message, and no other goes out.
-                if self.stopped is None:
-                    self.stopped = error
-                break
-            outcomes.append((row, outcome))
-            if row.kind == CERTIFICATE:
-                chain.certificates[(row.licence_number, row.licence_version)] = outcome.status
-            if outcome.status == store.PENDING:
-                break
-        return outcomes
-
-    def send(
-        self, client: CertificateSender, row: store.PendingMessage, document: str
-    ) -> store.Outcome:
-        """One call and its outcome: delivered, failed, or pending (to retry)."""
-        attempts = row.attempts + 1
-        call = client.update_certificate_status if row.kind == STATUS else client.submit_certificate
-        try:
-            acknowledgement = call(row.message_id, document.encode("utf-8"), self.now_fn())
-        except DeliveryError as error:
-            at = self.now_fn()
-            if error.transient and attempts < self.max_attempts:
-                return store.Outcome(
-                    row.id,
-                    store.PENDING,
-                    attempts,
-                    at,
-                    reason=error.reason,
-                    next_attempt_at=at + timedelta(seconds=self.backoff(attempts)),
-                )
-            reason = error.reason
-            if error.transient:
-                reason = f"gave up after {attempts} attempts; last: {reason}"
-            return store.Outcome(row.id, store.FAILED, attempts, at, reason=reason)
-        return store.Outcome(
-            row.id,
-            store.DELIVERED,
-            attempts,
-            self.now_fn(),
-            acknowledgement=acknowledgement.status,
-            receipt_id=acknowledgement.receipt_id,
-        )
-
-
-def _orphan_status(row: store.PendingMessage, at: datetime) -> store.Outcome:
-    reason = (
-        f"the certificate of licence {row.licence_number} version {row.licence_version} failed,"
-        " so customs cannot hold a status of that version; the next version's certificate"
-        " carries the status in force"
-    )
-    return store.Outcome(row.id, store.FAILED, row.attempts, at, reason=reason)
-
-
-class _Recorder:
-    """Outcomes on their way to the outbox: counted at once, committed in groups."""
-
-    def __init__(self, engine: Engine, every: int) -> None:
-        self.engine = engine
-        self.every = max(1, every)
-        self.waiting: list[store.Outcome] = []
-        self.oldest = 0.0
-        self.counts = {"delivered": 0, "duplicate": 0, "retried": 0, "failed": 0}
-        self.failures: list[tuple[str, int, str]] = []
-
-    def add(self, row: store.PendingMessage, outcome: store.Outcome) -> None:
-        if outcome.status == store.DELIVERED:
-            self.counts["duplicate" if outcome.acknowledgement == "DUPLICATE" else "delivered"] += 1
-        elif outcome.status == store.FAILED:
-            self.counts["failed"] += 1
-            self.failures.append((row.licence_number, row.licence_version, outcome.reason or ""))
-        else:
-            self.counts["retried"] += 1
-        if not self.waiting:
-            self.oldest = time.monotonic()
-        self.waiting.append(outcome)
-        if len(self.waiting) >= self.every or time.monotonic() - self.oldest >= COMMIT_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.waiting:
-            return
-        with self.engine.begin() as conn:
-            store.record_outcomes(conn, self.waiting)
-        self.waiting = []
-
-
-@contextlib.contextmanager
-def _senders(clients: list[CertificateSender]):
-    """A function that sends a run's chains and records their outcomes in chain order: in this
-    thread with one client, else on one thread per client, a window of chains in flight."""
-    if len(clients) == 1:
-
-        def inline(chains: list[_Chain], sender: _Sender, recorder: _Recorder) -> None:
-            for page in _pages(chains):
-                _read_documents(recorder.engine, page)
-                for chain in page:
-                    for row, outcome in sender.chain(clients[0], chain):
-                        recorder.add(row, outcome)
-
-        yield inline
-        return
-
-    idle: queue.SimpleQueue[CertificateSender] = queue.SimpleQueue()
-    for each in clients:
-        idle.put(each)
-
-    def on_a_client(sender: _Sender, chain: _Chain) -> list:
-        client = idle.get()
-        try:
-            return sender.chain(client, chain)
-        finally:
-            idle.put(client)
-
-    with ThreadPoolExecutor(len(clients), thread_name_prefix="outbox-sender") as pool:
-
-        def threaded(chains: list[_Chain], sender: _Sender, recorder: _Recorder) -> None:
-            in_flight: deque[Future] = deque()
-            try:
-                for page in _pages(chains):
-                    _read_documents(recorder.engine, page)
-                    for chain in page:
-                        in_flight.append(pool.submit(on_a_client, sender, chain))
-                        while len(in_flight) > _WINDOW_PER_SENDER * len(clients):
-                            for row, outcome in in_flight.popleft().result():
-                                recorder.add(row, outcome)
-                while in_flight:
-                    for row, outcome in in_flight.popleft().result():
-                        recorder.add(row, outcome)
-            finally:
-                for future in in_flight:
-                    future.cancel()
-
-        yield threaded
-
-
-def _pages(chains: list[_Chain]) -> Iterator[list[_Chain]]:
-    page: list[_Chain] = []
-    rows = 0
-    for chain in chains:
-        page.append(chain)
-        rows += len(chain.rows)
-        if rows >= _DOCUMENT_PAGE:
-            yield page
-            page, rows = [], 0
-    if page:
-        yield page
-
-
-def _read_documents(engine: Engine, page: list[_Chain]) -> None:
-    """The documents of the page's messages, in one query, handed to their chains."""
-    with engine.connect() as conn:
-        documents = store.message_documents(conn, [row.id for c in page for row in c.rows])
-    for chain in page:
-        chain.documents = {row.id: documents[row.id] for row in chain.rows}
 
 
 _KIND_ORDER = {CERTIFICATE: 0, STATUS: 1}
@@ -527,3 +367,246 @@ def outbox_summary(engine: Engine) -> dict[str, int]:
     """How many outbox rows are pending, delivered and failed."""
     with engine.connect() as conn:
         return store.count_by_status(conn)
+
+
+# What operators see and do -------------------------------------------------------------------
+
+
+def _shown(row: dict, now: datetime) -> dict[str, Any]:
+    """An outbox row as operators see it (no document): which message, its state, and times."""
+    queued_at = row["retried_at"] or row["created_at"]
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "licence": row["licence_number"],
+        "version": row["licence_version"],
+        "status": row["status"],
+        "failure": row["failure"],
+        "attempts": row["attempts"],
+        "created_at": row["created_at"],
+        "queued_at": queued_at,
+        "first_failed_at": row["first_failed_at"],
+        "last_attempt_at": row["last_attempt_at"],
+        "next_attempt_at": row["next_attempt_at"] if row["status"] == store.PENDING else None,
+        "delivered_at": row["delivered_at"],
+        "last_error": row["last_error"],
+        "acknowledgement": row["acknowledgement"],
+        "receipt_id": row["receipt_id"],
+        "retried_at": row["retried_at"],
+        "retried_by": row["retried_by"],
+        "message_id": row["message_id"],
+        "age_seconds": max(0, int((now - queued_at).total_seconds())),
+    }
+
+
+def outbox_listing(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    licence: str | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The outbox's messages (certificates and status updates), newest first, as dicts: `id`,
+    `kind` (certificate | status), `licence`, `version`, `status` (pending | delivered |
+    failed), `failure` (with failed: refused | budget | invalid | orphan), `attempts` (of the
+    current series), `created_at`, `queued_at` (created, or last sent again), `first_failed_at`
+    (of the current series), `last_attempt_at`, `next_attempt_at` (pending only),
+    `delivered_at`, `last_error`, `acknowledgement`, `receipt_id`, `retried_at`,
+    `retried_by`, `message_id`, `age_seconds` (since queued_at, at `now`, default the clock);
+    times are aware UTC datetimes. Only `status`'s, only `licence`'s, at most `limit`, as
+    asked. Rejected (code "usage") for an unknown status or a limit below 1."""
+    problems = []
+    if status is not None and status not in store.STATUSES:
+        problems.append(
+            Problem(f"unknown status; one of {', '.join(store.STATUSES)}", "status", "", status)
+        )
+    if limit is not None and limit < 1:
+        problems.append(Problem("the limit must be 1 or more", "limit", "", str(limit)))
+    if problems:
+        raise Rejected([replace(p, code="usage") for p in problems], "outbox listing refused")
+    now = now or utcnow()
+    with engine.connect() as conn:
+        rows = store.listed_rows(conn, status=status, licence_number=licence, limit=limit)
+    return [_shown(row, now) for row in rows]
+
+
+def undelivered(engine: Engine, *, now: datetime, older_than: timedelta) -> list[dict[str, Any]]:
+    """The messages customs do not have and should: every failed one, and every pending one
+    queued (or last sent again) more than `older_than` before `now`; oldest first. A failed one
+    is left out once customs hold a later version's certificate of its licence (superseded).
+    Dicts as `outbox_listing`'s, plus `since` (= queued_at: since when it waits)."""
+    with engine.connect() as conn:
+        rows = store.undelivered_rows(conn, queued_before=now - older_than)
+        held = store.delivered_certificate_versions(conn, {r["licence_number"] for r in rows})
+    found = []
+    for row in rows:
+        if row["status"] == store.FAILED and row["licence_version"] < held.get(
+            row["licence_number"], 0
+        ):
+            continue
+        shown = _shown(row, now)
+        shown["since"] = shown["queued_at"]
+        found.append(shown)
+    found.sort(key=lambda shown: (shown["since"], shown["id"]))
+    return found
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    """What `retry_failed` did: `requeued`, the messages pending again (dicts with id, kind,
+    licence, version, and the failure and last_error they had); `skipped`, those asked for but
+    left as they are (the same keys, `status`, and `why`)."""
+
+    requeued: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def retry_failed(
+    engine: Engine,
+    *,
+    ids: Sequence[int] | None = None,
+    licence: str | None = None,
+    all_failed: bool = False,
+    actor: str,
+    now: datetime,
+) -> RetryReport:
+    """Send failed messages again: those with these `ids`, or the failed ones of `licence`, or
+    every failed one (`all_failed`); exactly one of the three. Each becomes pending, due at
+    `now`, a new attempt series with the whole retry budget, recorded with who (`actor`) and
+    when (`now`) on the row and in the log.
+
+    Left as they are, with the reason: a message not failed; a certificate that was never
+    valid (sending it cannot help; the licence's next version is certified anew); one whose
+    licence customs hold a later version of (sending it would put an older version over it); a
+    status update whose certificate stays failed (retry the licence: both go).
+
+    Rejected (code "usage", nothing done) when not exactly one of the three is given, `actor`
+    is empty, an id is not in the outbox, or `licence` has no message in it."""
+    chosen = [ids is not None, licence is not None, all_failed]
+    if sum(chosen) != 1:
+        raise Rejected(
+            [Problem("name the messages by id, or a licence, or all failed ones", code="usage")],
+            "nothing to retry",
+        )
+    if not actor or not actor.strip():
+        raise Rejected([Problem("who sends them again must be named", "actor", code="usage")])
+    report = RetryReport()
+    with engine.begin() as conn:
+        unknown = []
+        if ids is not None:
+            rows = store.listed_rows(conn, row_ids=ids)
+            found = {row["id"] for row in rows}
+            unknown = [
+                Problem("no such message in the outbox", "id", "", str(i), code="usage")
+                for i in sorted(set(ids) - found)
+            ]
+        else:
+            rows = store.listed_rows(conn, status=store.FAILED, licence_number=licence)
+            if (
+                licence is not None
+                and not rows
+                and not store.listed_rows(conn, licence_number=licence, limit=1)
+            ):
+                why = "the outbox holds no message of this licence"
+                unknown = [Problem(why, "licence", "", licence, code="usage")]
+        if unknown:
+            raise Rejected(unknown, "nothing sent again")
+        rows.sort(key=lambda row: row["id"])
+        held = store.delivered_certificate_versions(conn, {r["licence_number"] for r in rows})
+        requeued_certificates = {
+            (r["licence_number"], r["licence_version"])
+            for r in rows
+            if r["kind"] == CERTIFICATE and _why_not(r, held, set()) is None
+        }
+        certificates = store.certificate_states(
+            conn, {(r["licence_number"], r["licence_version"]) for r in rows}
+        )
+        chosen_rows = []
+        for row in rows:
+            why = _why_not(row, held, requeued_certificates, certificates)
+            if why is None:
+                chosen_rows.append(row)
+            else:
+                report.skipped.append({**_named(row), "status": row["status"], "why": why})
+        done = set(store.requeue(conn, [row["id"] for row in chosen_rows], actor=actor, at=now))
+    for row in chosen_rows:
+        if row["id"] not in done:  # changed meanwhile by another process
+            report.skipped.append(
+                {**_named(row), "status": "changed", "why": "no longer failed: changed meanwhile"}
+            )
+            continue
+        report.requeued.append(_named(row))
+        log.info(
+            "outbox message %s (%s of licence %s version %s) sent again by %s at %s; it had"
+            " failed (%s): %s",
+            row["id"],
+            row["kind"],
+            row["licence_number"],
+            row["licence_version"],
+            actor,
+            now.isoformat(timespec="seconds"),
+            row["failure"] or "failed",
+            " ".join(str(row["last_error"] or "").split())[:300],
+        )
+    return report
+
+
+def retry_certificates(
+    engine: Engine,
+    *,
+    ids: Sequence[int] | None = None,
+    licence: str | None = None,
+    all_failed: bool = False,
+    actor: str,
+    now: datetime,
+) -> int:
+    """`retry_failed`, returning only how many messages are pending again."""
+    report = retry_failed(
+        engine, ids=ids, licence=licence, all_failed=all_failed, actor=actor, now=now
+    )
+    return len(report.requeued)
+
+
+def _named(row: dict) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "licence": row["licence_number"],
+        "version": row["licence_version"],
+        "failure": row["failure"],
+        "last_error": row["last_error"],
+    }
+
+
+def _why_not(
+    row: dict,
+    held: dict[str, int],
+    requeued_certificates: set[tuple[str, int]],
+    certificates: dict[tuple[str, int], str] | None = None,
+) -> str | None:
+    """Why this row is not sent again, or None when it is."""
+    if row["status"] == store.PENDING:
+        return "pending already: it goes out with the next delivery run"
+    if row["status"] == store.DELIVERED:
+        return "delivered already: customs acknowledged it"
+    if row["failure"] == store.INVALID:
+        return (
+            "never sent: the certificate built from this licence version breaks the contract"
+            " (see its last error); the licence's next version gets a new certificate"
+        )
+    newer = held.get(row["licence_number"], 0)
+    if row["licence_version"] < newer:
+        return (
+            f"superseded: customs hold version {newer} of the licence; sending version"
+            f" {row['licence_version']} now would put an older version over it"
+        )
+    if row["kind"] == STATUS and certificates is not None:
+        key = (row["licence_number"], row["licence_version"])
+        if certificates.get(key) == store.FAILED and key not in requeued_certificates:
+            return (
+                f"its certificate (version {row['licence_version']}) stays failed: retry the"
+                f" licence (`elbridge outbox retry --licence {row['licence_number']}`) to send"
+                " both"
+            )
+    return None

@@ -131,16 +131,18 @@ def replay(
     publish: bool = True,
     dry_run: bool = False,
     now: Callable[[], datetime] = utcnow,
+    actor: str | None = None,
 ) -> ReplayReport:
     """Replay the quarantined messages `selection` names, oldest first, each in its own
     transaction (see the module's docstring). With `dry_run` each transaction is rolled back
     instead of committed: the report says what a replay would do now, and nothing changes.
-    Without `publish` the results are left pending for the consumer's relay."""
+    Without `publish` the results are left pending for the consumer's relay. `actor`: who
+    asks for the replay, recorded on each message replayed."""
     report = ReplayReport(dry_run=dry_run)
     chosen = [message.id for message, _ in _select(engine, selection, open_only=False)]
     results: list[PendingResult] = []
     for quarantine_id in chosen:
-        replayed, answers = _replay_one(engine, settings, quarantine_id, now(), dry_run)
+        replayed, answers = _replay_one(engine, settings, quarantine_id, now(), dry_run, actor)
         report.replayed.append(replayed)
         results.extend(answers)
     if results and not dry_run:
@@ -151,7 +153,12 @@ def replay(
 
 
 def _replay_one(
-    engine: Engine, settings: Settings, quarantine_id: int, now: datetime, dry_run: bool
+    engine: Engine,
+    settings: Settings,
+    quarantine_id: int,
+    now: datetime,
+    dry_run: bool,
+    actor: str | None = None,
 ) -> tuple[Replayed, list[PendingResult]]:
     def work(conn: Connection) -> tuple[Replayed, list[PendingResult]]:
         message = ledger.lock_quarantined(conn, quarantine_id)
@@ -163,7 +170,12 @@ def _replay_one(
         if unreadable:
             (still,) = unreadable
             ledger.record_replay(
-                conn, quarantine_id, now=now, outcome=QUARANTINED, problems=still.problems
+                conn,
+                quarantine_id,
+                now=now,
+                outcome=QUARANTINED,
+                problems=still.problems,
+                replayed_by=actor,
             )
             return _still_quarantined(message, still.problems), []
         ((_, event),) = readable
@@ -185,6 +197,7 @@ def _replay_one(
             problems=_detail_problems(own.detail, event.message_id)
             if own.outcome is Outcome.QUARANTINED
             else (),
+            replayed_by=actor,
         )
         replayed = Replayed(
             quarantine_id,
@@ -216,7 +229,12 @@ def _replay_one(
             if message is None or message.settled:
                 return _already(message) if message else Replayed(quarantine_id, "missing")
             ledger.record_replay(
-                conn, quarantine_id, now=now, outcome=QUARANTINED, problems=[problem]
+                conn,
+                quarantine_id,
+                now=now,
+                outcome=QUARANTINED,
+                problems=[problem],
+                replayed_by=actor,
             )
             return _still_quarantined(message, (problem,))
 

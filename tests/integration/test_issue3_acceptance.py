@@ -116,7 +116,7 @@ def issue_to_customs(engine, simulator, *licences: Licence) -> None:
 
 def deliver(engine, simulator):
     """Everything pending in the outbox, over SOAP to the customs simulator."""
-    client = CustomsClient(Settings(soap_url=simulator.url, soap_timeout=5.0, soap_max_attempts=3))
+    client = CustomsClient(Settings(soap_url=simulator.url, soap_timeout=5.0))
     report = deliver_pending(engine, client, sleep=lambda _seconds: None)
     assert report.failed == 0
     return report

@@ -58,7 +58,7 @@ def _save(engine, *licences) -> None:
 
 
 def _client(url: str, timeout: float = 5.0) -> CustomsClient:
-    return CustomsClient(Settings(soap_url=url, soap_timeout=timeout, soap_max_attempts=5))
+    return CustomsClient(Settings(soap_url=url, soap_timeout=timeout))
 
 
 def _rows(engine) -> dict[tuple[str, int], dict]:
@@ -263,10 +263,11 @@ def test_a_certificate_customs_refuse_fails_at_once_without_retry(engine, custom
     assert "INVALID_MESSAGE" in reason and "CNCode" in reason and "85A58900" in reason
     row = _rows(engine)[("DE-EA-2026-004711", 1)]
     assert (row["status"], row["attempts"], row["last_error"]) == ("failed", 1, reason)
+    assert (row["failure"], row["first_failed_at"]) == ("refused", NOW)
     assert customs_simulator.stats()["requests"] == 2 and clock.slept == []
 
 
-def test_after_max_attempts_a_transient_failure_becomes_failed_with_the_last_reason(
+def test_once_the_retry_budget_is_spent_a_transient_failure_fails_saying_how_long(
     engine, customs_simulator_factory
 ):
     simulator = customs_simulator_factory(rate=1.0, kinds=["http503"])
@@ -278,14 +279,24 @@ def test_after_max_attempts_a_transient_failure_becomes_failed_with_the_last_rea
         _client(simulator.url),
         now_fn=clock,
         sleep=clock.sleep,
-        max_attempts=3,
+        retry_budget=timedelta(seconds=3),
         retry_within_run_seconds=60,
+        jitter=lambda: 0.0,
     )
-    assert (report.retried, report.failed, report.still_pending) == (2, 1, 0)
+    assert (report.retried, report.failed, report.still_pending) == (4, 1, 0)
+    # Waits of 0.25, 0.5 and 1 s, then the last attempt exactly when the budget ends (not 2 s
+    # later): an outage that ends within the budget is met by an attempt.
+    assert clock.slept == [0.25, 0.5, 1.0, 1.25]
     ((_, _, reason),) = report.failures
-    assert reason.startswith("gave up after 3 attempts; last: HTTP 503")
-    assert simulator.stats()["requests"] == 3
-    assert len(clock.slept) == 2 and clock.slept[1] >= clock.slept[0]
+    assert reason.startswith(
+        "gave up after 3 s of transient failures (5 attempts since 2026-11-28 12:00 UTC; the"
+        " retry budget is 3 s, ELBRIDGE_SOAP_RETRY_BUDGET_HOURS); last: HTTP 503 from"
+    )
+    assert simulator.stats()["requests"] == 5
+    row = _rows(engine)[("DE-EA-2026-004711", 1)]
+    assert (row["status"], row["failure"], row["attempts"]) == ("failed", "budget", 5)
+    assert row["first_failed_at"] == NOW
+    assert row["last_attempt_at"] == NOW + timedelta(seconds=3)
 
 
 def test_a_later_version_waits_for_the_earlier_one(engine, customs_simulator_factory):

@@ -24,7 +24,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def _clients(url: str, count: int) -> list[CustomsClient]:
-    settings = Settings(soap_url=url, soap_timeout=5.0, soap_max_attempts=5)
+    settings = Settings(soap_url=url, soap_timeout=5.0)
     return [CustomsClient(settings) for _ in range(count)]
 
 

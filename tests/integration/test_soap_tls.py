@@ -154,7 +154,6 @@ def settings_for(url: str, *, ca=None, client=None, **more) -> Settings:
     return Settings(
         soap_url=url,
         soap_timeout=5.0,
-        soap_max_attempts=3,
         soap_ca_file=str(ca) if ca else "",
         soap_cert_file=str(client.cert) if client else "",
         soap_key_file=str(client.key) if client else "",

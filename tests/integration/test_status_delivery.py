@@ -50,7 +50,7 @@ class Clock:
 
 
 def _client(url: str, timeout: float = 5.0) -> CustomsClient:
-    return CustomsClient(Settings(soap_url=url, soap_timeout=timeout, soap_max_attempts=5))
+    return CustomsClient(Settings(soap_url=url, soap_timeout=timeout))
 
 
 def _store(engine, *licences) -> None:

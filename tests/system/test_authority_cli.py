@@ -16,6 +16,7 @@ from sqlalchemy import insert
 from bridge.adapters.store.db import make_engine
 from bridge.adapters.store.schema import refusal
 from bridge.entrypoints.cli import main
+from bridge.entrypoints.exit_codes import Exit
 from tests.integration.test_manual import NOW, NUMBER, OFFICER, customs_write_off, seed
 
 
@@ -72,8 +73,11 @@ def test_an_authority_writes_off_reverses_and_reads_the_history_from_the_command
     first = done.stdout.splitlines()[0]
     assert first.startswith("movement 1: manual_write_off of 1.5 KGM and 4470.06 EUR")
     assert "(declared 1500 GRM)" in first and OFFICER in first
-    balance = done.stdout.splitlines()[3].split()
-    assert balance[:2] == [NUMBER, "2"] and balance[6:9] == ["12.5", "1.5", "11.0"]
+    assert "1 licences, 1 lines, 1 with write-offs, 0 over-used" in done.stdout
+    shown = elbridge(url, "reconcile", "--licence", NUMBER, "--json")
+    (line,) = [row for row in json.loads(shown.stdout)["lines"] if row["line_number"] == 2]
+    assert (line["authorised_quantity"], line["written_off_quantity"]) == ("12.5", "1.5")
+    assert line["remaining_quantity"] == "11.0"
 
     again = [
         "manual",
@@ -89,8 +93,10 @@ def test_an_authority_writes_off_reverses_and_reads_the_history_from_the_command
     assert undone.returncode == 0, undone.stderr
     assert undone.stdout.startswith("movement 2: reversal of -1.5 KGM")
     twice = elbridge(url, *again)
-    assert twice.returncode == 2
-    assert "reversal of movement 1 refused" in twice.stderr
+    assert twice.returncode == Exit.REFUSED  # the rules say no: not a usage error
+    (line,) = twice.stderr.splitlines()
+    assert line.startswith("elbridge manual reverse: reversal of movement 1 refused")
+    assert "Traceback" not in twice.stderr
     assert "was reversed already by movement 2" in twice.stderr
 
     history = elbridge(url, "reconcile", "--licence", NUMBER, "--history", "--format", "json")
@@ -123,8 +129,9 @@ def test_a_refused_manual_write_off_says_why_and_writes_nothing(ledger, capsys, 
         "--actor": OFFICER,
     } | changes
     code, out, err = run(capsys, url, "manual", "write-off", *sum(options.items(), ()))
-    assert code == 2 and out == ""
-    assert message in err
+    assert code == Exit.REFUSED and out == ""
+    (line,) = err.splitlines()  # one line: the command, what was refused and why
+    assert line.startswith("elbridge manual write-off: ") and message in line
     code, out, _ = run(capsys, url, "reconcile", "--licence", NUMBER, "--history")
     assert code == 0 and "0 movements" in out
 
@@ -134,13 +141,14 @@ def test_forced_over_use_prints_the_alert_and_the_over_used_balance(ledger, caps
     customs_write_off(engine, 1, "120")
     arguments = ["manual", "write-off", "--licence", NUMBER, "--line", "1", "--quantity", "2"]
     arguments += ["--unit", "C62", "--reason", "approved: letter 2026-213-21", "--actor", OFFICER]
-    code, out, _ = run(capsys, url, *arguments, "--force")
-    assert code == 1
+    code, out, err = run(capsys, url, *arguments, "--force")
+    assert code == Exit.OK  # done as asked: the alert is the authority's to read
     assert "alert raised: manual-over-use" in out
     assert "1 over-used: DE-EA-2026-004711/1" in out
+    assert "warning: alert raised for the authority: manual-over-use" in err
 
     code, out, _ = run(capsys, url, "reconcile", "--alerts", "--format", "csv")
-    assert code == 1
+    assert code == Exit.OK  # a report
     (alert,) = list(csv.DictReader(io.StringIO(out)))
     assert (alert["kind"], alert["licence_number"], alert["line_number"]) == (
         "manual-over-use",
@@ -150,7 +158,7 @@ def test_forced_over_use_prints_the_alert_and_the_over_used_balance(ledger, caps
     assert "letter 2026-213-21" in alert["message"]
 
     code, out, _ = run(capsys, url, "reconcile", "--licence", NUMBER, "--history")
-    assert code == 1  # an over-used line needs attention
+    assert code == Exit.OK
     assert out.splitlines()[-1] == f"licence {NUMBER}: 2 movements on 1 line(s)"
 
 
@@ -189,7 +197,7 @@ def test_refusals_are_listed_from_the_command_line(ledger, capsys):
             )
         )
     code, out, _ = run(capsys, url, "reconcile", "--refusals", "--licence", NUMBER)
-    assert code == 1
+    assert code == Exit.OK
     assert "26DE000000000471A2" in out and "over-use" in out
     assert "5 NAR more exceeds the 2 NAR remaining" in out
     code, out, _ = run(capsys, url, "reconcile", "--refusals", "--licence", "DE-EA-2026-000001")
@@ -199,9 +207,9 @@ def test_refusals_are_listed_from_the_command_line(ledger, capsys):
 def test_the_history_needs_a_licence_the_ledger_knows(ledger, capsys):
     url, _ = ledger
     code, _, err = run(capsys, url, "reconcile", "--history")
-    assert code == 2 and "--history shows one licence" in err
+    assert code == Exit.USAGE and "--history shows one licence" in err
     code, _, err = run(capsys, url, "reconcile", "--history", "--licence", "XX-1")
-    assert code == 2 and "licence XX-1 is not in the ledger" in err
+    assert code == Exit.REFUSED and "licence XX-1 is not in the ledger" in err
     with pytest.raises(SystemExit):
         main(["--database-url", url, "reconcile", "--history", "--alerts"])
     capsys.readouterr()

@@ -34,7 +34,9 @@ MARKER = "ELBRIDGE_DEPLOY_STATE"
 DECLARATIONS = ("TT_EX004a.xml", "TT_EX010a.xml", "TT_EX001a.xml")  # two write-offs, one ignored
 CERTIFICATES = 12  # the certificates of the three national sample files
 DECLARATIONS_DAG = "declarations_to_writeoffs"
-DAG_IDS = ("licences_to_customs", DECLARATIONS_DAG, "daily_reconciliation")
+LICENCES_DAG = "licences_to_customs"
+INGEST_TASK = "ingest_national_files"
+DAG_IDS = (LICENCES_DAG, DECLARATIONS_DAG, "daily_reconciliation")
 
 
 class Stack:
@@ -91,9 +93,11 @@ class AirflowApi:
             raise AssertionError(f"{method} {path}: {error.code} {error.read()[:500]!r}") from None
 
     def run_once(self, dag_id: str) -> str:
-        """Unpause `dag_id` and trigger a manual run; its run id."""
-        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        """Trigger a manual run of `dag_id`, then unpause it; the manual run's id. Queued before
+        the DAG is unpaused, the manual run comes before the run the scheduler makes on
+        unpausing (a continuous DAG's run consumes for an hour: it must not be first)."""
         run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         return run["dag_run_id"]
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
@@ -109,6 +113,15 @@ class AirflowApi:
             f"/taskInstances/{task_id}/xcomEntries/return_value?deserialize=true"
         )
         return self._call("GET", path)["value"]
+
+    def result_if_any(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """The task's return value, or None when it left none (skipped, not run)."""
+        try:
+            return self.result(dag_id, run_id, task_id)
+        except AssertionError as error:
+            if ": 404 " in str(error):
+                return None
+            raise
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}"
@@ -240,6 +253,9 @@ def stack() -> Iterator[Stack]:
 def test_the_local_production_stack_runs_the_three_dags_under_celery_and_stops_clean(
     stack, wco_samples
 ):
+    # The operator's settings file: a scheduled write-off run consumes for 30 s, not an hour,
+    # so that every run of the DAG finishes within the test.
+    (stack.state / "elbridge.toml").write_text("declaration_run_minutes = 0.5\n")
     started = stack.run("start")
     assert started.returncode == 0, started.stdout + started.stderr
     groups = stack.groups()
@@ -287,8 +303,33 @@ def test_the_local_production_stack_runs_the_three_dags_under_celery_and_stops_c
         inbox.mkdir(parents=True, exist_ok=True)
         for sample in (MAPPINGS_DIR / "samples").iterdir():
             shutil.copyfile(sample, inbox / sample.name)
-        run_id = airflow.run_once("licences_to_customs")
-        assert airflow.wait_for_run("licences_to_customs", run_id) == "success"
+        airflow.run_once(LICENCES_DAG)
+
+        def ingesting() -> str | None:
+            """The finished run that read the inbox: the manual one, or the scheduled one the
+            cron timetable makes at once on unpausing (its slot comes before the manual run)."""
+            for run in airflow.runs(LICENCES_DAG):
+                if run["state"] in ("success", "failed"):
+                    read = airflow.result_if_any(LICENCES_DAG, run["dag_run_id"], INGEST_TASK)
+                    if read and read["files"]:
+                        return run["dag_run_id"]
+            return None
+
+        run_id = _wait("the licences run that read the inbox", ingesting, 300, airflow.runs)
+        # The samples carry deliberately broken national records: the run that read them did
+        # its work and is red for operators, the rejects named in its report_problems task.
+        assert airflow.run_state(LICENCES_DAG, run_id) == "failed"
+        states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(LICENCES_DAG, run_id)}
+        assert states == {
+            INGEST_TASK: "success",
+            "certify_new_versions": "success",
+            "deliver_certificates": "success",
+            "check_undelivered_certificates": "success",
+            "report_problems": "failed",
+            "fail_if_a_step_failed": "skipped",
+        }, states
+        read = airflow.result(LICENCES_DAG, run_id, INGEST_TASK)
+        assert read["problems"]["rejected_records"] == read["rejected"] > 0, read
         with ledger.connect() as conn:
             assert conn.execute(select(func.count()).select_from(licence)).scalar_one() > 0
             outbox = dict(
@@ -331,7 +372,12 @@ def test_the_local_production_stack_runs_the_three_dags_under_celery_and_stops_c
         # The broker hands each member of the shared subscription its share, in turn: the
         # DAG's consumer took some (its run ends once the topic is quiet), the standing
         # consumer the rest.
-        _wait("the write-off DAG's share of the events", taken_by_dag, 120)
+        _wait(
+            "the write-off DAG's share of the events",
+            taken_by_dag,
+            180,
+            lambda: [(run["dag_run_id"], run["state"]) for run in airflow.runs(DECLARATIONS_DAG)],
+        )
         assert taken_by_dag() < len(DECLARATIONS)
 
         # Customs ask before a release, over HTTPS with their client certificate: the answer

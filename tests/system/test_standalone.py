@@ -83,8 +83,14 @@ def test_standalone_serves_our_dags_runs_one_and_stops_as_a_group(tmp_path, engi
         assert run_id in {run["dag_run_id"] for run in airflow.dag_runs("daily_reconciliation")}
         result = airflow.task_result("daily_reconciliation", run_id, "write_reconciliation")
         assert result["lines"] == 0 and result["over_used_lines"] == []
-        assert Path(result["csv"]).parent.parent == bridge_home / "reports"
+        day = result["date"]  # a run by hand reports today so far
+        assert Path(result["csv"]) == bridge_home / "reports" / day / "data" / "reconciliation.csv"
         assert Path(result["csv"]).read_text().startswith("licence_number,line_number,")
+        # The day's reports for people, published as an event of the reports Asset.
+        (event,) = airflow.asset_events(source_dag_id="daily_reconciliation", source_run_id=run_id)
+        assert event["name"] == "elbridge_daily_reports"
+        assert event["extra"]["day"] == day
+        assert (Path(event["extra"]["folder"]) / "index.html").is_file()
 
         with pytest.raises(StandaloneError, match="no_such_dag not known"):
             airflow.trigger_dag("no_such_dag", timeout=2)

@@ -15,10 +15,12 @@ from bridge.core.declaration import Declaration, DocumentUse, GoodsItem
 from bridge.core.envelope import DeclarationEvent, Envelope, EventKind
 from bridge.core.model import LicenceLine
 from bridge.core.units import (
+    ALIASES,
     UnitError,
     UnitPrecisionError,
     convert,
     convert_exact,
+    from_alias,
     known_units,
     parse_unit,
     scale_exact,
@@ -226,3 +228,52 @@ def test_scaling_is_exact_or_refused():
     assert scale_exact(Decimal("12.345"), Decimal("0.001")) == Decimal("0.012345")
     with pytest.raises(UnitError, match="cannot be computed exactly"):
         scale_exact(Decimal("1." + "1" * 60), Decimal("1." + "3" * 60))
+
+
+# What an officer types: everyday symbols for the Rec 20 codes ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        ("kg", "KGM"),
+        ("KG", "KGM"),
+        (" g ", "GRM"),
+        ("t", "TNE"),
+        ("l", "LTR"),
+        ("ml", "MLT"),
+        ("pcs", "H87"),
+        ("m", "MTR"),
+        ("m2", "MTK"),
+        ("m3", "MTQ"),
+        ("µg", "MC"),
+        ("μg", "MC"),  # the Greek mu some keyboards give
+        ("kg#g", "KGM#G"),
+        ("KGM", "KGM"),
+        ("KGM#N", "KGM#N"),
+    ],
+)
+def test_an_alias_is_the_rec_20_code_it_stands_for(typed, code):
+    assert from_alias(typed) == code
+    assert parse_unit(from_alias(typed)).code == code
+
+
+def test_every_alias_names_a_known_unit_and_converts_like_it():
+    for alias, code in ALIASES.items():
+        assert parse_unit(code).code == code, alias
+    assert convert(Decimal(1500), from_alias("g"), from_alias("kg")) == Decimal("1.5")
+    assert convert(Decimal(2), from_alias("t"), "KGM") == 2000
+
+
+def test_text_that_is_no_alias_comes_back_for_parse_unit_to_refuse_naming_the_accepted():
+    assert from_alias("stone") == "stone"
+    with pytest.raises(UnitError) as refused:
+        parse_unit(from_alias("stone"))
+    message = str(refused.value)
+    assert "unknown unit 'stone'" in message
+    assert "KGM" in message and "kg=KGM" in message and "pcs=H87" in message
+
+
+def test_an_alias_given_where_a_code_is_required_is_refused_with_its_code():
+    with pytest.raises(UnitError, match="unknown unit 'kg': the code for 'kg' is KGM"):
+        parse_unit("kg")

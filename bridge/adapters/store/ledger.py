@@ -512,9 +512,10 @@ def record_replay(
     outcome: str,
     result_id: str | None = None,
     problems: Sequence[Problem] = (),
+    replayed_by: str | None = None,
 ) -> None:
     """What a replay of this quarantined message came to: its outcome, the id of the result
-    message that answers it, the reasons when it still cannot be read."""
+    message that answers it, the reasons when it still cannot be read, who asked for it."""
     conn.execute(
         update(quarantine)
         .where(quarantine.c.id == quarantine_id)
@@ -524,6 +525,7 @@ def record_replay(
             replay_outcome=outcome,
             replay_result_id=None if result_id is None else result_id[:250],
             replay_problems=problems_to_json(problems) if problems else None,
+            replayed_by=None if replayed_by is None else replayed_by[:200],
         )
     )
 
@@ -541,4 +543,5 @@ def _quarantined(row) -> QuarantinedMessage:
         replay_outcome=row.replay_outcome,
         replay_result_id=row.replay_result_id,
         replay_problems=problems_from_json(row.replay_problems),
+        replayed_by=row.replayed_by,
     )

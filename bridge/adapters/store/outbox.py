@@ -6,7 +6,9 @@ certificate, and at most the knowledge that its last calls went out, which sends
 under the same message ids, answered DUPLICATE by customs.
 
 Status: pending (to send, at `next_attempt_at` or later), delivered (customs acknowledged),
-failed (customs refused it for good, or it could not be built validly; `last_error` says why)."""
+failed (`failure` says how, `last_error` why: REFUSED by customs for good, the retry BUDGET spent
+on transient failures, INVALID as built, or an ORPHAN status update whose certificate failed).
+A failed row is pending again only when someone sends it again (`requeue`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.adapters.store.schema import licence_version, outbox
@@ -23,6 +25,15 @@ PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
 STATUSES = (PENDING, DELIVERED, FAILED)
+# What a row carries to customs (the `kind` column).
+CERTIFICATE = "certificate"
+STATUS = "status"  # a CertificateStatus update
+# Why a row failed (the `failure` column).
+REFUSED = "refused"  # customs answered with a permanent failure: the same message cannot pass
+BUDGET = "budget"  # transient failures for longer than the retry budget
+INVALID = "invalid"  # the certificate built from the licence version breaks the contract
+ORPHAN = "orphan"  # a status update whose certificate failed
+FAILURES = (REFUSED, BUDGET, INVALID, ORPHAN)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -49,6 +60,7 @@ class PendingMessage:
     licence_version: int
     attempts: int
     next_attempt_at: datetime
+    first_failed_at: datetime | None = None  # of the current attempt series
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,7 @@ class NewMessage:
     document: str
     status: str  # pending, or failed when it can never be sent
     last_error: str | None = None
+    failure: str | None = None  # with status failed: why (INVALID, ...)
 
 
 def uncertified_versions(conn: Connection, kind: str = "certificate") -> list[tuple[str, int, str]]:
@@ -121,6 +134,7 @@ def _rows(messages: Iterable[NewMessage], now: datetime) -> list[dict]:
             "attempts": 0,
             "next_attempt_at": at,
             "last_error": message.last_error,
+            "failure": message.failure,
             "created_at": at,
         }
         for message in messages
@@ -138,12 +152,15 @@ def pending_messages(conn: Connection) -> list[PendingMessage]:
             outbox.c.licence_version,
             outbox.c.attempts,
             outbox.c.next_attempt_at,
+            outbox.c.first_failed_at,
         )
         .where(outbox.c.status == PENDING)
         .order_by(outbox.c.id)
     )
     return [
-        PendingMessage(row[0], row[1], row[2], row[3], row[4], row[5], _read_utc(row[6]))
+        PendingMessage(
+            row[0], row[1], row[2], row[3], row[4], row[5], _read_utc(row[6]), _read_utc(row[7])
+        )
         for row in rows
     ]
 
@@ -171,10 +188,6 @@ def message_document(conn: Connection, row_id: int) -> str:
     return conn.execute(select(outbox.c.document).where(outbox.c.id == row_id)).scalar_one()
 
 
-def _still_pending(row_id: int):
-    return and_(outbox.c.id == row_id, outbox.c.status == PENDING)
-
-
 def message_documents(conn: Connection, row_ids: Iterable[int]) -> dict[int, str]:
     """The documents of these rows, by row id (in pages, to bound the IN lists)."""
     ordered = sorted(set(row_ids))
@@ -192,7 +205,9 @@ def message_documents(conn: Connection, row_ids: Iterable[int]) -> dict[int, str
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one call did to a pending row: delivered (with customs' acknowledgement), failed
-    (with the reason), or still pending and due again at `next_attempt_at`."""
+    (with the reason and the kind of `failure`), or still pending and due again at
+    `next_attempt_at`. `first_failed_at`: the first failure of the row's current attempt
+    series, when a failure is recorded."""
 
     row_id: int
     status: str  # DELIVERED | FAILED | PENDING
@@ -202,6 +217,8 @@ class Outcome:
     acknowledgement: str | None = None
     receipt_id: str | None = None
     next_attempt_at: datetime | None = None
+    failure: str | None = None  # with FAILED: REFUSED | BUDGET | ORPHAN
+    first_failed_at: datetime | None = None
 
 
 def record_outcomes(conn: Connection, outcomes: Iterable[Outcome]) -> None:
@@ -228,6 +245,8 @@ def record_outcomes(conn: Connection, outcomes: Iterable[Outcome]) -> None:
                     "attempts": o.attempts,
                     "last_error": o.reason,
                     "last_attempt_at": at,
+                    "failure": o.failure or REFUSED,
+                    "first_failed_at": _utc(o.first_failed_at or o.at),
                 }
             )
         else:
@@ -239,6 +258,7 @@ def record_outcomes(conn: Connection, outcomes: Iterable[Outcome]) -> None:
                     "last_error": o.reason,
                     "last_attempt_at": at,
                     "next_attempt_at": _utc(o.next_attempt_at),
+                    "first_failed_at": _utc(o.first_failed_at or o.at),
                 }
             )
     for status, changes in ((DELIVERED, delivered), (FAILED, failed), (PENDING, rescheduled)):
@@ -259,58 +279,6 @@ def record_outcomes(conn: Connection, outcomes: Iterable[Outcome]) -> None:
         )
 
 
-def mark_delivered(
-    conn: Connection,
-    row_id: int,
-    *,
-    attempts: int,
-    acknowledgement: str,
-    receipt_id: str,
-    at: datetime,
-) -> None:
-    conn.execute(
-        update(outbox)
-        .where(_still_pending(row_id))
-        .values(
-            status=DELIVERED,
-            attempts=attempts,
-            acknowledgement=acknowledgement,
-            receipt_id=receipt_id,
-            last_attempt_at=_utc(at),
-            delivered_at=_utc(at),
-        )
-    )
-
-
-def mark_failed(conn: Connection, row_id: int, *, attempts: int, reason: str, at: datetime) -> None:
-    conn.execute(
-        update(outbox)
-        .where(_still_pending(row_id))
-        .values(status=FAILED, attempts=attempts, last_error=reason, last_attempt_at=_utc(at))
-    )
-
-
-def reschedule(
-    conn: Connection,
-    row_id: int,
-    *,
-    attempts: int,
-    reason: str,
-    at: datetime,
-    next_attempt_at: datetime,
-) -> None:
-    conn.execute(
-        update(outbox)
-        .where(_still_pending(row_id))
-        .values(
-            attempts=attempts,
-            last_error=reason,
-            last_attempt_at=_utc(at),
-            next_attempt_at=_utc(next_attempt_at),
-        )
-    )
-
-
 def count_by_status(conn: Connection) -> dict[str, int]:
     """Rows per status; every status listed, zero included."""
     counts = dict.fromkeys(STATUSES, 0)
@@ -321,15 +289,117 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return counts
 
 
+_TIMES = (
+    "next_attempt_at",
+    "last_attempt_at",
+    "created_at",
+    "delivered_at",
+    "first_failed_at",
+    "retried_at",
+)
+
+
+def _as_dict(row) -> dict:
+    data = dict(row)
+    for name in _TIMES:
+        if name in data:
+            data[name] = _read_utc(data[name])
+    return data
+
+
 def outbox_rows(conn: Connection, licence_number: str | None = None) -> list[dict]:
     """Every row as a dict (documents included), for reports and tests."""
     query = select(outbox).order_by(outbox.c.id)
     if licence_number is not None:
         query = query.where(outbox.c.licence_number == licence_number)
-    rows = []
-    for row in conn.execute(query).mappings():
-        data = dict(row)
-        for name in ("next_attempt_at", "last_attempt_at", "created_at", "delivered_at"):
-            data[name] = _read_utc(data[name])
-        rows.append(data)
-    return rows
+    return [_as_dict(row) for row in conn.execute(query).mappings()]
+
+
+# Every column but the document, which can be large and is not for display.
+_LISTED = [column for column in outbox.columns if column.name != "document"]
+
+
+def listed_rows(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    licence_number: str | None = None,
+    row_ids: Iterable[int] | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Rows without their documents, newest first, as dicts of the table's columns: those of
+    `status`, of `licence_number`, with these ids, at most `limit`, as asked."""
+    query = select(*_LISTED).order_by(outbox.c.id.desc())
+    if status is not None:
+        query = query.where(outbox.c.status == status)
+    if licence_number is not None:
+        query = query.where(outbox.c.licence_number == licence_number)
+    if row_ids is not None:
+        query = query.where(outbox.c.id.in_(sorted(set(row_ids))))
+    if limit is not None:
+        query = query.limit(limit)
+    return [_as_dict(row) for row in conn.execute(query).mappings()]
+
+
+def undelivered_rows(conn: Connection, *, queued_before: datetime) -> list[dict]:
+    """Rows without their documents, oldest first: every failed one, and the pending ones
+    queued (or last sent again) before `queued_before`."""
+    queued = func.coalesce(outbox.c.retried_at, outbox.c.created_at)
+    query = (
+        select(*_LISTED)
+        .where(
+            or_(
+                outbox.c.status == FAILED,
+                and_(outbox.c.status == PENDING, queued < _utc(queued_before)),
+            )
+        )
+        .order_by(outbox.c.id)
+    )
+    return [_as_dict(row) for row in conn.execute(query).mappings()]
+
+
+def delivered_certificate_versions(conn: Connection, numbers: Iterable[str]) -> dict[str, int]:
+    """For each of these licences with a certificate customs acknowledged: its highest version
+    so acknowledged."""
+    wanted = sorted(set(numbers))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        rows = conn.execute(
+            select(outbox.c.licence_number, func.max(outbox.c.licence_version))
+            .where(
+                outbox.c.kind == "certificate",
+                outbox.c.status == DELIVERED,
+                outbox.c.licence_number.in_(wanted[start : start + 500]),
+            )
+            .group_by(outbox.c.licence_number)
+        )
+        found.update((number, version) for number, version in rows)
+    return found
+
+
+def requeue(conn: Connection, row_ids: Iterable[int], *, actor: str, at: datetime) -> list[int]:
+    """Make these rows pending again, due at `at`, if they are failed: a new attempt series
+    (attempts from 0, no first failure yet, no failure kind), `retried_by` `actor` and
+    `retried_at` `at`. Their last error stays until the next attempt replaces it. Returns the
+    ids made pending (a row no longer failed is left as it is)."""
+    wanted = sorted(set(row_ids))
+    done: list[int] = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        done.extend(
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(chunk), outbox.c.status == FAILED)
+                .values(
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=_utc(at),
+                    first_failed_at=None,
+                    failure=None,
+                    retried_at=_utc(at),
+                    retried_by=actor,
+                )
+                .returning(outbox.c.id)
+            ).scalars()
+        )
+    return sorted(done)

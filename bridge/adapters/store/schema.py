@@ -133,6 +133,14 @@ outbox = Table(
     Column("last_attempt_at", UTC),
     Column("created_at", UTC, nullable=False),
     Column("delivered_at", UTC),
+    # The first failed attempt since the row was queued (or sent again by `elbridge outbox
+    # retry`): the retry budget is counted from it. Why a failed row failed: refused (by
+    # customs), budget (spent on transient failures), invalid (as built), orphan (a status
+    # update whose certificate failed). Who last sent it again, and when (migration 0005).
+    Column("first_failed_at", UTC),
+    Column("failure", String(20)),
+    Column("retried_at", UTC),
+    Column("retried_by", String(200)),
     Index("ix_outbox_licence_version", "licence_number", "licence_version"),
     # Answers "did customs acknowledge a certificate of these licences" (every write-off batch
     # asks) and "where is the current version's certificate" (reconciliation) from the index
@@ -275,6 +283,10 @@ alert = Table(
     Column("message", Text, nullable=False),
     Column("details", Text, nullable=False, default="{}"),  # JSON
     Column("at", UTC, nullable=False),
+    # open until a licensing officer acknowledges it (who and when: migration 0006)
+    Column("state", String(20), nullable=False, server_default="open", index=True),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", UTC),
 )
 
 # Every status change of a licence (suspend, reinstate, revoke, annul, expire, exhaust), with
@@ -328,6 +340,7 @@ quarantine = Table(
     Column("replay_outcome", String(20)),
     Column("replay_result_id", String(250)),
     Column("replay_problems", Text),  # JSON list of Problem.as_dict(), when still quarantined
+    Column("replayed_by", String(200)),  # who asked for the last replay (migration 0007)
 )
 
 # Every question put to the query service, answered or refused: who asked (the access file's

@@ -55,6 +55,7 @@ from bridge.entrypoints.http_serving import (
     add_admin_token_argument,
     add_tls_arguments,
     serving_options,
+    serving_options_from,
 )
 from bridge.services.config import environment_value
 
@@ -265,14 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(f"fault plan: {error}")
     try:
-        options = serving_options(
-            args.host,
-            args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            client_ca=args.client_ca,
-            verbose=args.verbose,
-        )
+        options = serving_options_from(args, verbose=args.verbose)
         serve(
             args.host,
             args.port,
