@@ -29,7 +29,11 @@ SIZES = {
     "small": {"events": 5000, "licences": 2000},
     "full": {"events": 30000, "licences": 5000},
 }
-TARGET = 0.7
+# Issue 14's targets, per database, for one consumer; two consumers on a shared subscription
+# against one bare consumer; the stretch is reported beside the target.
+TARGET = {"sqlite": 0.5, "postgresql": 0.4}
+TARGET_SHARED = 0.8
+STRETCH = 0.7
 PER_DATABASE = True
 MIX = {"amendments": 0.05, "invalidations": 0.02}  # the rest are releases
 CONSUMERS = 2  # processes in the scaled-out variant: one per core of the benchmark machine
@@ -118,6 +122,7 @@ def _scaled_out(
         group,
         limit,
         settings,
+        target=TARGET_SHARED,
         note=f"{CONSUMERS} processes, MQTT v5 shared subscription; limit: 1 bare consumer",
         events=len(envelopes),
         consumers=CONSUMERS,
@@ -125,10 +130,22 @@ def _scaled_out(
 
 
 def _result(
-    workload: str, database: str, bridge: dict, limit: dict, settings, note: str = "", **details
+    workload: str,
+    database: str,
+    bridge: dict,
+    limit: dict,
+    settings,
+    note: str = "",
+    target: float | None = None,
+    **details,
 ) -> Result:
-    """A W1 row: the bridge's rate against the bare consumer's, with the run's details."""
+    """A W1 row: the bridge's rate against the bare consumer's, with the run's details; the
+    target is one consumer's on that database unless given."""
     share = ratio(bridge["rate"], limit["rate"])
+    if target is None:
+        target = TARGET[database]
+        if share is not None and share >= STRETCH:
+            note = f"{note}; stretch {STRETCH} met".lstrip("; ")
     return Result(
         workload=workload,
         database=database,
@@ -137,8 +154,8 @@ def _result(
         limit=limit["rate"],
         limit_unit="msg/s",
         ratio=share,
-        target=f"ratio >= {TARGET}",
-        met=share is not None and share >= TARGET,
+        target=f"ratio >= {target}",
+        met=share is not None and share >= target,
         seconds=bridge["seconds"] + limit["seconds"],
         note=note,
         details=details

@@ -8,10 +8,9 @@ commit that holds it, so publish-to-result is publish-to-committed plus one loca
 upper bound). Limit: the same load through `python -m bench.echo`, a bare consumer that only
 parses, acks and answers: the round trip the broker and paho cost at this load.
 
-Measured with the bridge's default batching (batch_size 500, batch_wait_ms 20) and with the
-200 ms batch wait of earlier releases, to show what the setting does; and under the continuous
-Airflow DAG (`declarations_to_writeoffs` in a real `airflow standalone`), which the issue asks
-to report: there the DAG's run boundaries and each task's start add to the latency."""
+Measured with the bridge's default batching (batch_size 500, batch_wait_ms 20), and under the
+continuous Airflow DAG (`declarations_to_writeoffs` in a real `airflow standalone`), which the
+issue asks to report: there the DAG's run boundaries and each task's start add to the latency."""
 
 from __future__ import annotations
 
@@ -37,7 +36,10 @@ from bridge.testkit.streams import SynthEvent, event_stream
 
 SIZES = {"tiny": 2, "small": 15, "full": 60}  # seconds at the offered load
 RATE = 500
-TARGET_MS = 250
+TARGET_MS = 100
+# The consumer's default batching is what the target judges; the 200 ms batch wait of earlier
+# releases was measured in earlier runs (docs/performance.md) and is no longer repeated.
+VARIANTS = (("default batching", 20),)
 PER_DATABASE = True
 WARM_UP = 50
 DAG_ID = "declarations_to_writeoffs"
@@ -157,7 +159,7 @@ def run(run: Run, database: str) -> list[Result]:
         log_name="w4-echo",
     )
 
-    for label, batch_wait_ms in (("default batching", 20), ("batch_wait_ms 200", 200)):
+    for label, batch_wait_ms in VARIANTS:
         url = run.ledger_url(database, "w4")
         engine = run.engine(url)
         store_known_licences(engine, licences)

@@ -2,7 +2,7 @@
 
 The standalone consumer (`python -m bridge.entrypoints.consumer`, its own process) takes a long
 stream of declaration events (generated while it runs, published with at most a few thousand waiting
-in the broker); its RSS is read from /proc every so many answered messages. Target: under 200 MB and
+in the broker); its RSS is read from /proc every so many answered messages. Target: under 150 MB and
 flat, i.e. at the end no more than 10% above what it was a quarter of the way in (once caches and
 pools have filled). The "limit" column shows that quarter-way figure."""
 
@@ -22,7 +22,7 @@ from bridge.testkit.licences import licences as synthetic_licences
 from bridge.testkit.streams import event_stream
 
 SIZES = {"tiny": 1000, "small": 30000, "full": 1_000_000}
-CEILING_MB = 200
+CEILING_MB = 150
 GROWTH = 1.10
 SAMPLES = 40
 IN_FLIGHT = 4000  # published but not yet answered, at most

@@ -387,6 +387,15 @@ def as_declaration(state: ActedOn, message: Declaration) -> Declaration:
 def to_json(state: ActedOn) -> str:
     """The state as compact JSON (docs/envelope.md, "The declaration acted on"); members that
     are null or false are left out."""
+    try:
+        return _written(state)
+    except _Unusual:
+        return json_by_documents(state)
+
+
+def json_by_documents(state: ActedOn) -> str:
+    """`to_json`'s text, built as the dicts the JSON shape describes and dumped: the
+    definition, for any state."""
     document: dict[str, Any] = {
         "shape": SHAPE,
         "version": state.version,
@@ -415,6 +424,194 @@ def to_json(state: ActedOn) -> str:
         ],
     }
     return json.dumps(_compact(document), separators=(",", ":"), ensure_ascii=False)
+
+
+# The consumer stores a state per declaration event, hundreds per batch: `_written` writes the
+# text directly for the types the state holds (text, int, Decimal, datetime, bool, None), which
+# costs a fraction of building the dicts and dumping them; any other value raises `_Unusual`
+# and `json_by_documents` decides. The two must agree byte for byte
+# (tests/unit/test_acted_on_json.py): the stored text is the same either way.
+_quote = json.encoder.encode_basestring  # what json.dumps escapes text with, ensure_ascii off
+
+
+class _Unusual(Exception):
+    """A value `_written` does not write itself."""
+
+
+def _scalar(value: object) -> str:
+    kind = type(value)
+    if kind is str:
+        return _quote(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    raise _Unusual
+
+
+def _member(pieces: list[str], name: str, value: object) -> None:
+    # `_compact` leaves out null and false; a list it leaves out when empty.
+    if value is None or value is False:
+        return
+    pieces.append(name + _scalar(value))
+
+
+def _number_member(pieces: list[str], name: str, value: object) -> None:
+    if value is None:
+        return
+    if type(value) is not Decimal:
+        raise _Unusual
+    pieces.append(name + '"' + format(value, "f") + '"')  # digits, sign, point or NaN/Infinity
+
+
+def _stamped_member(pieces: list[str], name: str, stamped: Stamped) -> None:
+    if type(stamped.version) is not int:
+        raise _Unusual
+    if stamped.version != 0:
+        pieces.append(f"{name}[{_scalar(stamped.value)},{int.__repr__(stamped.version)}]")
+
+
+# A document's members in order, and whether each is a number (written as text): the loop
+# below writes them without a call per member, thousands of documents per batch.
+_DOCUMENT_MEMBERS = tuple(
+    (f'"{name}":', name in ("quantity", "amount"))
+    for name in (
+        "code", "reference", "version", "quantity", "unit", "amount", "currency",
+        "line_item_number", "status", "position", "removed",
+    )
+)  # fmt: skip
+
+
+def _document_written(d: DocumentState) -> str:
+    code, reference, version, removed = d.code, d.reference, d.version, d.removed
+    if type(code) is not str or type(reference) is not str or type(version) is not int:
+        return _document_members(d)
+    if type(removed) is not bool:
+        return _document_members(d)
+    # The usual document, straight through (no call per member).
+    text = '{"code":' + _quote(code) + ',"reference":' + _quote(reference)
+    text += ',"version":' + int.__repr__(version)
+    value = d.quantity
+    if value is not None:
+        if type(value) is not Decimal:
+            raise _Unusual
+        text += ',"quantity":"' + format(value, "f") + '"'
+    value = d.unit
+    if value is not None:
+        if type(value) is not str:
+            raise _Unusual
+        text += ',"unit":' + _quote(value)
+    value = d.amount
+    if value is not None:
+        if type(value) is not Decimal:
+            raise _Unusual
+        text += ',"amount":"' + format(value, "f") + '"'
+    value = d.currency
+    if value is not None:
+        if type(value) is not str:
+            raise _Unusual
+        text += ',"currency":' + _quote(value)
+    value = d.line_item_number
+    if value is not None:
+        if type(value) is not int:
+            raise _Unusual
+        text += ',"line_item_number":' + int.__repr__(value)
+    value = d.status
+    if value is not None:
+        if type(value) is not str:
+            raise _Unusual
+        text += ',"status":' + _quote(value)
+    value = d.position
+    if value is not None:
+        if type(value) is not int:
+            raise _Unusual
+        text += ',"position":' + int.__repr__(value)
+    return text + (',"removed":true}' if removed else "}")
+
+
+def _document_members(d: DocumentState) -> str:
+    pieces: list[str] = []
+    values = (
+        d.code, d.reference, d.version, d.quantity, d.unit, d.amount, d.currency,
+        d.line_item_number, d.status, d.position, d.removed,
+    )  # fmt: skip
+    for (name, number), value in zip(_DOCUMENT_MEMBERS, values, strict=True):
+        if value is None:
+            continue
+        kind = type(value)
+        if number:
+            if kind is not Decimal:
+                raise _Unusual
+            pieces.append(name + '"' + format(value, "f") + '"')
+        elif kind is str:
+            pieces.append(name + _quote(value))
+        elif kind is int:
+            pieces.append(name + int.__repr__(value))
+        elif value is True:
+            pieces.append(name + "true")
+        elif value is not False:
+            raise _Unusual
+    return "{" + ",".join(pieces) + "}"
+
+
+def _item_written(item: ItemState) -> str:
+    pieces: list[str] = []
+    _member(pieces, '"sequence":', item.sequence)
+    _member(pieces, '"version":', item.version)
+    _member(pieces, '"cn_code":', item.cn_code)
+    _member(pieces, '"destination":', item.destination)
+    _member(pieces, '"removed":', item.removed)
+    if item.documents:
+        documents = ",".join([_document_written(d) for d in item.documents])
+        pieces.append(f'"documents":[{documents}]')
+    return "{" + ",".join(pieces) + "}"
+
+
+def _pointer_written(p: Pointer) -> str:
+    pieces: list[str] = []
+    _member(pieces, '"section":', p.section)
+    _member(pieces, '"sequence":', p.sequence)
+    _member(pieces, '"tag":', p.tag)
+    return "{" + ",".join(pieces) + "}"
+
+
+def _record_written(record: AmendmentRecord) -> str:
+    sections = ",".join(
+        [
+            '{"change_reason":'
+            + _scalar(section.change_reason)
+            + ',"pointers":['
+            + ",".join([_pointer_written(p) for p in section.pointers])
+            + "]}"
+            for section in record.sections
+        ]
+    )
+    version, message_id = _scalar(record.version), _scalar(record.message_id)
+    return f'{{"version":{version},"message_id":{message_id},"sections":[{sections}]}}'
+
+
+def _written(state: ActedOn) -> str:
+    pieces = ['"shape":' + int.__repr__(SHAPE)]
+    _member(pieces, '"version":', state.version)
+    if state.released_at is not None:
+        if type(state.released_at) is not datetime:
+            raise _Unusual
+        pieces.append('"released_at":' + _quote(state.released_at.isoformat()))
+    _stamped_member(pieces, '"exporter":', state.exporter)
+    _stamped_member(pieces, '"destination":', state.destination)
+    _stamped_member(pieces, '"dispatch":', state.dispatch)
+    _stamped_member(pieces, '"country":', state.country)
+    if state.items:
+        items = ",".join([_item_written(item) for item in state.items])
+        pieces.append(f'"goods_items":[{items}]')
+    if state.amendments:
+        records = ",".join([_record_written(record) for record in state.amendments])
+        pieces.append(f'"amendments":[{records}]')
+    return "{" + ",".join(pieces) + "}"
 
 
 def from_json(text: str) -> ActedOn:

@@ -17,10 +17,11 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 
 from lxml import etree
 
+from bridge.core.certificate_plain import date_text, decimal_text, plain_certificate
 from bridge.core.codes import UNION_GENERAL_AUTHORISATIONS, union_general_authorisation_for
 from bridge.core.errors import Problem, Rejected, XmlRefused
 from bridge.core.model import (
@@ -123,6 +124,8 @@ def _source(licence: Licence) -> str:
 # canonical form is simple enough to write exactly. Tests check the bytes are their own C14N.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TEXT_SPECIAL = re.compile("[&<>\r]")
+# Either of the two above in one search: most text needs neither, and is written as it is.
+_TEXT_CARE = re.compile("[&<>\r]|[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xD;"})
 _ATTRIBUTE_SPECIAL = re.compile('[&<"\t\n\r]')
 _ATTRIBUTE_ESCAPES = str.maketrans(
@@ -165,9 +168,11 @@ class _Writer:
         path: str,
         attribute: tuple[str, str | None, str] | None = None,
     ) -> None:
-        text = self._clean(value, path)
-        if _TEXT_SPECIAL.search(text):
-            text = text.translate(_TEXT_ESCAPES)
+        text = value if value.__class__ is str else str(value)
+        if _TEXT_CARE.search(text):  # rare: text to escape, or text XML cannot carry
+            text = self._clean(value, path)
+            if _TEXT_SPECIAL.search(text):
+                text = text.translate(_TEXT_ESCAPES)
         start = name
         if attribute is not None and attribute[1] is not None:
             key, raw, attribute_path = attribute
@@ -186,15 +191,6 @@ class _Writer:
         if party.address is not None:
             self.leaf(inner, "Address", party.address, f"{path}.address")
         self.parts.append(f"\n{indent}</{name}>")
-
-
-def _decimal_text(amount: Decimal) -> str:
-    # Fixed-point notation: "1E+2" is a valid Decimal but not a valid xs:decimal.
-    return format(amount, "f")
-
-
-def _date_text(day: date | None) -> str:
-    return "" if day is None else day.isoformat()  # an empty date is reported by the XSD
 
 
 def _line(writer: _Writer, line: LicenceLine, index: int) -> None:
@@ -233,12 +229,12 @@ def _measures(
     if figures.quantity is not None:
         # Without a unit the XSD reports the missing unitCode, with line and path.
         unit = ("unitCode", figures.unit, f"{path}unit")
-        leaf(ind, "Quantity", _decimal_text(figures.quantity), f"{path}quantity", unit)
+        leaf(ind, "Quantity", decimal_text(figures.quantity), f"{path}quantity", unit)
     elif figures.unit is not None:
         leaf(ind, "UsageUnit", figures.unit, f"{path}unit")
     if figures.value is not None:
         currency = ("currencyID", figures.currency, f"{path}currency")
-        leaf(ind, "Value", _decimal_text(figures.value), f"{path}value", currency)
+        leaf(ind, "Value", decimal_text(figures.value), f"{path}value", currency)
     elif figures.currency is not None:
         leaf(ind, "UsageCurrency", figures.currency, f"{path}currency")
 
@@ -261,6 +257,22 @@ def build_certificate(licence: Licence) -> bytes:
     Raises Rejected, listing every problem, when no certificate can be written at all: no
     document code for the licence, or text XML cannot carry. Anything else the contract forbids
     is left for `certificate_problems` to report with its line and path."""
+    code = _DOCUMENT_CODES.get(licence.type)
+    if code is None:
+        general = licence.general_authorisation
+        if licence.type is LicenceType.UNION_GENERAL and general in UNION_GENERAL_AUTHORISATIONS:
+            code = f"X06{general[-1]}"
+    if code is not None:
+        plain = plain_certificate(licence, code, NAMESPACE, SCHEMA_VERSION)
+        if plain is not None:
+            return plain.encode("utf-8")
+    return _write_certificate(licence)
+
+
+def _write_certificate(licence: Licence) -> bytes:
+    """build_certificate through _Writer, value by value: escapes what needs it and collects
+    every value XML cannot carry (the path of the rare licence, and the oracle of the plain
+    one)."""
     writer = _Writer(_source(licence))
     try:
         code = document_code_for(licence)
@@ -281,9 +293,9 @@ def build_certificate(licence: Licence) -> bytes:
     leaf("    ", "Name", licence.holder_name, "holder_name")
     leaf("    ", "EORI", licence.holder_eori, "holder_eori")
     parts.append("\n  </Holder>\n  <Validity>")
-    leaf("    ", "From", _date_text(licence.valid_from), "valid_from")
+    leaf("    ", "From", date_text(licence.valid_from), "valid_from")
     if licence.valid_to is not None:
-        leaf("    ", "To", _date_text(licence.valid_to), "valid_to")
+        leaf("    ", "To", date_text(licence.valid_to), "valid_to")
     parts.append("\n  </Validity>")
     if licence.general_authorisation is not None:
         leaf("  ", "GeneralAuthorisation", licence.general_authorisation, "general_authorisation")
@@ -382,17 +394,37 @@ def _annex_i_spelling() -> re.Pattern[str]:
     return re.compile(pattern.get("value") or "")
 
 
+def _first(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first child of `parent` named `tag` (what parent.find(tag) returns for a plain
+    qualified name, without ElementPath's work in Python)."""
+    for child in parent.iterchildren(tag):
+        return child
+    return None
+
+
+def _first_text(parent: etree._Element, tag: str) -> str | None:
+    """What parent.findtext(tag) returns for a plain qualified name: the first such child's
+    text ("" for none), or None when there is no such child."""
+    for child in parent.iterchildren(tag):
+        return child.text or ""
+    return None
+
+
+@lru_cache(maxsize=8192)  # entries repeat across certificates
+def _in_annex_i_spelling(text: str) -> bool:
+    return _annex_i_spelling().fullmatch(text) is not None
+
+
 def _entry_problems(root: etree._Element, source: str) -> list[Problem]:
     """An entry of the EU dual-use list (no list attribute, or list="eu-dual-use") must be in
     the Annex I spelling; XSD 1.0 cannot tie the pattern to the attribute."""
     problems = []
-    spelling = _annex_i_spelling()
     for position, line in enumerate(root.iterchildren(_LINE), start=1):
-        entry = line.find(_CLE)
+        entry = _first(line, _CLE)
         if entry is None or entry.get("list", ANNEX_I_LIST) != ANNEX_I_LIST:
             continue
         text = entry.text or ""
-        if not spelling.fullmatch(text):
+        if not _in_annex_i_spelling(text):
             problems.append(
                 Problem(
                     f"an entry of the EU dual-use list ({ANNEX_I_LIST}) is written in the"
@@ -414,8 +446,8 @@ def _contract_problems(root: etree._Element, source: str) -> list[Problem]:
 
 
 def _authorisation_problems(root: etree._Element, source: str) -> list[Problem]:
-    code = root.findtext(_DOCUMENT_CODE)
-    general = root.findtext(_GENERAL_AUTHORISATION)
+    code = _first_text(root, _DOCUMENT_CODE)
+    general = _first_text(root, _GENERAL_AUTHORISATION)
     expected = union_general_authorisation_for(code or "")
     if expected and general != expected:
         return [
@@ -465,6 +497,40 @@ def certificate_problems(xml: bytes, *, source: str = "certificate") -> list[Pro
     except XmlRefused as refused:
         return [Problem(str(refused), "", source, None, "not-xml")]
     return _element_problems(root, source)
+
+
+def certified(licence: Licence, *, source: str = "certificate") -> tuple[bytes, list[Problem]]:
+    """`build_certificate(licence)` and, from one parse of those bytes, what
+    `certificate_problems` says of them: the same bytes, the same problems (raises Rejected
+    as build_certificate does)."""
+    xml = build_certificate(licence)
+    # The writer escapes every "<" of a value, so "<!" (a DOCTYPE, an entity) never appears
+    # in what it wrote; the checks parse_xml makes for foreign documents are then only
+    # repeated (through certificate_problems) in the case that cannot happen.
+    if len(xml) > MAX_CERTIFICATE_BYTES or b"<!" in xml:
+        return xml, certificate_problems(xml, source=source)
+    try:
+        root = etree.fromstring(xml, parser=_own_parser())
+    except etree.XMLSyntaxError:
+        return xml, certificate_problems(xml, source=source)
+    return xml, _element_problems(root, source)
+
+
+def _own_parser() -> etree.XMLParser:
+    # The same settings as xmlsafe's parser (comments and processing instructions dropped,
+    # no entities, no network), one per thread: lxml parsers are not thread-safe.
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+    return parser
 
 
 # --------------------------------------------------------------------------------- reading

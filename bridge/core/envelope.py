@@ -8,10 +8,11 @@ around a WCO declaration); `build_result` and `parse_result` write and read a re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -47,6 +48,9 @@ class EventKind(StrEnum):
     RELEASED = "released"
     AMENDED = "amended"
     INVALIDATED = "invalidated"
+
+
+_EVENT_KINDS = tuple(EventKind)  # a tuple: a JSON value may be unhashable (a list, an object)
 
 
 def event_kind(function_code: str | None, type_code: str | None) -> EventKind | None:
@@ -126,6 +130,12 @@ def mrn_problem(mrn: str) -> str | None:
 def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope:
     """The envelope in `data`, or `Rejected` with every problem found. The size is checked
     before anything is parsed; members not in the contract are ignored."""
+    return _read_envelope(data, max_bytes, source)[0]
+
+
+def _read_envelope(data: bytes, max_bytes: int, source: str) -> tuple[Envelope, bytes | None]:
+    """`parse_envelope`'s answer, with the payload as UTF-8 bytes (encoded once, for the
+    XML parser)."""
     if len(data) > max_bytes:
         raise Rejected(
             [Problem(f"message is {len(data)} bytes, over the limit of {max_bytes}", "", source)],
@@ -139,7 +149,7 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
 
     try:
         # The contract says UTF-8; json.loads(bytes) would also guess UTF-16 and UTF-32.
-        document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_members)
+        document = _json_members(data.decode("utf-8"))
     except UnicodeDecodeError as error:
         problem(f"the message is not UTF-8 text: {error.reason}", "")
         raise Rejected(problems, summary="envelope refused") from None
@@ -173,7 +183,7 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
     elif reason := mrn_problem(mrn):
         problem(reason, "mrn", mrn)
     event = document.get("event")
-    if event is not None and event not in tuple(EventKind):
+    if event is not None and event not in _EVENT_KINDS:
         problem(
             f"event must be one of {', '.join(EventKind)}, or left out (the declaration's"
             " FunctionCode and TypeCode then say it)",
@@ -203,9 +213,15 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
     if payload_format != PAYLOAD_FORMAT:
         problem(f"payload_format must be {PAYLOAD_FORMAT!r}", "payload_format", payload_format)
     payload = document.get("payload")
+    encoded = None
+    # Only a surrogate has no UTF-8 form: when the payload encodes, it holds none (and the
+    # search below, which says which and where, is not needed).
+    if isinstance(payload, str):
+        with contextlib.suppress(UnicodeEncodeError):
+            encoded = payload.encode("utf-8")
     if payload is not None and not isinstance(payload, str):
         problem("payload must be the declaration XML as a string", "payload")
-    elif payload is not None and (surrogate := _SURROGATE.search(payload)):
+    elif encoded is None and payload is not None and (surrogate := _SURROGATE.search(payload)):
         problem(
             f"payload holds an escaped lone surrogate (U+{ord(surrogate.group()):04X}) at"
             f" character {surrogate.start()}, which is no character: the declaration cannot"
@@ -222,7 +238,7 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
         )
     if problems:
         raise Rejected(problems, summary="envelope refused")
-    return Envelope(
+    envelope = Envelope(
         message_id=message_id,
         mrn=mrn,
         event=None if event is None else EventKind(event),
@@ -232,6 +248,7 @@ def parse_envelope(data: bytes, *, max_bytes: int, source: str = "") -> Envelope
         payload_format=payload_format,
         payload=payload,
     )
+    return envelope, encoded
 
 
 def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationEvent:
@@ -245,13 +262,11 @@ def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationE
     The event's envelope no longer holds the payload text once it is read: the declaration
     is there as read, and the message as received in `raw` (a batch holds hundreds of events
     and needs neither twice)."""
-    envelope = parse_envelope(data, max_bytes=max_bytes, source=source)
+    envelope, payload = _read_envelope(data, max_bytes, source)
     source = source or envelope.message_id
-    if envelope.payload is None:  # an invalidation without payload: parse_envelope saw to it
+    if payload is None:  # an invalidation without payload: parse_envelope saw to it
         return DeclarationEvent(envelope, None, data)
-    declaration = read_declaration(
-        envelope.payload.encode("utf-8"), max_bytes=max_bytes, source=source
-    )
+    declaration = read_declaration(payload, max_bytes=max_bytes, source=source)
     problems = []
     if declaration.mrn is not None and declaration.mrn != envelope.mrn:
         problems.append(
@@ -301,7 +316,16 @@ def read_event(data: bytes, *, max_bytes: int, source: str = "") -> DeclarationE
         )
     if problems:
         raise Rejected(problems, summary="event refused")
-    settled = replace(envelope, payload=None, event=envelope.event or kind)
+    settled = Envelope(
+        envelope.message_id,
+        envelope.mrn,
+        envelope.event or kind,
+        envelope.event_time,
+        envelope.declaration_version,
+        envelope.country,
+        envelope.payload_format,
+        None,
+    )
     return DeclarationEvent(settled, declaration, data)
 
 
@@ -340,7 +364,7 @@ def envelope_hints(data: bytes, *, max_bytes: int) -> EnvelopeHints:
     return EnvelopeHints(
         message_id=message_id[:MAX_MESSAGE_ID] if isinstance(message_id, str) else None,
         mrn=mrn if isinstance(mrn, str) and mrn_problem(mrn) is None else None,
-        event=event if event in tuple(EventKind) else None,
+        event=event if event in _EVENT_KINDS else None,
     )
 
 
@@ -452,12 +476,25 @@ def _is_text(value: str) -> bool:
 
 
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"member {key!r} appears twice")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):  # some member appears twice: name the first one repeated
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"member {key!r} appears twice")
+            seen.add(key)
     return result
+
+
+# One decoder for every message (json.loads with a hook builds a new one per call).
+_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_members)
+
+
+def _json_members(text: str) -> Any:
+    """`text` decoded as json.loads with `_no_duplicate_members` would, errors included."""
+    if text.startswith("\ufeff"):
+        return json.loads(text)  # refuses a byte order mark in its own words; the decoder would not
+    return _JSON.decode(text)
 
 
 # The result message ---------------------------------------------------------------------------
@@ -558,7 +595,7 @@ def parse_result(data: bytes) -> DeclarationResult:
         return Rejected([Problem(reason, code="bad-result")], summary="result refused")
 
     try:
-        document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_members)
+        document = _json_members(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise refuse(f"not a UTF-8 JSON document: {error}") from None
     if not isinstance(document, dict) or document.get("envelope") != RESULT_ENVELOPE:

@@ -83,12 +83,93 @@ def link_hash(chain: str, seq: int, prev: str, fields: Sequence[object]) -> str:
     [FORMAT, chain, seq, prev, field...] with the fields in the table's order (CHAIN_FIELDS)
     and canonical values: amounts as integer millionths, times as UTC ISO 8601 with
     microseconds and a Z, text as is (UTF-8), no spaces between items."""
+    text = _movement_text(seq, prev, fields) if chain == MOVEMENT else None
+    if text is None:
+        text = serialised(chain, seq, prev, fields)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def serialised(chain: str, seq: int, prev: str, fields: Sequence[object]) -> str:
+    """The text `link_hash` hashes, built from the canonical value of each field in turn: the
+    definition, for any row (and the one that refuses a value without a canonical form)."""
     names = CHAIN_FIELDS[chain]
     if len(fields) != len(names):
         raise ValueError(f"a {chain} link has {len(names)} fields, not {len(fields)}")
     payload = [FORMAT, chain, seq, prev, *(map(_canonical, names, fields))]
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+# The movement writer hashes thousands of rows per batch, all of the same few types: their
+# text is put together directly (json.dumps builds an encoder per call and `_canonical` asks
+# each value what it is). Anything else goes to `serialised`; the two must agree byte for byte
+# (tests/unit/test_ledger_chain_fast.py), since the chain of rows written before must verify.
+_quote = json.encoder.encode_basestring  # what json.dumps escapes text with, ensure_ascii off
+_MOVEMENT_HEAD = f"[{FORMAT},{_quote(MOVEMENT)},"
+_last_moment: tuple[datetime | None, str] = (None, "")  # a batch's rows share one `at`
+
+
+def _text_piece(value: object) -> str | None:
+    if type(value) is str:
+        return _quote(value)
+    return "null" if value is None else None
+
+
+def _int_piece(value: object) -> str | None:
+    if type(value) is int:
+        return int.__repr__(value)
+    return "null" if value is None else None
+
+
+def _amount_piece(value: object) -> str | None:
+    if type(value) is Decimal and value.is_finite():
+        scaled = value.scaleb(AMOUNT_DECIMALS)
+        if scaled == scaled.to_integral_value():
+            return int.__repr__(int(scaled))
+        return None  # too many decimals: `serialised` refuses it in its words
+    return "null" if value is None else None
+
+
+def _moment_piece(value: object) -> str | None:
+    global _last_moment
+    if type(value) is not datetime:
+        return "null" if value is None else None
+    moment, text = _last_moment
+    if value is not moment:  # datetimes are immutable: the same object, the same text
+        text = '"' + as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + '"'
+        _last_moment = (value, text)
+    return text
+
+
+_MOVEMENT_PIECES = (
+    _text_piece,  # licence_number
+    _int_piece,  # line_number
+    _text_piece,  # kind
+    _amount_piece,  # quantity
+    _amount_piece,  # value
+    _amount_piece,  # declared_quantity
+    _text_piece,  # declared_unit
+    _text_piece,  # mrn
+    _int_piece,  # goods_item
+    _text_piece,  # document_code
+    _text_piece,  # document_ref
+    _text_piece,  # message_id
+    _text_piece,  # actor
+    _text_piece,  # reason
+    _moment_piece,  # at
+    _int_piece,  # contingency
+)
+assert len(_MOVEMENT_PIECES) == len(MOVEMENT_FIELDS)
+
+
+def _movement_text(seq: int, prev: str, fields: Sequence[object]) -> str | None:
+    """`serialised(MOVEMENT, seq, prev, fields)` for a row of the types the ledger writes (text,
+    int, Decimal, datetime, None where allowed), or None for any other row."""
+    if len(fields) != len(_MOVEMENT_PIECES) or type(seq) is not int or type(prev) is not str:
+        return None
+    pieces = [piece(value) for piece, value in zip(_MOVEMENT_PIECES, fields, strict=True)]
+    if None in pieces:
+        return None
+    return _MOVEMENT_HEAD + int.__repr__(seq) + "," + _quote(prev) + "," + ",".join(pieces) + "]"
 
 
 @dataclass(frozen=True, slots=True)

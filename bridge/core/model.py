@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import MISSING as NO_FACTORY
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -139,6 +141,41 @@ class Licence:
 
     def with_version(self, version: int) -> Licence:
         return replace(self, version=version)
+
+
+def _assembler(cls: type) -> Callable[..., Any]:
+    """A function taking every field of the frozen, slotted dataclass `cls` (in declaration
+    order, by position or name, none optional but those with a default factory) and returning
+    the instance `cls(...)` would: the same values, a fresh default for each factory field.
+
+    Why: a frozen dataclass's __init__ stores each field through object.__setattr__, a generic
+    attribute look-up per field; this stores each through the field's own slot descriptor,
+    about three times faster, which matters for the mapping engine's thousands of licences a
+    second. Only field names (Python identifiers, from the class itself) enter the code."""
+    names = [f.name for f in fields(cls)]
+    given = [f.name for f in fields(cls) if f.default_factory is NO_FACTORY]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    body = []
+    for i, f in enumerate(fields(cls)):
+        assert f.name.isidentifier() and f.init
+        namespace[f"set{i}"] = getattr(cls, f.name).__set__
+        if f.default_factory is NO_FACTORY:
+            body.append(f"    set{i}(made, {f.name})")
+        else:
+            namespace[f"factory{i}"] = f.default_factory
+            body.append(f"    set{i}(made, factory{i}())")
+    source = "\n".join(
+        [f"def assemble({', '.join(given)}):", "    made = new(cls)", *body, "    return made"]
+    )
+    exec(compile(source + "\n", f"<assemble {cls.__name__}>", "exec"), namespace)
+    assert len(names) == len(body)
+    return namespace["assemble"]
+
+
+# Every field given, nothing checked: what the class's constructor stores (see _assembler).
+assemble_party = _assembler(Party)
+assemble_line = _assembler(LicenceLine)
+assemble_licence = _assembler(Licence)
 
 
 def licence_to_dict(licence: Licence) -> dict[str, Any]:

@@ -70,6 +70,33 @@ def not_xml_text(value: str) -> str | None:
     )
 
 
+def _plain_text(value: Any, limit: int) -> bool:
+    """True when `_Found.text` would find nothing wrong with `value`: checked first, so that a
+    good value costs no path string and no call (the common case, licence after licence)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= limit
+        and bool(value.strip())
+        and _NOT_XML_CHAR.search(value) is None
+    )
+
+
+def _plain_amount(amount: Any, decimals: int, integer_digits: int) -> bool:
+    """True when `_amount` would find nothing wrong with `amount` (a finite positive Decimal with
+    at most `decimals` decimal places as written and at most `integer_digits` digits before the
+    point). False says only "look closer": `_amount` then gives the verdict."""
+    if not (amount.__class__ is Decimal and amount.is_finite() and amount > 0):
+        return False
+    # The places as written, read off the text (as_tuple builds a named tuple in Python); an
+    # exponent in the text (1E+3, 1E-7) leaves the verdict to _amount.
+    text = str(amount)
+    if "E" in text or "e" in text:
+        return False
+    point = text.find(".")
+    places = 0 if point < 0 else len(text) - point - 1
+    return places <= decimals and amount.adjusted() < integer_digits
+
+
 class _Found:
     """Collects problems for one licence from one source."""
 
@@ -143,10 +170,11 @@ def _amount(
 def _party(found: _Found, path: str, party: Party | None, what: str) -> None:
     if party is None:
         return
-    found.text(f"{path}.name", party.name, f"the {what}'s name", MAX_NAME)
-    if party.country is not None:
+    if not _plain_text(party.name, MAX_NAME):
+        found.text(f"{path}.name", party.name, f"the {what}'s name", MAX_NAME)
+    if party.country is not None and country_problem(party.country):
         found.country(f"{path}.country", party.country, f"the {what}'s country")
-    if party.address is not None:
+    if party.address is not None and not _plain_text(party.address, MAX_ADDRESS):
         found.text(f"{path}.address", party.address, f"the {what}'s address", MAX_ADDRESS)
 
 
@@ -195,21 +223,23 @@ def _line(
             f"{path}.control_list_entry", f"longer than {MAX_CLE} characters", "too-long", cle
         )
 
-    found.text(f"{path}.description", line.description, "the description", 10_000)
+    if not _plain_text(line.description, 10_000):
+        found.text(f"{path}.description", line.description, "the description", 10_000)
     if line.cn_code is not None:
         reason = cn_problem(line.cn_code)
         if reason:
             found.add(f"{path}.cn_code", reason, "cn", line.cn_code)
 
     if line.quantity is not None:
-        _amount(
-            found,
-            f"{path}.quantity",
-            line.quantity,
-            "the quantity",
-            QUANTITY_DECIMALS,
-            QUANTITY_INTEGER_DIGITS,
-        )
+        if not _plain_amount(line.quantity, QUANTITY_DECIMALS, QUANTITY_INTEGER_DIGITS):
+            _amount(
+                found,
+                f"{path}.quantity",
+                line.quantity,
+                "the quantity",
+                QUANTITY_DECIMALS,
+                QUANTITY_INTEGER_DIGITS,
+            )
         if line.unit is None:
             found.add(f"{path}.unit", "a quantity needs its unit", "unit-missing")
     if line.unit is not None:
@@ -218,9 +248,15 @@ def _line(
             found.add(f"{path}.unit", reason, "unit", line.unit)
 
     if line.value is not None:
-        _amount(
-            found, f"{path}.value", line.value, "the value", VALUE_DECIMALS, VALUE_INTEGER_DIGITS
-        )
+        if not _plain_amount(line.value, VALUE_DECIMALS, VALUE_INTEGER_DIGITS):
+            _amount(
+                found,
+                f"{path}.value",
+                line.value,
+                "the value",
+                VALUE_DECIMALS,
+                VALUE_INTEGER_DIGITS,
+            )
         if line.currency is None:
             found.add(f"{path}.currency", "a value needs its currency", "currency-missing")
     if line.currency is not None:
@@ -229,9 +265,12 @@ def _line(
             found.add(f"{path}.currency", reason, "currency", line.currency)
 
     for index, country in enumerate(line.destinations or ()):
-        found.country(f"{path}.destinations[{index}]", country, "a destination")
-    _party(found, f"{path}.consignee", line.consignee, "consignee")
-    _party(found, f"{path}.end_user", line.end_user, "end user")
+        if country is None or country_problem(country):
+            found.country(f"{path}.destinations[{index}]", country, "a destination")
+    if line.consignee is not None:
+        _party(found, f"{path}.consignee", line.consignee, "consignee")
+    if line.end_user is not None:
+        _party(found, f"{path}.end_user", line.end_user, "end user")
 
     if (
         isinstance(licence_type, LicenceType)
@@ -354,7 +393,7 @@ def licence_problems(
     if isinstance(number, str) and number.strip():
         if number != number.strip(_XSD_BLANK):
             found.add("number", "a licence number has no blank at either end", "reference", number)
-        elif any(blank in number for blank in "\t\n\r"):
+        elif "\t" in number or "\n" in number or "\r" in number:
             found.add(
                 "number", "a licence number has no tab or line break inside", "reference", number
             )

@@ -104,6 +104,23 @@ class _WatchedSender:
     def update_certificate_status(self, *call: Any, **named: Any) -> Any:
         return self._watch.call(self._client.update_certificate_status, call, named)
 
+    def submit_certificates(self, *call: Any, **named: Any) -> Any:
+        """A batch (contract 1.5): each certificate's outcome counted as a single call's."""
+        from bridge.core.errors import DeliveryError
+
+        try:
+            outcomes = self._client.submit_certificates(*call, **named)
+        except DeliveryError as error:
+            if error.transient:
+                self._watch.failed(error.reason)
+            raise  # refused whole for good: each certificate is then sent alone and counted
+        for outcome in outcomes:
+            if isinstance(outcome, DeliveryError) and outcome.transient:
+                self._watch.failed(outcome.reason)
+            else:
+                self._watch.settled()
+        return outcomes
+
 
 class _DeliveryWatch:
     def __init__(self, out: Any, advance: Any, total: int) -> None:

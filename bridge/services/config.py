@@ -66,6 +66,9 @@ class Settings:
     # Certificates in flight at once, each licence's messages still in order (one zeep client
     # and connection per sender); customs deduplicate by MessageId, so a resend is harmless.
     soap_senders: int = 4
+    # Certificates per SubmitCertificates call (contract 1.5), each with its own outcome; 1: one
+    # SubmitCertificate per certificate. A receiver that speaks only 1.0 gets single calls.
+    soap_batch_size: int = 50
     # National document codes a deployment reads as dual-use licences, "9104=individual,..."
     national_document_codes: str = ""
     # Where the national mappings are (ELBRIDGE_MAPPINGS_DIR): one or more folders separated by

@@ -43,7 +43,7 @@ from bridge.core.lifecycle import (
 )
 from bridge.core.model import Licence, LicenceStatus
 from bridge.core.writeoff.checks import used_up
-from bridge.services.outbox import STATUS, status_message_id
+from bridge.services.message_ids import status_message_id
 
 MAX_REASON_CHARACTERS = 10_000  # what the CertificateStatus contract carries
 
@@ -168,7 +168,7 @@ def _record(
         [
             outbox_store.NewMessage(
                 status_message_id(number, header.version, new_status.value, sequence),
-                STATUS,
+                outbox_store.STATUS,
                 number,
                 header.version,
                 document.decode("utf-8"),

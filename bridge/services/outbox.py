@@ -28,7 +28,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -44,6 +43,10 @@ from bridge.core.certificate import build_certificate, certificate_problems
 from bridge.core.errors import ConfigError, Problem, Rejected, reasons
 from bridge.core.model import licence_from_dict
 from bridge.services.config import Settings, load_settings
+from bridge.services.message_ids import (  # noqa: F401 - part of the outbox's API
+    message_id_for,
+    status_message_id,
+)
 from bridge.services.outbox_sending import (
     CertificateSender,
     Chain,
@@ -56,23 +59,9 @@ from bridge.services.signing import certificate_signer
 
 CERTIFICATE = store.CERTIFICATE
 STATUS = store.STATUS  # a CertificateStatus update (UpdateCertificateStatus)
-_MESSAGE_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:elicensing-bridge:outbox")
 COMMIT_EVERY = 100  # outcomes per transaction, at most
 
 log = logging.getLogger(__name__)
-
-
-def message_id_for(licence_number: str, version: int, kind: str = CERTIFICATE) -> str:
-    """The message id of one licence version's message of `kind`: always the same for the
-    same three, so a resend carries the id customs already know."""
-    return str(uuid.uuid5(_MESSAGE_IDS, f"{kind}\x1f{licence_number}\x1f{version}"))
-
-
-def status_message_id(licence_number: str, version: int, status: str, sequence: int) -> str:
-    """The message id of the `sequence`-th status change of a licence (to `status`, at
-    `version`): the same four always give the same id, so a resend is recognised."""
-    key = f"{licence_number}\x1f{version}\x1f{status}\x1f{sequence}"
-    return str(uuid.uuid5(_MESSAGE_IDS, f"{STATUS}\x1f{key}"))
 
 
 def customs_endpoint(settings: Settings) -> soap.CustomsEndpoint:
@@ -119,13 +108,29 @@ def backoff_cap_of(settings: Settings) -> float:
 class CustomsClient(soap.CustomsClient):
     """The SOAP client for the customs single window `settings` describe, carrying how the
     outbox retries messages there (`retry_budget`, `backoff_cap`: soap_retry_budget_hours and
-    soap_backoff_cap_seconds). One per sending thread. Raises ConfigError at once when a TLS
-    file is missing, unreadable or does not fit, or the retry settings are meaningless."""
+    soap_backoff_cap_seconds) and how many certificates go in one SubmitCertificates call
+    (`batch_size`: soap_batch_size; 1: one SubmitCertificate per certificate). One per sending
+    thread. Raises ConfigError at once when a TLS file is missing, unreadable or does not fit,
+    or the retry or batch settings are meaningless."""
 
     def __init__(self, settings: Settings) -> None:
         self.retry_budget = retry_budget_of(settings)
         self.backoff_cap = backoff_cap_of(settings)
+        self.batch_size = batch_size_of(settings)
         super().__init__(customs_endpoint(settings))
+        self.batching = self.batch_size > 1
+
+
+def batch_size_of(settings: Settings) -> int:
+    """Certificates per SubmitCertificates call (soap_batch_size); a ConfigError naming the
+    variable for a value outside 1 to 1000 (the contract's bound)."""
+    size = settings.soap_batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
+        raise ConfigError(
+            f"ELBRIDGE_SOAP_BATCH_SIZE={size!r}: the certificates sent per SubmitCertificates"
+            " call must be a whole number from 1 (one call per certificate) to 1000"
+        )
+    return size
 
 
 class DeliveryStopped(ConfigError):

@@ -1,11 +1,19 @@
 """How `bridge.services.outbox.deliver_pending` sends: one licence's messages in order
 (`Sender`), on one thread or several (`senders`), transient failures retried within the retry
 budget (`RetryPolicy`), outcomes committed in groups (`Recorder`). Only the outbox service uses
-this module; its promises are deliver_pending's."""
+this module; its promises are deliver_pending's.
+
+With clients that take several certificates per call (contract 1.5, SubmitCertificates: a
+client with `batching` true and a `batch_size` above 1), licences whose only due message is
+one certificate go out together, up to `batch_size` (and _BATCH_BYTES) per call, each
+certificate's outcome its own. A batch refused as a whole for good (a receiver that speaks
+only 1.0, a request too large) is sent again one certificate per call, so that each gets its
+own verdict; one failing as a whole transiently is retried like each of its certificates."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import time
 from collections import deque
@@ -26,6 +34,10 @@ STATUS = store.STATUS
 COMMIT_SECONDS = 1.0  # the oldest outcome waits no longer for its commit
 _WINDOW_PER_SENDER = 4  # licences queued per sending thread
 _DOCUMENT_PAGE = 200  # documents read per query
+# At most this much certificate XML per SubmitCertificates request (a receiver's request limit
+# is commonly a few MiB); a larger certificate goes alone.
+_BATCH_BYTES = 1024 * 1024
+_MIN_BATCH = 8  # fewer certificates per call than this: one call each (see _work)
 
 
 class CertificateSender(Protocol):
@@ -159,15 +171,64 @@ class Sender:
                 break
         return outcomes
 
+    def work(self, client: CertificateSender, item: Chain | list[Chain]) -> list:
+        """A chain (`chain`) or a batch of one-certificate chains (`batch`)."""
+        if isinstance(item, Chain):
+            return self.chain(client, item)
+        return self.batch(client, item)
+
+    def batch(self, client: Any, chains: list[Chain]) -> list[tuple[Any, store.Outcome]]:
+        """The certificates of `chains` (each one due certificate) in one SubmitCertificates
+        call, each with its own outcome; one call per chain when the client no longer batches
+        or the batch was refused as a whole for good."""
+        try:
+            if self.stopped is not None or not getattr(client, "batching", False):
+                return [pair for chain in chains for pair in self.chain(client, chain)]
+            rows = [chain.rows[0] for chain in chains]
+            items = [
+                (row.message_id, chain.documents[row.id].encode("utf-8"))
+                for row, chain in zip(rows, chains, strict=True)
+            ]
+            try:
+                results = client.submit_certificates(items, self.now_fn())
+            except ConfigError as error:
+                # No attempt: nothing is recorded for these messages, and no other goes out.
+                if self.stopped is None:
+                    self.stopped = error
+                return []
+            except DeliveryError as error:
+                if not error.transient:
+                    # Refused as a whole (not the certificates' fault, or not known to this
+                    # receiver): each certificate alone gets its own verdict.
+                    return [pair for chain in chains for pair in self.chain(client, chain)]
+                results = [error] * len(rows)
+            outcomes = [
+                (row, self._outcome(row, result)) for row, result in zip(rows, results, strict=True)
+            ]
+            for chain, (row, outcome) in zip(chains, outcomes, strict=True):
+                chain.certificates[(row.licence_number, row.licence_version)] = outcome.status
+            return outcomes
+        finally:
+            for chain in chains:
+                chain.documents = {}
+
     def send(
         self, client: CertificateSender, row: store.PendingMessage, document: str
     ) -> store.Outcome:
         """One call and its outcome: delivered, failed, or pending (to retry)."""
-        attempts = row.attempts + 1
         call = client.update_certificate_status if row.kind == STATUS else client.submit_certificate
         try:
             acknowledgement = call(row.message_id, document.encode("utf-8"), self.now_fn())
         except DeliveryError as error:
+            return self._outcome(row, error)
+        return self._outcome(row, acknowledgement)
+
+    def _outcome(self, row: store.PendingMessage, result: Any) -> store.Outcome:
+        """The outcome of one attempt whose result is customs' acknowledgement or the
+        DeliveryError that refused it."""
+        attempts = row.attempts + 1
+        if isinstance(result, DeliveryError):
+            error = result
             at = self.now_fn()
             if error.transient:
                 return self.policy.after_failure(row, attempts, at, error.reason)
@@ -187,8 +248,8 @@ class Sender:
             store.DELIVERED,
             attempts,
             self.now_fn(),
-            acknowledgement=acknowledgement.status,
-            receipt_id=acknowledgement.receipt_id,
+            acknowledgement=result.status,
+            receipt_id=result.receipt_id,
         )
 
 
@@ -240,14 +301,16 @@ class Recorder:
 @contextlib.contextmanager
 def senders(clients: list[CertificateSender]):
     """A function that sends a run's chains and records their outcomes in chain order: in this
-    thread with one client, else on one thread per client, a window of chains in flight."""
+    thread with one client, else on one thread per client, a window of chains (or batches of
+    one-certificate chains, see the module's docstring) in flight."""
+    size = _batch_size(clients[0])
     if len(clients) == 1:
 
         def inline(chains: list[Chain], sender: Sender, recorder: Recorder) -> None:
-            for page in _pages(chains):
+            for page in _pages(chains, size * _WINDOW_PER_SENDER):
                 _read_documents(recorder.engine, page)
-                for chain in page:
-                    for row, outcome in sender.chain(clients[0], chain):
+                for item in _work(page, size, _WINDOW_PER_SENDER):
+                    for row, outcome in sender.work(clients[0], item):
                         recorder.add(row, outcome)
 
         yield inline
@@ -257,23 +320,24 @@ def senders(clients: list[CertificateSender]):
     for each in clients:
         idle.put(each)
 
-    def on_a_client(sender: Sender, chain: Chain) -> list:
+    def on_a_client(sender: Sender, item: Chain | list[Chain]) -> list:
         client = idle.get()
         try:
-            return sender.chain(client, chain)
+            return sender.work(client, item)
         finally:
             idle.put(client)
 
+    lanes = _WINDOW_PER_SENDER * len(clients)  # calls in flight at most
     with ThreadPoolExecutor(len(clients), thread_name_prefix="outbox-sender") as pool:
 
         def threaded(chains: list[Chain], sender: Sender, recorder: Recorder) -> None:
             in_flight: deque[Future] = deque()
             try:
-                for page in _pages(chains):
+                for page in _pages(chains, size * lanes):
                     _read_documents(recorder.engine, page)
-                    for chain in page:
-                        in_flight.append(pool.submit(on_a_client, sender, chain))
-                        while len(in_flight) > _WINDOW_PER_SENDER * len(clients):
+                    for item in _work(page, size, lanes):
+                        in_flight.append(pool.submit(on_a_client, sender, item))
+                        while len(in_flight) > lanes:
                             for row, outcome in in_flight.popleft().result():
                                 recorder.add(row, outcome)
                 while in_flight:
@@ -286,13 +350,59 @@ def senders(clients: list[CertificateSender]):
         yield threaded
 
 
-def _pages(chains: list[Chain]) -> Iterator[list[Chain]]:
+def _batch_size(client: Any) -> int:
+    """Certificates per call the client takes (1: one per call)."""
+    if not getattr(client, "batching", False):
+        return 1
+    return max(1, int(getattr(client, "batch_size", 1)))
+
+
+def _batchable(chain: Chain) -> bool:
+    """Whether the chain is one certificate, due now: it may travel in a batch."""
+    if len(chain.rows) != 1:
+        return False
+    row = chain.rows[0]
+    return row.kind == CERTIFICATE and row.next_attempt_at <= chain.now
+
+
+def _work(page: list[Chain], size: int, lanes: int) -> Iterator[Chain | list[Chain]]:
+    """The page's chains as they go out: a chain alone, or batches of one-certificate chains,
+    up to `size` (and _BATCH_BYTES of certificates) each, but split so that each of `lanes`
+    calls in flight gets a batch: a backlog goes in several calls at once, rather than one
+    call while the other senders wait. When that leaves fewer than _MIN_BATCH certificates per
+    call, every chain goes alone: the senders are not the bound then, and a certificate's call
+    is its own (one fault, one certificate)."""
+    if size <= 1:
+        yield from page
+        return
+    batchable = sum(1 for chain in page if _batchable(chain))
+    size = min(size, math.ceil(batchable / max(1, lanes)))
+    if size < _MIN_BATCH:
+        yield from page
+        return
+    batch: list[Chain] = []
+    held = 0
+    for chain in page:
+        document = len(chain.documents[chain.rows[0].id]) if _batchable(chain) else None
+        if document is None or document > _BATCH_BYTES:
+            yield chain
+            continue
+        if batch and (len(batch) >= size or held + document > _BATCH_BYTES):
+            yield batch if len(batch) > 1 else batch[0]
+            batch, held = [], 0
+        batch.append(chain)
+        held += document
+    if batch:
+        yield batch if len(batch) > 1 else batch[0]
+
+
+def _pages(chains: list[Chain], rows_at_least: int = 1) -> Iterator[list[Chain]]:
     page: list[Chain] = []
     rows = 0
     for chain in chains:
         page.append(chain)
         rows += len(chain.rows)
-        if rows >= _DOCUMENT_PAGE:
+        if rows >= max(_DOCUMENT_PAGE, rows_at_least):
             yield page
             page, rows = [], 0
     if page:

@@ -38,6 +38,8 @@ MEANINGS: dict[str, str] = {
     "soap_backoff_cap_seconds": "the longest wait between two attempts at a message (waits "
     "double from 0.5 s up to it)",
     "soap_senders": "certificates in flight to customs at once (each licence still in order)",
+    "soap_batch_size": "certificates per SubmitCertificates call (contract 1.5), each with its "
+    "own outcome; 1: one call per certificate (receivers on 1.0 get one per call anyway)",
     "national_document_codes": "national document codes read as dual-use licences, "
     '"9104=individual,..."',
     "mappings_dir": "folders of national mappings (*.yaml), separated by the path separator; "
@@ -83,5 +85,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "ELBRIDGE_SIM_TRUSTED_AUTHORITIES": "authority certificates (PEM files, path-separated) whose "
     "signatures the simulator accepts",
     "ELBRIDGE_SIM_FAULTS": "the simulator's fault plan (JSON), for tests and rehearsals",
+    "ELBRIDGE_SIM_CONTRACT": "the contract version the simulator serves: 1.5 (default, with "
+    "SubmitCertificates) or 1.0 (without, as a receiver not yet on 1.5)",
     "ELBRIDGE_DECLARATION_SAMPLES": "folder of the demo's WCO declaration samples",
 }

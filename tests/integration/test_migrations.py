@@ -7,6 +7,8 @@ not UPDATE or DELETE the chained and audit tables."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -18,7 +20,12 @@ from sqlalchemy.exc import ProgrammingError
 
 from bridge.adapters.store.db import make_engine
 from bridge.adapters.store.line_totals import line_drift
-from bridge.adapters.store.migrate import LedgerSchemaError, current_revision, head_revision
+from bridge.adapters.store.migrate import (
+    HEAD,
+    LedgerSchemaError,
+    current_revision,
+    head_revision,
+)
 from bridge.adapters.store.migrations import baseline
 from bridge.adapters.store.schema import metadata, movement, query_audit
 from bridge.entrypoints.cli import main
@@ -33,6 +40,24 @@ def test_a_new_ledger_has_exactly_the_declared_schema(engine):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         assert current_revision(conn) == head_revision()
+
+
+def test_the_head_known_without_alembic_is_the_head_of_the_migrations():
+    assert head_revision() == HEAD
+
+
+def test_a_process_opening_a_ledger_at_head_does_not_load_alembic(ledger_url):
+    make_engine(ledger_url).dispose()  # created and migrated here
+    probe = (
+        "import sys\n"
+        "from bridge.adapters.store.db import make_engine\n"
+        f"make_engine({str(ledger_url)!r}).dispose()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert opened.stdout.strip() == "[]"
 
 
 def test_a_previous_release_s_ledger_upgrades_keeps_its_rows_and_verifies(ledger_url, capsys):

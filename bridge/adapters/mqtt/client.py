@@ -326,8 +326,11 @@ class DeclarationSubscriber:
         self.refused: str | None = None
         self.connection = 0
         self._lock = threading.Lock()
-        # The network thread waits here while the inbox holds a whole window (see _on_message).
-        self.window = max(1, min(MAX_RECEIVE, 2 * options.batch_size))
+        # The network thread waits here while the inbox holds a whole window (see _on_message):
+        # one batch waiting beside the one being stored. A local broker refills a taken batch
+        # far faster than the consumer stores one, and each batch more held here would cost
+        # the consumer's memory a batch of payloads (W6, docs/performance.md).
+        self.window = max(1, min(MAX_RECEIVE, options.batch_size))
         self._room = threading.Condition()
         self._closing = False
         self.client = new_client(self.client_id, manual_ack=True, options=options, persistent=True)

@@ -21,7 +21,9 @@ refuses the client from one that went down.
 
 The WSDL is the project's own contract (schemas/, read from disk, never fetched), bound to the
 endpoint's `url`; one zeep client is built on first use and reused, since building it costs far
-more than a call."""
+more than a call. It is the 1.5 WSDL: the 1.0 operations as they were, and SubmitCertificates
+(`submit_certificates`: several certificates per request, an outcome for each), which a
+receiver on 1.0 answers UNKNOWN_OPERATION (the client then stops trying it, `batching`)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import itertools
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,7 +48,7 @@ from zeep import exceptions as zeep_errors
 from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
-from bridge.adapters.soap import MESSAGES_NAMESPACE, SERVICE_NAMESPACE, WSDL_FILE
+from bridge.adapters.soap import BATCH_WSDL_FILE, MESSAGES_NAMESPACE, SERVICE_NAMESPACE
 from bridge.adapters.soap.tls import (
     ClientTls,
     TlsAdapter,
@@ -365,9 +368,13 @@ class CustomsClient:
         self._service = None
         self._transport: _BoundedTransport | None = None
         self._lock = threading.Lock()
+        # Whether SubmitCertificates (contract 1.5) may be tried: False once the receiver
+        # answered that it does not know it.
+        self.batching = True
 
     def _proxy(self):
         # Built on first use, never at import: loading the WSDL and schemas takes tens of ms.
+        # The 1.5 WSDL: its 1.0 operations are the 1.0 WSDL's, and it adds SubmitCertificates.
         with self._lock:
             if self._service is None:
                 endpoint = self.endpoint
@@ -376,7 +383,7 @@ class CustomsClient:
                 if endpoint.username:
                     wsse = _UsernameTokenWithTimestamp(endpoint.username, endpoint.password or "")
                 client = Client(
-                    str(SCHEMAS_DIR / WSDL_FILE),
+                    str(SCHEMAS_DIR / BATCH_WSDL_FILE),
                     transport=transport,
                     wsse=wsse,
                     settings=ZeepSettings(strict=True, forbid_dtd=True, forbid_entities=True),
@@ -437,15 +444,71 @@ class CustomsClient:
             document = parse_xml(document_xml, max_bytes=max_bytes, what=what)
         except XmlRefused as refused:
             raise DeliveryError(str(refused), transient=False, code=invalid_code) from None
+        reply = self._invoke(
+            operation,
+            MessageId=message_id,
+            SentAt=sent_at.astimezone(UTC),
+            Sender=self.endpoint.sender_id,
+            _value_1=document,
+        )
+        return _acknowledgement(message_id, reply, url)
+
+    def submit_certificates(
+        self, certificates: Sequence[tuple[str, bytes]], sent_at: datetime
+    ) -> list[Acknowledgement | DeliveryError]:
+        """Deliver several certificates, each (message id, certificate) as `submit_certificate`
+        would deliver it alone, in one SubmitCertificates request (contract 1.5): customs'
+        acknowledgement of each, or the DeliveryError that refuses it (as the fault a
+        SubmitCertificate of it would get; a certificate that cannot be read is refused here
+        and not sent), in the order given.
+
+        Raises DeliveryError when the request fails as a whole (transient or permanent, as for
+        one certificate; nothing of it was stored unless customs stored it before the answer
+        was lost, and a resend under the same message ids is then DUPLICATE) and TlsFailure
+        like `submit_certificate`. A receiver that does not know the operation (it speaks only
+        1.0) answers UNKNOWN_OPERATION: raised as a permanent DeliveryError, after which
+        `batching` is False and the sender sends one certificate per call."""
+        if sent_at.tzinfo is None:
+            raise ValueError("sent_at must carry its time zone")
+        results: list[Acknowledgement | DeliveryError | None] = []
+        submissions = []
+        for message_id, certificate_xml in certificates:
+            try:
+                document = parse_xml(
+                    certificate_xml, max_bytes=MAX_CERTIFICATE_BYTES, what="the certificate"
+                )
+            except XmlRefused as refused:
+                results.append(
+                    DeliveryError(str(refused), transient=False, code="invalid-certificate")
+                )
+                continue
+            results.append(None)
+            submissions.append({"MessageId": message_id, "_value_1": document})
+        if submissions:
+            try:
+                reply = self._invoke(
+                    "SubmitCertificates",
+                    SentAt=sent_at.astimezone(UTC),
+                    Sender=self.endpoint.sender_id,
+                    Submission=submissions,
+                )
+            except DeliveryError as error:
+                if error.code == "fault-unknown_operation":
+                    self.batching = False
+                raise
+            answers = iter(
+                _outcomes(reply, [s["MessageId"] for s in submissions], self.endpoint.url)
+            )
+            results = [next(answers) if result is None else result for result in results]
+        return results  # type: ignore[return-value]  # every None was replaced
+
+    def _invoke(self, operation: str, **values):
+        """The operation's reply, every failure of the exchange as a DeliveryError (or
+        TlsFailure)."""
+        url = self.endpoint.url
         service = self._proxy()
         try:
-            reply = self._call(
-                getattr(service, operation),
-                MessageId=message_id,
-                SentAt=sent_at.astimezone(UTC),
-                Sender=self.endpoint.sender_id,
-                _value_1=document,
-            )
+            return self._call(getattr(service, operation), **values)
         except TlsFailure:
             raise
         except requests.exceptions.Timeout:
@@ -488,7 +551,6 @@ class CustomsClient:
                 transient=False,
                 code="invalid-response",
             ) from None
-        return _acknowledgement(message_id, reply, url)
 
     def _call(self, operation, **values):
         """The call; once more when the server closed its new connection at the handshake. A
@@ -564,6 +626,52 @@ def _fault_error(fault: zeep_errors.Fault, url: str, status: int | None) -> Deli
         transient=faultcode == "Server",
         code=f"fault-{faultcode.lower() or 'unknown'}",
     )
+
+
+def _outcomes(reply, message_ids: list[str], url: str) -> list[Acknowledgement | DeliveryError]:
+    """The SubmitCertificatesResponse's outcomes, one for each of `message_ids` in order: an
+    Acknowledgement, or the DeliveryError its Refusal means (as `_fault_error` reads a fault).
+    An answer of another shape refuses the whole request (permanent, invalid-response)."""
+    outcomes = list(reply or [])
+    if len(outcomes) != len(message_ids):
+        raise DeliveryError(
+            f"the answer from {url} is not a valid acknowledgement: it holds {len(outcomes)}"
+            f" outcomes for {len(message_ids)} certificates",
+            transient=False,
+            code="invalid-response",
+        )
+    found: list[Acknowledgement | DeliveryError] = []
+    for message_id, outcome in zip(message_ids, outcomes, strict=True):
+        refusal = getattr(outcome, "Refusal", None)
+        answered = getattr(outcome, "MessageId", None)
+        if refusal is None or answered != message_id:
+            found.append(
+                _acknowledgement(
+                    message_id,
+                    _Acknowledged(answered, getattr(outcome, "Acknowledgement", None)),
+                    url,
+                )
+            )
+            continue
+        code = refusal.Code or "UNKNOWN"
+        found.append(
+            DeliveryError(
+                f"customs answered Client fault {code}: {refusal.Reason or ''}",
+                transient=bool(refusal.Transient),
+                code=f"fault-{code.lower()}",
+            )
+        )
+    return found
+
+
+class _Acknowledged:
+    """An Outcome's Acknowledgement read as a SubmitCertificateResponse (for _acknowledgement)."""
+
+    def __init__(self, message_id, acknowledgement) -> None:
+        self.MessageId = message_id
+        self.Status = getattr(acknowledgement, "Status", None)
+        self.ReceiptId = getattr(acknowledgement, "ReceiptId", None)
+        self.ReceivedAt = getattr(acknowledgement, "ReceivedAt", None)
 
 
 def _acknowledgement(message_id: str, reply, url: str) -> Acknowledgement:

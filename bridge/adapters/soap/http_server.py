@@ -305,7 +305,8 @@ def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> R
 
 
 class SoapService:
-    """The ASGI application serving `endpoint` at `path` (POST; GET ?wsdl and ?xsd=<file>),
+    """The ASGI application serving `endpoint` at `path` (POST; GET ?wsdl and ?xsd=<file>; the
+    WSDL of another contract version at ?wsdl=<version>, as `wsdl_versions` map them),
     with JSON routes beside it (`add_json`); admin routes answer only a request carrying
     `Authorization: Bearer <admin_token>` (none set: they answer nobody).
 
@@ -323,10 +324,13 @@ class SoapService:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         admin_token: str | None = None,
         admin_realm: str = "admin",
+        wsdl_versions: Mapping[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.service_path = path
         self.wsdl_file = wsdl_file
+        self.wsdl_versions = dict(wsdl_versions or {})
+        self.versioned_wsdl: dict[str, bytes] = {}
         self.max_body_bytes = max_body_bytes
         self.max_concurrency = max_concurrency
         self._admin_token = admin_token or None
@@ -344,6 +348,9 @@ class SoapService:
         self.base_url = base_url
         self.url = f"{base_url}{self.service_path}"
         self.wsdl, self.schemas = served_contract(self.url, self.wsdl_file)
+        for version, wsdl_file in self.wsdl_versions.items():
+            self.versioned_wsdl[version], schemas = served_contract(self.url, wsdl_file)
+            self.schemas.update(schemas)
         return self.url
 
     def add_json(
@@ -418,7 +425,14 @@ class SoapService:
     def _contract(self, request: Request) -> Response:
         query = {key.lower(): value for key, value in request.query_params.multi_items()}
         if "wsdl" in query:
-            return Response(self.wsdl, media_type=XML_CONTENT)
+            version = query["wsdl"].strip()
+            if not version:
+                return Response(self.wsdl, media_type=XML_CONTENT)
+            document = self.versioned_wsdl.get(version)
+            if document is None:
+                known = ", ".join(sorted(self.versioned_wsdl)) or "none"
+                return _text(404, f"no WSDL of version {version} here (others: {known})\n")
+            return Response(document, media_type=XML_CONTENT)
         if "xsd" in query:
             document = self.schemas.get(query["xsd"])
             if document is None:

@@ -16,22 +16,27 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from bridge.adapters.store.schema import metadata
 from bridge.core.errors import BridgeError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = 0x656C6272  # "elbr": the advisory lock migrations take on PostgreSQL
 INSUFFICIENT_PRIVILEGE = "42501"
+# This release's head revision, known without Alembic: a process opening a ledger already at it
+# (every start but the first) then needs one read and never loads Alembic, which is a tenth of a
+# consumer's memory (W6, docs/performance.md). Alembic is loaded only to migrate or list;
+# tests/integration/test_migrations.py holds this to the head Alembic finds in versions/.
+HEAD = "0007"
 
 # Tables the runtime role may only read and append to: the hash-chained ledger and the audit.
 APPEND_ONLY = ("movement", "licence_event", "query_audit")
@@ -45,6 +50,8 @@ class LedgerSchemaError(BridgeError):
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
@@ -58,6 +65,8 @@ def head_revision() -> str:
     """The revision this release's schema is at."""
     global _heads
     if _heads is None:
+        from alembic.script import ScriptDirectory
+
         _heads = tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
     (head,) = _heads
     return head
@@ -69,6 +78,8 @@ def current_revision(connectable: Engine | Connection) -> str | None:
     if isinstance(connectable, Engine):
         with connectable.connect() as conn:
             return current_revision(conn)
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connectable).get_current_revision()
 
 
@@ -81,6 +92,8 @@ def is_pre_migration_ledger(conn: Connection) -> bool:
 
 def history() -> list[tuple[str, str | None, str]]:
     """Every revision, oldest first: (revision, the one before, what it does)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     revisions = list(script.walk_revisions())
     revisions.reverse()
@@ -90,6 +103,10 @@ def history() -> list[tuple[str, str | None, str]]:
 def upgrade(engine: Engine, *, revision: str = "head") -> tuple[str | None, str]:
     """Run the migrations from where the ledger is to `revision` (default head), in one
     transaction; returns (revision before, revision after). Nothing to do costs one read."""
+    if revision == "head" and _at_head(engine):
+        return HEAD, HEAD
+    from alembic import command
+
     target = head_revision() if revision == "head" else revision
     try:
         before = current_revision(engine)
@@ -124,6 +141,17 @@ def upgrade(engine: Engine, *, revision: str = "head") -> tuple[str | None, str]
         raise
     log.info("ledger schema: %s -> %s", before or "none", target)
     return before, target
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the ledger's alembic_version names this release's head (read with plain SQL; any
+    doubt, such as no such table, is answered by the full path)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
+    except DBAPIError:
+        return False
+    return [row[0] for row in rows] == [HEAD]
 
 
 def _pgcode(error: DBAPIError) -> str | None:

@@ -1,13 +1,20 @@
-"""The ledger query behind reconciliation: one grouped pass over movements per licence line."""
+"""The ledger query behind reconciliation: one pass over the current licence lines with each
+line's running total (line_total), plus the few lines a later version dropped."""
 
 from __future__ import annotations
 
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from decimal import Decimal
+from operator import attrgetter
 
 from sqlalchemy import Connection, func, select
 
 from bridge.adapters.store.licences import last_versions_of_lines
 from bridge.adapters.store.schema import (
+    Micro,
     licence,
     licence_line,
     line_total,
@@ -26,6 +33,85 @@ _CURRENT_CERTIFICATE = (
 )
 
 
+# The current lines with their totals, and the licences with their current certificate's
+# delivery, read through the driver: a million lines are a million rows, and SQLAlchemy's
+# per-row result processing (four Micro conversions a row) cost more than the query. The join
+# is _CURRENT_CERTIFICATE's. The licences are joined to their lines in Python, by number: on
+# SQLite, looking up the licence and its certificate per line doubled the query's time. Indexes
+# carry both (EXPLAIN): SQLite walks licence_line's primary key and looks each total up by
+# line_total's, PostgreSQL merges the two primary keys; a licence's certificate comes from
+# ix_outbox_certificate_state (or a hash join over all of them). The count of every total comes
+# with the lines, in the same statement (one snapshot): only when there are totals beyond the
+# lines' can a line a later version dropped exist, and only then is line_total searched for them.
+_LINES = """
+SELECT l.number, l.line_number, l.control_list_entry, l.unit, l.quantity,
+       coalesce(t.quantity, 0), l.currency, l.value, coalesce(t.value, 0),
+       coalesce(t.movements, 0), t.line_number,
+       (SELECT count(*) FROM line_total {totals_where})
+FROM licence_line l
+LEFT OUTER JOIN line_total t ON t.licence_number = l.number AND t.line_number = l.line_number
+{where}
+ORDER BY l.number, l.line_number
+"""
+_LICENCES = """
+SELECT h.number, h.type, h.status, coalesce(o.status, 'none')
+FROM licence h
+LEFT OUTER JOIN outbox o
+  ON o.licence_number = h.number AND o.licence_version = h.current_version
+     AND o.kind = 'certificate'
+{where}
+"""
+_ORDER = attrgetter("licence_number", "line_number")
+_NO_CONTINGENCY = (0, Decimal(0), Decimal(0))
+
+
+class _Decimals(dict):
+    """Stored millionths -> their Decimal, as the Micro column type gives it, converted once per
+    distinct value: written-off totals repeat a lot (unit write-offs), round ceilings too."""
+
+    def __init__(self, dialect) -> None:
+        super().__init__({None: None})
+        self._convert = Micro().process_result_value
+        self._dialect = dialect
+
+    def __missing__(self, stored: int) -> Decimal:
+        value = self[stored] = self._convert(stored, self._dialect)
+        return value
+
+
+_collector_lock = threading.Lock()
+_collector_holders = 0
+_collector_was_enabled = False
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a million rows are made: every row is a new
+    container the collector would otherwise walk again at each of its full passes (half the
+    time of building the rows). The rows hold no cycles; what other threads leave meanwhile is
+    collected by its next full pass. Counted, so that overlapping readers resume it only once
+    all are done, and only if it ran before."""
+    global _collector_holders, _collector_was_enabled
+    with _collector_lock:
+        if _collector_holders == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _collector_holders += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_holders -= 1
+            if _collector_holders == 0 and _collector_was_enabled:
+                if gc.get_freeze_count() == 0:
+                    # What was made meanwhile goes to the oldest generation as it is, not
+                    # walked at once by a young pass over a million rows (freeze, then
+                    # unfreeze: two list moves); skipped when someone else froze objects.
+                    gc.freeze()
+                    gc.unfreeze()
+                gc.enable()
+
+
 def reconciliation_rows(
     conn: Connection, licence_number: str | None = None
 ) -> list[ReconciliationRow]:
@@ -37,59 +123,105 @@ def reconciliation_rows(
     balance cannot drift and a line costs one row whatever its history.
     `certificate` tells whether customs have the licence's current version (delivered), are
     still to get it (pending), refused it (failed), or it was never certified (none)."""
-    totals = line_total
-    query = (
-        select(
-            licence_line.c.number,
-            licence_line.c.line_number,
-            licence.c.type,
-            licence.c.status,
-            licence_line.c.control_list_entry,
-            licence_line.c.unit,
-            licence_line.c.quantity,
-            totals.c.quantity,
-            licence_line.c.currency,
-            licence_line.c.value,
-            totals.c.value,
-            totals.c.movements,
-            outbox.c.status,
-        )
-        .join(licence, licence.c.number == licence_line.c.number)
-        .outerjoin(outbox, _CURRENT_CERTIFICATE)
-        .outerjoin(
-            totals,
-            (totals.c.licence_number == licence_line.c.number)
-            & (totals.c.line_number == licence_line.c.line_number),
-        )
-        .order_by(licence_line.c.number, licence_line.c.line_number)
-    )
-    if licence_number is not None:
-        query = query.where(licence_line.c.number == licence_number)
     contingent = _contingency_totals(conn, licence_number)
-    rows = []
-    for r in conn.execute(query):
-        extra = contingent.get((r[0], r[1]))
-        rows.append(
-            ReconciliationRow(
-                licence_number=r[0],
-                line_number=r[1],
-                licence_type=r[2],
-                status=r[3],
-                control_list_entry=r[4],
-                unit=r[5],
-                authorised_quantity=r[6],
-                written_off_quantity=r[7] if r[7] is not None else Decimal(0),
-                currency=r[8],
-                authorised_value=r[9],
-                written_off_value=r[10] if r[10] is not None else Decimal(0),
-                movements=r[11] or 0,
-                certificate=r[12] or "none",
-                **_contingency_fields(extra),
-            )
-        )
-    rows += _dropped_line_rows(conn, licence_number, contingent)
-    rows.sort(key=lambda row: (row.licence_number, row.line_number))
+    with _without_cycle_collection() if licence_number is None else nullcontext():
+        rows, ordered, dropped_possible = _current_line_rows(conn, licence_number, contingent)
+        if dropped_possible:
+            dropped = _dropped_line_rows(conn, licence_number, contingent)
+            ordered = ordered and not dropped
+            rows += dropped
+        if not ordered:  # Python's order, whatever the database's collation
+            rows.sort(key=_ORDER)
     return rows
+
+
+def _driver_rows(conn: Connection, statement: str, licence_number: str | None, filters: dict):
+    """The rows of `statement` (its {placeholders} filled from `filters`, each filter on
+    `licence_number` when one is given) as the driver gives them: plain tuples."""
+    paramstyle = conn.dialect.paramstyle
+    if paramstyle not in ("qmark", "format", "pyformat"):
+        raise NotImplementedError(f"reconciliation through a {paramstyle} driver")
+    marker = "?" if paramstyle == "qmark" else "%s"
+    if licence_number is None:
+        text, parameters = statement.format(**dict.fromkeys(filters, "")), ()
+    else:
+        wheres = {key: f"WHERE {column} = {marker}" for key, column in filters.items()}
+        text, parameters = statement.format(**wheres), (licence_number,) * len(filters)
+    result = conn.exec_driver_sql(text, parameters)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def _current_line_rows(
+    conn: Connection,
+    licence_number: str | None,
+    contingent: dict[tuple[str, int], tuple[int, Decimal, Decimal]],
+) -> tuple[list[ReconciliationRow], bool, bool]:
+    """The rows of the current lines; whether they came in Python's order of (licence, line)
+    already; whether a line a later version dropped may exist."""
+    heads: dict[str, tuple[str, str, str] | list[tuple[str, str, str]]] = {}
+    for number, kind, status, sent in _driver_rows(
+        conn, _LICENCES, licence_number, {"where": "h.number"}
+    ):
+        seen = heads.get(number)
+        if seen is None:
+            heads[number] = (kind, status, sent)
+        elif type(seen) is list:
+            seen.append((kind, status, sent))
+        else:  # two certificate rows for the current version: each line twice, as joined
+            heads[number] = [seen, (kind, status, sent)]
+    found = _driver_rows(
+        conn,
+        _LINES,
+        licence_number,
+        {"totals_where": "licence_number", "where": "l.number"},
+    )
+    decimals = _Decimals(conn.dialect)
+    make = tuple.__new__  # the named tuple's fields in order, without its keyword parsing
+    none = _NO_CONTINGENCY
+    rows: list[ReconciliationRow] = []
+    append = rows.append
+    with_totals = 0
+    ordered = True
+    last_number, last_line = "", -1
+    for number, line, entry, unit, quantity, used, currency, value, spent, count, total, _ in found:
+        if total is not None:
+            with_totals += 1
+        if number < last_number or (number == last_number and line < last_line):
+            ordered = False
+        last_number, last_line = number, line
+        head = heads.get(number)
+        if head is None:  # a line without its licence: no row, as in an inner join
+            continue
+        extra = contingent.get((number, line), none) if contingent else none
+        for kind, status, sent in head if type(head) is list else (head,):
+            append(
+                make(
+                    ReconciliationRow,
+                    (
+                        number,
+                        line,
+                        kind,
+                        status,
+                        entry,
+                        unit,
+                        decimals[quantity],
+                        decimals[used],
+                        currency,
+                        decimals[value],
+                        decimals[spent],
+                        count,
+                        sent,
+                        *extra,
+                        None,
+                    ),
+                )
+            )
+    if not found:
+        return rows, True, True
+    return rows, ordered, found[0][11] != with_totals
 
 
 def _contingency_fields(extra: tuple[int, Decimal, Decimal] | None) -> dict:

@@ -26,6 +26,7 @@ from bridge.core.mapping.csv_records import CsvReader
 from bridge.core.mapping.json_records import LAYOUTS, JsonReader, parse_path
 from bridge.core.mapping.records import RecordReader
 from bridge.core.mapping.values import (
+    MEMO_KINDS,
     MISSING,
     Conventions,
     Converter,
@@ -33,6 +34,7 @@ from bridge.core.mapping.values import (
     canonical_money,
     canonical_quantity,
     make_converter,
+    memoised,
 )
 from bridge.core.mapping.xml_records import XmlReader
 from bridge.core.model import ANNEX_I_LIST, LicenceStatus
@@ -131,6 +133,9 @@ class FieldRule:
     # A line field read from the licence record (`from_licence`): alone, or where the line
     # leaves the value empty.
     licence_ref: str | None = None
+    # `convert` remembering its results for words that repeat (values.memoised), for the
+    # kinds where they do; None where every value is converted anew. Same results as `convert`.
+    remembered: Converter | None = None
 
 
 @dataclass(frozen=True)
@@ -430,7 +435,8 @@ def _rule(
     ref = spec.get("from")
     licence_ref = spec.get("from_licence")
     many = kind in ("countries", "scope")
-    return FieldRule(path, ref, many, convert, default, required, licence_ref)
+    remembered = memoised(convert) if kind in MEMO_KINDS else None
+    return FieldRule(path, ref, many, convert, default, required, licence_ref, remembered)
 
 
 def _rules(

@@ -359,10 +359,25 @@ def make_converter(
         convert = date_converter(conventions.date_format)
     elif kind in ("quantity", "money"):
         read = decimal_converter(conventions)
-        canonical = canonical_quantity if kind == "quantity" else canonical_money
+        mark = "," if conventions.decimal_comma else "."
+        if kind == "quantity":
 
-        def convert(value: Any) -> Decimal:
-            return canonical(read(value))
+            def convert(value: Any) -> Decimal:
+                amount = read(value)
+                # Text read without a fraction, or whose fraction ends in a digit other than
+                # 0, is already canonical (no trailing zero, no exponent): the common case.
+                if value.__class__ is str and (mark not in value or value[-1] != "0"):
+                    return amount
+                return canonical_quantity(amount)
+
+        else:
+
+            def convert(value: Any) -> Decimal:
+                amount = read(value)
+                # Text read with exactly two decimals is already canonical money.
+                if value.__class__ is str and len(value) >= 3 and value[-3] == mark:
+                    return amount
+                return canonical_money(amount)
 
     elif kind == "licence_type":
         convert = _enum_converter(LicenceType, "licence type")
@@ -371,6 +386,15 @@ def make_converter(
     else:
         raise ValueError(f"unknown field kind {kind!r}")
     convert = _with_map(convert, value_map, known)
+    if convert is _text:
+
+        def text(raw: Any) -> Any:
+            if raw.__class__ is str:  # the common case: a string is its own text
+                return raw.strip() or MISSING
+            value = _scalar(raw)
+            return value if value is MISSING else _text(value)
+
+        return text
 
     def scalar(raw: Any) -> Any:
         if raw.__class__ is str:  # the common case, kept short
@@ -380,3 +404,32 @@ def make_converter(
         return value if value is MISSING else convert(value)
 
     return scalar
+
+
+# Kinds whose raw words repeat from record to record (codes, dates, words of a closed list);
+# amounts and free text are mostly unique, so remembering them would only cost.
+MEMO_KINDS = frozenset(KINDS) - {"text", "quantity", "money"}
+_MEMO_ENTRIES = 4096  # per field; forgotten all at once when full
+_MEMO_LONGEST = 64  # a longer raw value is converted every time rather than kept
+
+
+def memoised(convert: Converter) -> Converter:
+    """`convert`, remembering its results for short raw strings: the same word always gives
+    the same value (converters are pure), so a repeated word costs one dictionary lookup.
+    A raw value that is refused (FieldError) is never remembered and raises every time; other
+    raw values (JSON numbers, lists, None) are converted as they come."""
+    memo: dict[str, Any] = {}
+    unknown = _UNKNOWN
+
+    def remembered(raw: Any) -> Any:
+        if raw.__class__ is not str or len(raw) > _MEMO_LONGEST:
+            return convert(raw)
+        value = memo.get(raw, unknown)
+        if value is unknown:
+            value = convert(raw)
+            if len(memo) >= _MEMO_ENTRIES:
+                memo.clear()
+            memo[raw] = value
+        return value
+
+    return remembered

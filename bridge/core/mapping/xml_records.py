@@ -69,11 +69,10 @@ def _first_match(tags: tuple[str, ...], attribute: str | None) -> Getter:
     return along
 
 
-def compile_getter(ref: str, namespaces: dict[str, str], many: bool) -> Getter:
-    """A function reading `ref` (relative to a record or line element): its text, or for
-    `many` the texts of every match. Raises ValueError for a reference that is not XPath."""
-    if not isinstance(ref, str) or not ref.strip():
-        raise ValueError("an XML field reference is a relative path such as elic:Holder/elic:Name")
+def _child_path(ref: str, namespaces: dict[str, str]) -> tuple[tuple[str, ...], str | None] | None:
+    """(the element tags stepped through, child by child; the attribute read at the end or
+    None for the text) of a plain child path such as elic:Quantity/@unit, or None for a
+    reference that needs XPath. Raises ValueError for an undeclared prefix."""
     elements, attribute = ref, None
     if ref.startswith("@"):
         elements, attribute = "", ref[1:]
@@ -81,9 +80,20 @@ def compile_getter(ref: str, namespaces: dict[str, str], many: bool) -> Getter:
         elements, attribute = ref.rsplit("/@", 1)
     simple_elements = elements == "" or _SIMPLE.fullmatch(elements)
     simple_attribute = attribute is None or _STEP.fullmatch(attribute)
-    if simple_elements and simple_attribute:
-        tags = tuple(_clark(step, namespaces) for step in elements.split("/")) if elements else ()
-        name = _clark(attribute, namespaces) if attribute else None
+    if not (simple_elements and simple_attribute):
+        return None
+    tags = tuple(_clark(step, namespaces) for step in elements.split("/")) if elements else ()
+    return tags, _clark(attribute, namespaces) if attribute else None
+
+
+def compile_getter(ref: str, namespaces: dict[str, str], many: bool) -> Getter:
+    """A function reading `ref` (relative to a record or line element): its text, or for
+    `many` the texts of every match. Raises ValueError for a reference that is not XPath."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ValueError("an XML field reference is a relative path such as elic:Holder/elic:Name")
+    path = _child_path(ref, namespaces)
+    if path is not None:
+        tags, name = path
         if many:
             path = "/".join(tags) or "."
             if name is None:
@@ -233,15 +243,101 @@ def _split(tag: str) -> tuple[str | None, str]:
     return None, tag
 
 
+class _Children:
+    """Each element's children by tag, the first of each tag (what iterchildren(tag) finds
+    first), listed once per element: a record's fields then cost a dictionary lookup each. The
+    elements listed are kept alive by the table (so none is mistaken for another), and the
+    table is emptied when it grows past a few records' worth."""
+
+    __slots__ = ("known",)
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self.known: dict[Any, dict[Any, Any]] = {}
+
+    def of(self, element: Any) -> dict[Any, Any]:
+        children = self.known.get(element)
+        if children is None:
+            if len(self.known) >= self.LIMIT:
+                self.known.clear()
+            # Last to first, so that the first child of each tag is the one kept.
+            children = {child.tag: child for child in element.iterchildren(reversed=True)}
+            self.known[element] = children
+        return children
+
+
+def _every_match(tags: tuple[str, ...], attribute: str | None) -> Getter:
+    """The texts (or `attribute`s) of every element along `tags`, in document order: what
+    iterfind("a/b") finds, walked child by child with iterchildren, which runs in C without
+    ElementPath's per-call path handling."""
+    if len(tags) == 1:
+        (tag,) = tags
+        if attribute is None:
+            return lambda node: [child.text for child in node.iterchildren(tag)]
+        return lambda node: [child.get(attribute) for child in node.iterchildren(tag)]
+
+    def every(node: Any) -> list[Any]:
+        found = [node]
+        for tag in tags:
+            found = [child for parent in found for child in parent.iterchildren(tag)]
+        if attribute is None:
+            return [element.text for element in found]
+        return [element.get(attribute) for element in found]
+
+    return every
+
+
 class _XmlBatch:
     def __init__(self, reader: XmlReader, file_name: str, found: list[Any]) -> None:
         self.reader = reader
         self.file_name = file_name
         self.found = found
         self.paths = _Paths()
+        self.children = _Children()
 
     def getter(self, ref: str, many: bool) -> Getter:
         return self.reader.getter(ref, many)
+
+    def compiled_getter(self, ref: str, many: bool) -> Getter:
+        """What `getter` reads, for a plain child path through each element's children indexed
+        once (`_Children`) instead of a walk of the children per field, and for a list of
+        matches along a plain child path with iterchildren (`_every_match`); other references
+        (XPath) as `getter` reads them."""
+        path = _child_path(ref, self.reader.namespaces)
+        if path is None or (many and not path[0]):
+            return self.reader.getter(ref, many)
+        tags, attribute = path
+        if many:
+            return _every_match(tags, attribute)
+        known, children = self.children.known, self.children.of
+        if not tags:
+            return lambda node: node.get(attribute)
+        if len(tags) == 1:
+            (tag,) = tags
+            if attribute is None:
+
+                def text(node: Any) -> Any:
+                    # The commonest field: the table looked up here, indexed on a miss.
+                    listed = known.get(node)
+                    found = (children(node) if listed is None else listed).get(tag)
+                    return None if found is None else found.text
+
+                return text
+
+            def attribute_of(node: Any) -> Any:
+                found = children(node).get(tag)
+                return None if found is None else found.get(attribute)
+
+            return attribute_of
+
+        def along(node: Any) -> Any:
+            for tag in tags:
+                node = children(node).get(tag)
+                if node is None:
+                    return None
+            return node.text if attribute is None else node.get(attribute)
+
+        return along
 
     def _where(self, element: Any) -> str:
         return (

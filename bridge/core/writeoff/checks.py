@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 
 from bridge.core.codes import normalise_cle, normalise_eori, union_general_authorisation_for
 from bridge.core.correlation import WARNING as CORRELATION_WARNING
@@ -19,6 +20,11 @@ from bridge.core.envelope import Balance, Reason
 from bridge.core.ledger_state import LEDGER_LIMIT, ZERO, Finding, LineKey, Totals
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType
 from bridge.core.units import UnitError, UnitPrecisionError, convert_exact, plain
+
+# Every write-off asks these of the same few texts (the batch's holders and document codes):
+# each text is worked out once.
+_holder_eori = lru_cache(maxsize=4096)(normalise_eori)
+_authorisation_for = lru_cache(maxsize=256)(union_general_authorisation_for)
 
 # Union general export authorisations (Regulation (EU) 2021/821, Annex II): the destinations
 # each covers, where the bridge can state them. EU001 covers exports to these countries only.
@@ -84,7 +90,7 @@ def document_type_problems(
                 f" {number} is {licence.type}",
             )
         )
-    authorisation = union_general_authorisation_for(document_code)
+    authorisation = _authorisation_for(document_code)
     registered = licence.general_authorisation
     if (
         authorisation
@@ -104,7 +110,7 @@ def document_type_problems(
 def exporter_problems(licence: Licence, exporter: str | None) -> list[Finding]:
     """The exporter must be the licence's holder; for a general authorisation, the one its
     registration record names."""
-    holder = normalise_eori(licence.holder_eori)
+    holder = _holder_eori(licence.holder_eori)
     if exporter == holder:
         return []
     if licence.type.has_ceiling:
@@ -444,6 +450,8 @@ def scope_warnings(
 
 def merged_reasons(findings: Iterable[Finding]) -> tuple[Reason, ...]:
     """One reason per code, in the order the codes first came, their reasons together."""
+    if not findings:  # most write-offs: nothing to say
+        return ()
     merged: dict[str, str] = {}
     for code, reason in findings:
         merged[code] = f"{merged[code]}; {reason}" if code in merged else reason

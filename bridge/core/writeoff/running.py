@@ -23,6 +23,8 @@ from bridge.core.model import Licence, LicenceStatus
 from bridge.core.writeoff.checks import remaining, used_up
 from bridge.core.writeoff.decision import Decision, LedgerSnapshot
 
+_UNKNOWN = Balance()  # stands for a balance not worked out yet (None is an answer)
+
 
 class RunningLedger:
     """The snapshot's licences, usage and totals, changed by each movement of the batch."""
@@ -36,14 +38,25 @@ class RunningLedger:
         self.totals: dict[LineKey, Totals] = dict(snapshot.line_totals)
         self.touched: set[str] = set()  # licences the current event moved
         self.decision = Decision()
+        # Each line's balance as `balance` last worked it out; dropped when the line moves or
+        # its licence changes. An event asks for a line's balance once per document and once
+        # more for its result (`with_balances`).
+        self.balances: dict[tuple[str, int | None], Balance | None] = {}
 
     def balance(self, number: str, line_number: int | None) -> Balance | None:
         """What licence `number` line `line_number` has left now (None: no ceiling, no line)."""
+        key = (number, line_number)
+        found = self.balances.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found
         licence = self.licences.get(number)
         line = licence.line(line_number) if licence and line_number is not None else None
         if licence is None or line is None:
-            return None
-        return remaining(licence, line, self.totals.get((number, line_number), (ZERO, ZERO)))
+            found = None
+        else:
+            found = remaining(licence, line, self.totals.get((number, line_number), (ZERO, ZERO)))
+        self.balances[key] = found
+        return found
 
     def written_off(self, usage: Usage | None) -> Balance | None:
         if usage is None:
@@ -97,7 +110,8 @@ class RunningLedger:
         for document in documents:
             if document.line_number is not None:
                 now = self.balance(document.reference, document.line_number)
-                if now != document.remaining:  # most lines are in an event once: unchanged
+                # Most lines are in an event once: the very balance the document got.
+                if now is not document.remaining and now != document.remaining:
                     document = replace(document, remaining=now)
             settled.append(document)
         return tuple(settled)
@@ -126,6 +140,7 @@ class RunningLedger:
                 continue
             self.decision.status_changes.append(StatusChange(number, licence.status, to, reason))
             self.licences[number] = replace(licence, status=to)
+            self.balances.clear()  # rare; what a balance depends on is the licence's
         self.touched.clear()
 
     def move(
@@ -143,6 +158,7 @@ class RunningLedger:
         line_key = (usage.licence_number, usage.line_number)
         used_q, used_v = self.totals.get(line_key, (ZERO, ZERO))
         self.totals[line_key] = (used_q + quantity, used_v + value)
+        self.balances.pop(line_key, None)
         self.touched.add(usage.licence_number)
         self.decision.movements.append(
             Movement(

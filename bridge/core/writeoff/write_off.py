@@ -62,6 +62,8 @@ class WriteOffs:
         self.correlation = correlation
         self.warned: set[tuple[str, int, str]] = set()  # CN/CLE alerts raised in this batch
         self.correlated: dict[tuple[str, int, str | None], list[Finding]] = {}
+        # The table's answers for this batch's CN codes and CLEs, each asked once.
+        self.table = None if correlation is None else _RememberedCorrelation(correlation)
 
     def write_off(
         self,
@@ -405,10 +407,31 @@ class WriteOffs:
         seen = (licence.number, line.line_number, cn_code)
         found = self.correlated.get(seen)
         if found is None:
-            found = self.correlated[seen] = correlation_warnings(
-                self.correlation, licence, line, cn_code
-            )
+            found = self.correlated[seen] = correlation_warnings(self.table, licence, line, cn_code)
         return found
+
+
+class _RememberedCorrelation:
+    """A correlation table that answers each question once (its answers are pure functions of
+    the question): many lines of a batch share a CN code and CLE."""
+
+    __slots__ = ("entries", "table", "warnings")
+
+    def __init__(self, table: Correlation) -> None:
+        self.table = table
+        self.warnings: dict[tuple[str | None, str | None], str | None] = {}
+        self.entries: dict[str, tuple[str, frozenset[str]] | None] = {}
+
+    def warning(self, cn_code: str | None, control_list_entry: str | None) -> str | None:
+        key = (cn_code, control_list_entry)
+        if key not in self.warnings:
+            self.warnings[key] = self.table.warning(cn_code, control_list_entry)
+        return self.warnings[key]
+
+    def entries_for(self, cn_code: str) -> tuple[str, frozenset[str]] | None:
+        if cn_code not in self.entries:
+            self.entries[cn_code] = self.table.entries_for(cn_code)
+        return self.entries[cn_code]
 
 
 CONTINGENCY = "contingency"

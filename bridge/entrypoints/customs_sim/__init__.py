@@ -18,6 +18,11 @@ and the demo.
   ELBRIDGE_SIM_FAULTS as JSON) and through `POST /admin/faults`
   `{"rate": 0.3, "kinds": ["http503", "drop"], "next": 2}`: the next N requests get the kinds
   in turn, after that each request one at random with probability `rate`.
+- `POST <path>` with a SubmitCertificates (contract 1.5, `GET <path>?wsdl=1.5`): the request
+  validated once, each certificate judged as a SubmitCertificate of it would be (its problems,
+  its signature, its MessageId) and answered in its own Outcome, the accepted ones stored in
+  one transaction. `--contract 1.0` (ELBRIDGE_SIM_CONTRACT) leaves the operation out, as at a
+  receiver not yet on 1.5: UNKNOWN_OPERATION.
 - `POST <path>` with an UpdateCertificateStatus (contract 1.1): validated the same way, stored
   once per MessageId (DUPLICATE on a resend); a status update for a certificate version not
   held is answered UNKNOWN_CERTIFICATE (Transient=true).

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp
 from bridge.adapters.http.request import Dropped, request_context
 from bridge.adapters.http.server import serve as serve_http
 from bridge.adapters.signing import TrustedAuthorities
-from bridge.adapters.soap import WSDL_FILE
+from bridge.adapters.soap import BATCH_WSDL_FILE, WSDL_FILE
 from bridge.adapters.soap.http_server import (
     TEXT_CONTENT,
     XML_CONTENT,
@@ -43,7 +43,7 @@ from bridge.entrypoints.customs_sim.faults import (
     LiveFaults,
     fault_plan_from_env,
 )
-from bridge.entrypoints.customs_sim.handlers import CustomsService
+from bridge.entrypoints.customs_sim.handlers import CONTRACTS, CustomsService
 from bridge.entrypoints.customs_sim.store import ReceivedStore
 from bridge.entrypoints.customs_sim.validation import (
     TRUSTED_AUTHORITIES_ENV,
@@ -61,6 +61,7 @@ from bridge.services.config import environment_value
 
 DEFAULT_PATH = "/certex"
 ADMIN_TOKEN_SETTING = "sim_admin_token"  # ELBRIDGE_SIM_ADMIN_TOKEN or ..._FILE
+CONTRACT_ENV = "ELBRIDGE_SIM_CONTRACT"  # the contract version served: 1.5 (default) or 1.0
 _BAD_GATEWAY_PAGE = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -76,7 +77,8 @@ _BUSY = SoapFault(
 
 class CustomsSimulator(SoapService):
     """The ASGI app: SOAP at `path` with the plan's faults, the contract documents, /admin/*
-    (behind `admin_token`; /admin/health open), and who called (/admin/callers)."""
+    (behind `admin_token`; /admin/health open), and who called (/admin/callers). `contract`
+    "1.5" (default) serves SubmitCertificates too (WSDL at ?wsdl=1.5), "1.0" does not."""
 
     def __init__(
         self,
@@ -90,9 +92,10 @@ class CustomsSimulator(SoapService):
         max_body_bytes: int | None = None,
         max_concurrency: int | None = None,
         trusted: TrustedAuthorities | None = None,
+        contract: str = CONTRACTS[0],
     ) -> None:
         self.store = ReceivedStore(Path(store_path))
-        self.service = CustomsService(self.store, trusted)
+        self.service = CustomsService(self.store, trusted, contract)
         self.faults = LiveFaults(faults or FaultPlan())
         self._callers: Counter[tuple[str | None, tuple[str, ...]]] = Counter()
         self._callers_lock = threading.Lock()
@@ -103,6 +106,8 @@ class CustomsSimulator(SoapService):
             wsdl_file=WSDL_FILE,
             admin_token=admin_token,
             admin_realm="customs-sim admin",
+            # ?wsdl stays the 1.0 document 1.0 clients fetch; ?wsdl=1.5 adds SubmitCertificates.
+            wsdl_versions={} if contract == "1.0" else {"1.5": BATCH_WSDL_FILE},
             **{name: value for name, value in limits.items() if value is not None},
         )
         self.add_json("/admin/health", get=self._health, admin=False)
@@ -183,6 +188,7 @@ def serve(
     ready_file: Path | None = None,
     verbose: bool = False,
     trusted_authority_files: Sequence[Path | str] = (),
+    contract: str | None = None,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C (requests in flight are answered first). `port` 0 picks a
     free port; the URL is printed, and written to `ready_file` (JSON) once requests are
@@ -191,7 +197,8 @@ def serve(
     ELBRIDGE_SIM_USERNAME / ELBRIDGE_SIM_PASSWORD (none set: no WS-Security required); without
     `admin_token`, from ELBRIDGE_SIM_ADMIN_TOKEN(_FILE) (none: admin routes closed).
     Certificates must be signed by an authority in `trusted_authority_files` or in the files
-    ELBRIDGE_SIM_TRUSTED_AUTHORITIES lists (none: signatures are not required)."""
+    ELBRIDGE_SIM_TRUSTED_AUTHORITIES lists (none: signatures are not required). `contract`
+    (default ELBRIDGE_SIM_CONTRACT, else 1.5): "1.0" serves no SubmitCertificates."""
     options = options or serving_options(host, port, verbose=verbose)
     plan = faults if faults is not None else fault_plan_from_env()
     if credentials is None and os.environ.get("ELBRIDGE_SIM_USERNAME"):
@@ -209,6 +216,7 @@ def serve(
         max_body_bytes=options.max_body_bytes,
         max_concurrency=options.max_concurrency,
         trusted=trusted_authorities(trusted_authority_files),
+        contract=contract or os.environ.get(CONTRACT_ENV, "").strip() or CONTRACTS[0],
     )
     messages_schema()  # built before the first request, not during it: that takes ~0.2 s
     serve_http(
@@ -248,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         f" over; also ${TRUSTED_AUTHORITIES_ENV}, files separated by '{os.pathsep}'). None"
         " given: certificates are accepted signed or unsigned, signatures unchecked",
     )
+    parser.add_argument(
+        "--contract",
+        choices=CONTRACTS,
+        help=f"the contract version served (default ${CONTRACT_ENV}, else {CONTRACTS[0]}):"
+        " 1.0 answers SubmitCertificates UNKNOWN_OPERATION, as a receiver not yet on 1.5",
+    )
     parser.add_argument("--ready-file", type=Path, help="write the URL here once serving")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -279,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             ready_file=args.ready_file,
             verbose=args.verbose,
             trusted_authority_files=args.trusted_authority,
+            contract=args.contract,
         )
     except ConfigError as error:
         print(f"customs simulator: {error}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """What the customs single window does with a certificate or a status update, apart from HTTP:
-the SOAP operations of schemas/certex-service-1.0.wsdl as plain functions of the body element,
-and the counts the simulator reports."""
+the SOAP operations of schemas/certex-service-1.0.wsdl (and of its 1.5, SubmitCertificates) as
+plain functions of the body element, and the counts the simulator reports."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bridge.adapters.signing import TrustedAuthorities
 from bridge.adapters.soap import (
     MESSAGES_NAMESPACE,
     SUBMIT_CERTIFICATE_ACTION,
+    SUBMIT_CERTIFICATES_ACTION,
     UPDATE_CERTIFICATE_STATUS_ACTION,
 )
 from bridge.adapters.soap.http_server import SoapEndpoint, SoapFault, SoapOperation
@@ -22,7 +23,13 @@ from bridge.core.errors import Rejected, reasons
 from bridge.core.xmlsafe import DEFAULT_MAX_BYTES
 from bridge.entrypoints.customs_sim.security import UsernameTokenCheck
 from bridge.entrypoints.customs_sim.store import Receipt, ReceivedStore
-from bridge.entrypoints.customs_sim.validation import check_signature, contract_problems
+from bridge.entrypoints.customs_sim.validation import (
+    batch_problems,
+    check_signature,
+    contract_problems,
+)
+
+CONTRACTS = ("1.5", "1.0")  # what the simulator can speak; 1.0: without SubmitCertificates
 
 
 def _msg(name: str) -> str:
@@ -50,11 +57,22 @@ class CustomsService:
     """The certificate service on `store`: SubmitCertificate and UpdateCertificateStatus, each
     validated against the contract (xmlschema, see validation) before it is read and stored
     once per MessageId; a certificate's signature checked against `trusted` authorities when
-    any are given (validation.check_signature)."""
+    any are given (validation.check_signature). With `contract` "1.5" (the default) also
+    SubmitCertificates, each of its certificates judged as SubmitCertificate judges one and
+    the batch stored in one transaction; with "1.0" that operation is unknown, as at a
+    receiver that has not moved to 1.5."""
 
-    def __init__(self, store: ReceivedStore, trusted: TrustedAuthorities | None = None) -> None:
+    def __init__(
+        self,
+        store: ReceivedStore,
+        trusted: TrustedAuthorities | None = None,
+        contract: str = CONTRACTS[0],
+    ) -> None:
+        if contract not in CONTRACTS:
+            raise ValueError(f"contract {contract!r}: one of {', '.join(CONTRACTS)}")
         self.store = store
         self.trusted = trusted
+        self.contract = contract
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -66,15 +84,20 @@ class CustomsService:
     ) -> SoapEndpoint:
         """The SOAP endpoint of the service: WS-Security required when `credentials` are
         given, every fault counted (refused, or server_faults)."""
+        operations = {
+            _msg("SubmitCertificate"): SoapOperation(
+                self.submit_certificate, SUBMIT_CERTIFICATE_ACTION
+            ),
+            _msg("UpdateCertificateStatus"): SoapOperation(
+                self.update_certificate_status, UPDATE_CERTIFICATE_STATUS_ACTION
+            ),
+        }
+        if self.contract != "1.0":
+            operations[_msg("SubmitCertificates")] = SoapOperation(
+                self.submit_certificates, SUBMIT_CERTIFICATES_ACTION
+            )
         return SoapEndpoint(
-            {
-                _msg("SubmitCertificate"): SoapOperation(
-                    self.submit_certificate, SUBMIT_CERTIFICATE_ACTION
-                ),
-                _msg("UpdateCertificateStatus"): SoapOperation(
-                    self.update_certificate_status, UPDATE_CERTIFICATE_STATUS_ACTION
-                ),
-            },
+            operations,
             name="customs-sim",
             max_bytes=max_bytes,
             authenticate=None if credentials is None else UsernameTokenCheck(credentials),
@@ -95,7 +118,10 @@ class CustomsService:
 
     @staticmethod
     def validate(payload: etree._Element) -> None:
-        """Refuse a request that breaks the messages schema, naming every problem."""
+        """Refuse a request that breaks the messages schema, naming every problem. A
+        SubmitCertificates is validated by its handler, certificate by certificate."""
+        if payload.tag == _msg("SubmitCertificates"):
+            return
         problems = contract_problems(payload)
         if problems:
             raise SoapFault.client("INVALID_MESSAGE", "\n".join(problems))
@@ -127,6 +153,76 @@ class CustomsService:
         )
         self.count(receipt.status.lower())
         return _acknowledgement(message_id, receipt, "SubmitCertificateResponse")
+
+    def submit_certificates(self, payload: etree._Element) -> etree._Element:
+        """(1.5) Judge each Submission's certificate as `submit_certificate` judges one alone
+        and store the accepted ones in one transaction: one Outcome per Submission, in order,
+        its Acknowledgement or its Refusal (the fault a SubmitCertificate of it would get).
+        A problem of the request around the certificates refuses it whole, storing nothing."""
+        around, inside = batch_problems(payload)
+        if around:
+            raise SoapFault.client("INVALID_MESSAGE", "\n".join(around))
+        submissions = payload.findall(_msg("Submission"))
+        verdicts: list[SoapFault | None] = []
+        to_store: list[tuple[str, str, int, str]] = []
+        for index, submission in enumerate(submissions):
+            message_id = submission.findtext(_msg("MessageId")) or ""
+            try:
+                if index in inside:
+                    raise SoapFault.client("INVALID_MESSAGE", "\n".join(inside[index]))
+                certificate = submission.find(f"{{{CERTIFICATE_NAMESPACE}}}Certificate")
+                if certificate is None:  # the XSD admits any certificate-namespace element
+                    raise SoapFault.client(
+                        "INVALID_MESSAGE", "a Submission must carry a Certificate"
+                    )
+                try:
+                    licence = licence_from_certificate_element(
+                        certificate, source=f"certificate in message {message_id}"
+                    )
+                except Rejected as refused:
+                    raise SoapFault.client("INVALID_MESSAGE", reasons(refused.problems)) from None
+                check_signature(certificate, self.trusted)
+            except SoapFault as refused:
+                self._count_fault(refused)
+                verdicts.append(refused)
+                continue
+            verdicts.append(None)
+            to_store.append((message_id, licence.number, licence.version, _c14n(certificate)))
+        stored = iter(
+            self.store.record_many(
+                to_store,
+                payload.findtext(_msg("Sender")) or "",
+                payload.findtext(_msg("SentAt")) or "",
+            )
+        )
+        answer = etree.Element(_msg("SubmitCertificatesResponse"), nsmap={"m": MESSAGES_NAMESPACE})
+        for submission, verdict in zip(submissions, verdicts, strict=True):
+            outcome = etree.SubElement(answer, _msg("Outcome"))
+            etree.SubElement(outcome, _msg("MessageId")).text = submission.findtext(
+                _msg("MessageId")
+            )
+            result = verdict if verdict is not None else next(stored)
+            if isinstance(result, SoapFault):
+                if verdict is None:
+                    self._count_fault(result)
+                refusal = etree.SubElement(outcome, _msg("Refusal"))
+                for name, text in (
+                    ("Code", result.code),
+                    ("Reason", result.reason),
+                    ("Transient", "true" if result.transient else "false"),
+                ):
+                    etree.SubElement(refusal, _msg(name)).text = text
+            else:
+                self.count(result.status.lower())
+                acknowledgement = etree.SubElement(outcome, _msg("Acknowledgement"))
+                for name, text in (
+                    ("Status", result.status),
+                    ("ReceiptId", result.receipt_id),
+                    ("ReceivedAt", result.received_at),
+                ):
+                    etree.SubElement(acknowledgement, _msg(name)).text = text
+        self.count("batches")
+        return answer
 
     def update_certificate_status(self, payload: etree._Element) -> etree._Element:
         """Store the status update once per MessageId; one for a certificate version not held

@@ -70,6 +70,7 @@ def start_simulator(
     admin_token: str | None = None,
     environment: dict[str, str] | None = None,
     trusted_authorities: Sequence[Path | str] = (),
+    contract: str | None = None,
     **faults: Any,
 ) -> SimulatorProcess:
     """Start the simulator as a subprocess (its own process group, log in `workdir`) and return
@@ -81,7 +82,8 @@ def start_simulator(
     `trust` is how this process reaches it then (CA, client certificate). The admin token is
     made here unless given, and handed over in the environment (not the process list).
     `environment` adds variables (ELBRIDGE_HTTP_READ_TIMEOUT...). With `trusted_authorities`
-    (PEM files) certificates must be signed by one of them (--trusted-authority)."""
+    (PEM files) certificates must be signed by one of them (--trusted-authority). `contract`
+    "1.0" plays a receiver without SubmitCertificates (--contract; default 1.5)."""
     workdir = Path(workdir)
     plan = FaultPlan.from_dict(faults)
     store = Path(store_path) if store_path else workdir / "received.db"
@@ -97,6 +99,8 @@ def start_simulator(
     ):
         if value is not None:
             arguments += [flag, str(value)]
+    if contract is not None:
+        arguments += ["--contract", contract]
     for authority in trusted_authorities:
         arguments += ["--trusted-authority", str(authority)]
     admin_token = admin_token or secrets.token_urlsafe(24)

@@ -68,36 +68,72 @@ class ReceivedStore:
     ) -> Receipt:
         """Store a certificate once per message id; a resend gets the first receipt."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT document, receipt_id, received_at FROM received_certificate"
-                " WHERE message_id = ?",
-                (message_id,),
-            ).fetchone()
-            if row is not None:
-                if row[0] != document:
-                    raise SoapFault.client(
-                        "MESSAGE_ID_REUSED",
-                        f"message {message_id} was already received with a different"
-                        f" certificate (receipt {row[1]}); a new certificate needs a new"
-                        " MessageId",
-                    )
-                return Receipt("DUPLICATE", row[1], row[2])
-            receipt_id = f"CSW-{uuid.uuid4().hex[:20].upper()}"
-            received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-            self._db.execute(
-                "INSERT INTO received_certificate VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message_id,
-                    reference,
-                    version,
-                    document,
-                    sender,
-                    sent_at,
-                    received_at,
-                    receipt_id,
-                ),
-            )
-            return Receipt("ACCEPTED", receipt_id, received_at)
+            return self._record(message_id, reference, version, document, sender, sent_at)
+
+    def record_many(
+        self, certificates: list[tuple[str, str, int, str]], sender: str, sent_at: str
+    ) -> list[Receipt | SoapFault]:
+        """Store certificates (message id, reference, version, document) as `record` stores
+        each, in one transaction: a Receipt for each, or the SoapFault that refuses it
+        (MESSAGE_ID_REUSED), in the order given; a message id given twice is a DUPLICATE the
+        second time."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes: list[Receipt | SoapFault] = []
+                for message_id, reference, version, document in certificates:
+                    try:
+                        outcomes.append(
+                            self._record(message_id, reference, version, document, sender, sent_at)
+                        )
+                    except SoapFault as refused:
+                        outcomes.append(refused)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return outcomes
+
+    def _record(
+        self,
+        message_id: str,
+        reference: str,
+        version: int,
+        document: str,
+        sender: str,
+        sent_at: str,
+    ) -> Receipt:
+        # The caller holds the lock.
+        row = self._db.execute(
+            "SELECT document, receipt_id, received_at FROM received_certificate"
+            " WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is not None:
+            if row[0] != document:
+                raise SoapFault.client(
+                    "MESSAGE_ID_REUSED",
+                    f"message {message_id} was already received with a different"
+                    f" certificate (receipt {row[1]}); a new certificate needs a new"
+                    " MessageId",
+                )
+            return Receipt("DUPLICATE", row[1], row[2])
+        receipt_id = f"CSW-{uuid.uuid4().hex[:20].upper()}"
+        received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self._db.execute(
+            "INSERT INTO received_certificate VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id,
+                reference,
+                version,
+                document,
+                sender,
+                sent_at,
+                received_at,
+                receipt_id,
+            ),
+        )
+        return Receipt("ACCEPTED", receipt_id, received_at)
 
     def record_status(
         self, message_id: str, update: StatusUpdate, document: str, sender: str, sent_at: str

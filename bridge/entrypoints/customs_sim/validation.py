@@ -3,8 +3,9 @@ library, a validator independent of the bridge's own (lxml/libxml2), so a certif
 bridge's validation let through wrongly is still caught here, named by xmlschema's path and
 reason.
 
-The messages schema (which imports the certificate schema, and admits the certificate and the
-status update strictly) is built once per process, on first use: building it takes a tenth of
+The messages schema (contract 1.5: the 1.0 messages it includes and SubmitCertificates; it
+imports the certificate schema, and admits the certificate and the status update strictly) is
+built once per process, on first use: building it takes a tenth of
 a second, validating a certificate about a millisecond, and a built schema validates from
 several threads at once.
 
@@ -17,6 +18,7 @@ enrolled any authority yet would."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -26,7 +28,7 @@ import xmlschema
 from lxml import etree
 
 from bridge.adapters.signing import SignatureRefused, TrustedAuthorities
-from bridge.adapters.soap import MESSAGES_NAMESPACE, MESSAGES_SCHEMA_FILE
+from bridge.adapters.soap import BATCH_MESSAGES_SCHEMA_FILE, MESSAGES_NAMESPACE
 from bridge.adapters.soap.http_server import SoapFault
 from bridge.core.certificate import NAMESPACE as CERTIFICATE_NAMESPACE
 from bridge.core.paths import SCHEMAS_DIR
@@ -48,7 +50,7 @@ def messages_schema() -> xmlschema.XMLSchema:
         with _building:
             if _schema is None:
                 _schema = xmlschema.XMLSchema(
-                    str(SCHEMAS_DIR / MESSAGES_SCHEMA_FILE), allow="sandbox"
+                    str(SCHEMAS_DIR / BATCH_MESSAGES_SCHEMA_FILE), allow="sandbox"
                 )
     return _schema
 
@@ -63,6 +65,26 @@ def contract_problems(payload: etree._Element) -> list[str]:
     resource = xmlschema.XMLResource(payload, allow="none")
     errors = messages_schema().iter_errors(resource, namespaces=PREFIXES)
     return [_described(error) for error in errors]
+
+
+_SUBMISSION = re.compile(r"/m:Submission\[([0-9]+)\]/cert:")
+
+
+def batch_problems(payload: etree._Element) -> tuple[list[str], dict[int, list[str]]]:
+    """The problems of a SubmitCertificates body element (contract 1.5), in one validation of
+    the whole request: those of the message around the certificates (the request is refused
+    as a whole), and those inside each Submission's certificate by its index from 0, each
+    worded as `contract_problems` words it for the same certificate sent alone."""
+    resource = xmlschema.XMLResource(payload, allow="none")
+    around: list[str] = []
+    inside: dict[int, list[str]] = {}
+    for error in messages_schema().iter_errors(resource, namespaces=PREFIXES):
+        found = _SUBMISSION.search(error.path or "")
+        if found is None:
+            around.append(_described(error))
+        else:
+            inside.setdefault(int(found.group(1)) - 1, []).append(_described(error))
+    return around, inside
 
 
 def _described(error: xmlschema.XMLSchemaValidationError) -> str:
