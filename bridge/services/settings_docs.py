@@ -32,7 +32,8 @@ MEANINGS: dict[str, str] = {
     "(empty: the system's)",
     "soap_cert_file": "client certificate (PEM) for mutual TLS with customs",
     "soap_key_file": "the client certificate's private key (PEM)",
-    "soap_timeout": "seconds one SOAP call to customs may take",
+    "soap_timeout": "seconds customs may take to answer for one certificate (n times that for "
+    "a batch of n)",
     "soap_retry_budget_hours": "hours a message is retried while customs cannot take it (503, "
     "no answer, connection refused), from its first failure; then it fails (0: at once)",
     "soap_backoff_cap_seconds": "the longest wait between two attempts at a message (waits "

@@ -156,7 +156,7 @@ def _rows(engine) -> list[dict]:
 
 
 def _clients(url: str, count: int, **settings) -> list[OutboxClient]:
-    chosen = Settings(soap_url=url, soap_timeout=5.0, **settings)
+    chosen = Settings(soap_url=url, **{"soap_timeout": 5.0, **settings})
     return [OutboxClient(chosen) for _ in range(count)]
 
 
@@ -237,6 +237,29 @@ def test_a_batch_that_fails_as_a_whole_is_retried_and_a_lost_answer_is_a_duplica
     assert all(r["status"] == "delivered" for r in rows)
     assert len(simulator.received()) == 64
     assert simulator.stats()["requests"] == 8 + 16
+
+
+def test_a_batch_has_its_certificates_timeout_each(engine, customs_simulator_factory):
+    # The receiver takes 0.8 s to answer the first two requests; the bridge's timeout is 0.4 s
+    # for one certificate. Those requests are batches of 8, which may take 3.2 s: answered,
+    # nothing retried. (A single call that slow times out: test_soap_client.)
+    simulator = customs_simulator_factory(next=2, kinds=["timeout"], slow_seconds=0.8)
+    _save(engine, list(synth.licences(40, seed=44)))
+    certify_pending(engine, now=NOW)
+
+    report = deliver_pending(
+        engine, _clients(simulator.url, 1, soap_batch_size=8, soap_timeout=0.4)
+    )
+
+    assert (report.delivered, report.retried, report.failed, report.still_pending) == (
+        40,
+        0,
+        0,
+        0,
+    )
+    assert all(r["attempts"] == 1 for r in _rows(engine))
+    stats = simulator.stats()
+    assert stats["injected_timeout"] == 2 and stats["batches"] == stats["requests"] == 5
 
 
 def test_the_retry_budget_ends_a_batch_of_transient_failures_naming_the_reason(

@@ -9,8 +9,10 @@ It translates and moves bytes; it decides nothing. Every failure becomes a Deliv
   an answer that is not the acknowledgement the contract promises.
 
 The answer must arrive whole within the endpoint's `timeout` (counted from the request, not per
-socket read: a server trickling a byte at a time is cut off) and may not exceed
-MAX_ANSWER_BYTES (refused as it arrives, permanent: the same call would get the same answer).
+socket read: a server trickling a byte at a time is cut off; the timeout is per certificate, so
+a SubmitCertificates request of n certificates has n times as long, its receiver checking each)
+and may not exceed MAX_ANSWER_BYTES (refused as it arrives, permanent: the same call would get
+the same answer).
 
 Over https:// the server's certificate and host name are checked against the endpoint's CA
 bundle, and the client presents its certificate when it has one (mutual TLS); see
@@ -71,10 +73,11 @@ _READ_SIZE = 64 * 1024
 @dataclass(frozen=True, slots=True)
 class CustomsEndpoint:
     """Where and as whom the client talks to customs: the service `url`, the `timeout` (seconds)
-    an exchange may take in all, the WS-Security UsernameToken (none without `username`), the
-    Sender id the messages carry, and over https:// the CA bundle the server's certificate is
-    checked against (`ca_file`, empty: certifi's public CAs) and the client certificate and
-    key for mutual TLS (`cert_file`, `key_file`)."""
+    an exchange of one certificate may take in all (n times that for a batch of n), the
+    WS-Security UsernameToken (none without `username`), the Sender id the messages carry, and
+    over https:// the CA bundle the server's certificate is checked against (`ca_file`, empty:
+    certifi's public CAs) and the client certificate and key for mutual TLS (`cert_file`,
+    `key_file`)."""
 
     url: str
     timeout: float = 10.0
@@ -256,10 +259,11 @@ class _BoundedTransport(Transport):
         exchange = _Exchange()
         _calls.exchange = exchange
         _calls.status = None
-        _watchdog.watch(exchange, self.operation_timeout)
+        deadline = self.deadline()
+        _watchdog.watch(exchange, deadline)
         try:
             response = self.session.post(
-                address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+                address, data=message, headers=headers, timeout=deadline, stream=True
             )
             exchange.status = response.status_code
             try:
@@ -270,7 +274,7 @@ class _BoundedTransport(Transport):
                 response.close()
         except _BROKEN as error:
             if exchange.expired:
-                raise _no_answer(address, self.operation_timeout) from None
+                raise _no_answer(address, deadline) from None
             at_handshake = exchange.connected and exchange.status is None
             failure = tls_failure(
                 error, address, self.tls, closed_counts=self.closed_counts and at_handshake
@@ -286,6 +290,11 @@ class _BoundedTransport(Transport):
         _calls.status = exchange.status
         return response
 
+    def deadline(self) -> float:
+        """The seconds the exchange this thread is making may take: the call's own (a batch
+        of certificates, `_calls.deadline`) or the endpoint's timeout."""
+        return getattr(_calls, "deadline", None) or self.operation_timeout
+
     def _read(self, response: requests.Response, address: str) -> bytes:
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
@@ -296,10 +305,10 @@ class _BoundedTransport(Transport):
             try:
                 chunk = response.raw.read1(_READ_SIZE, decode_content=True)
             except urllib3.exceptions.ReadTimeoutError:
-                raise _no_answer(address, self.operation_timeout) from None
+                raise _no_answer(address, self.deadline()) from None
             except urllib3.exceptions.HTTPError as error:  # a short body, a broken chunk
                 if _calls.exchange is not None and _calls.exchange.expired:
-                    raise _no_answer(address, self.operation_timeout) from None
+                    raise _no_answer(address, self.deadline()) from None
                 raise DeliveryError(
                     f"HTTP exchange with {address} broke off: {error}",
                     transient=True,
@@ -313,7 +322,7 @@ class _BoundedTransport(Transport):
             parts.append(chunk)
         exchange = _calls.exchange
         if exchange is not None and exchange.expired:  # cut short: what came is not all of it
-            raise _no_answer(address, self.operation_timeout)
+            raise _no_answer(address, self.deadline())
         return b"".join(parts)
 
 
@@ -488,6 +497,7 @@ class CustomsClient:
             try:
                 reply = self._invoke(
                     "SubmitCertificates",
+                    deadline=self.endpoint.timeout * len(submissions),
                     SentAt=sent_at.astimezone(UTC),
                     Sender=self.endpoint.sender_id,
                     Submission=submissions,
@@ -502,20 +512,23 @@ class CustomsClient:
             results = [next(answers) if result is None else result for result in results]
         return results  # type: ignore[return-value]  # every None was replaced
 
-    def _invoke(self, operation: str, **values):
+    def _invoke(self, operation: str, deadline: float | None = None, **values):
         """The operation's reply, every failure of the exchange as a DeliveryError (or
-        TlsFailure)."""
+        TlsFailure); the exchange may take `deadline` seconds (default: the endpoint's
+        timeout)."""
         url = self.endpoint.url
         service = self._proxy()
+        deadline = deadline or self.endpoint.timeout
+        _calls.deadline = deadline
         try:
             return self._call(getattr(service, operation), **values)
         except TlsFailure:
             raise
         except requests.exceptions.Timeout:
-            raise _no_answer(url, self.endpoint.timeout) from None
+            raise _no_answer(url, deadline) from None
         except requests.exceptions.ConnectionError as error:
             if _is_read_timeout(error):  # requests wraps a timeout within the body this way
-                raise _no_answer(url, self.endpoint.timeout) from None
+                raise _no_answer(url, deadline) from None
             raise _connection_error(url, error) from None
         except requests.exceptions.RequestException as error:
             raise DeliveryError(
@@ -551,6 +564,8 @@ class CustomsClient:
                 transient=False,
                 code="invalid-response",
             ) from None
+        finally:
+            _calls.deadline = None
 
     def _call(self, operation, **values):
         """The call; once more when the server closed its new connection at the handshake. A
