@@ -1,19 +1,22 @@
 """Fixtures for the soap side: the real customs single window simulator (a subprocess serving
 SOAP over HTTP or HTTPS on a free 127.0.0.1 port, stopped by process group at teardown), a URL where
-nothing listens, and realistic licences built directly with bridge.core.model."""
+nothing listens, realistic licences built directly with bridge.core.model, and the two steps
+every outbox test repeats: storing licences as given and reading the outbox back."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bridge.adapters.signing import CertificateSigner
+from bridge.adapters.store.licences import save_licence
+from bridge.adapters.store.outbox import outbox_rows
 from bridge.core.model import Licence, LicenceLine, LicenceStatus, LicenceType, Party
 from bridge.entrypoints.customs_sim import SimulatorProcess, start_simulator
 from bridge.services.config import Settings
@@ -234,3 +237,16 @@ def sample_licences() -> list[Licence]:
         national_general_licence(),
         chemicals_licence(),
     ]
+
+
+def save_licences(engine, licences, *, now: datetime) -> None:
+    """Store `licences` at `now`, each under its own version number, in one transaction."""
+    with engine.begin() as conn:
+        for licence in licences:
+            save_licence(conn, licence, source="test", now=now, explicit_version=True)
+
+
+def outbox_of(engine) -> list[dict]:
+    """Every outbox row, as the store lists them."""
+    with engine.connect() as conn:
+        return outbox_rows(conn)

@@ -24,9 +24,9 @@ from bridge.core import declaration_fast
 from bridge.core.codes import (
     country_problem,
     eori_problem,
-    normalise_cn,
     normalise_eori,
 )
+from bridge.core.declaration_fast import element_text, read_commodity
 from bridge.core.declaration_model import (  # noqa: F401 - re-exported: the records' home for callers
     _ADDITIONAL_DOCUMENT,
     _AMENDMENT,
@@ -136,7 +136,7 @@ class _Reader:
     def read(self, root) -> Declaration | None:
         country = None
         if root.tag == _METADATA:
-            country = _text(root.find(_RESPONSIBLE_COUNTRY))
+            country = element_text(root.find(_RESPONSIBLE_COUNTRY))
             if country is not None and (reason := country_problem(country)):
                 self.problem(reason, "MetaData/ResponsibleCountryCode", country)
             element = root.find(_DECLARATION)
@@ -181,18 +181,18 @@ class _Reader:
         return outer[0] if outer else None
 
     def read_declaration(self, element, country: str | None) -> Declaration:
-        function_code = _text(element.find(_FUNCTION_CODE))
-        type_code = _text(element.find(_TYPE_CODE))
+        function_code = element_text(element.find(_FUNCTION_CODE))
+        type_code = element_text(element.find(_TYPE_CODE))
         if function_code is None:
             self.problem("a declaration needs its FunctionCode (9 original, 13 request)", "")
-        mrn = _text(element.find(_ID))
+        mrn = element_text(element.find(_ID))
         cancellation = (
             function_code == CANCELLATION_FUNCTION_CODE and type_code == CANCELLATION_TYPE_CODE
         )
         if cancellation and mrn is None:
             self.problem("a cancellation names the MRN it cancels in Declaration/ID", "ID")
         exporter = element.find(_EXPORTER)
-        exporter_id = _text(exporter.find(_ID)) if exporter is not None else None
+        exporter_id = element_text(exporter.find(_ID)) if exporter is not None else None
         exporter_eori = normalise_eori(exporter_id) if exporter_id else None
         deferred = []
         if exporter_eori is not None and (reason := eori_problem(exporter_eori)):
@@ -205,12 +205,12 @@ class _Reader:
             destination = _destination(shipment)
             export_country = shipment.find(_EXPORT_COUNTRY)
             if export_country is not None:
-                found = _text(export_country.find(_ID))
+                found = element_text(export_country.find(_ID))
                 dispatch = found.upper() if found else None
         return Declaration(
             function_code=function_code or "",
             type_code=type_code,
-            lrn=_text(element.find(_LRN)),
+            lrn=element_text(element.find(_LRN)),
             mrn=mrn,
             exporter_eori=exporter_eori,
             country=country,
@@ -227,7 +227,7 @@ class _Reader:
             pointers = []
             for number, pointer in enumerate(section.iterchildren(_POINTER), start=1):
                 path = f"Amendment[{position}]/Pointer[{number}]/SequenceNumeric"
-                raw = _text(pointer.find(_SEQUENCE))
+                raw = element_text(pointer.find(_SEQUENCE))
                 sequence = None
                 if raw is not None:
                     if raw.isascii() and raw.isdigit() and len(raw) <= 5:
@@ -239,15 +239,17 @@ class _Reader:
                             path,
                             raw,
                         )
-                section_code = _text(pointer.find(_SECTION_CODE))
+                section_code = element_text(pointer.find(_SECTION_CODE))
                 pointers.append(
                     Pointer(
                         section_code.upper() if section_code else None,
                         sequence,
-                        _text(pointer.find(_TAG_ID)),
+                        element_text(pointer.find(_TAG_ID)),
                     )
                 )
-            amendments.append(Amendment(_text(section.find(_CHANGE_REASON)), tuple(pointers)))
+            amendments.append(
+                Amendment(element_text(section.find(_CHANGE_REASON)), tuple(pointers))
+            )
         return tuple(amendments)
 
     def read_goods_items(self, shipment) -> tuple[GoodsItem, ...]:
@@ -264,9 +266,9 @@ class _Reader:
                 if tag == _ADDITIONAL_DOCUMENT:
                     documents.append(child)
                 elif tag == _SEQUENCE:
-                    raw_sequence = _text(child)
+                    raw_sequence = element_text(child)
                 elif tag == _COMMODITY:
-                    cn_code, description = _commodity(child)
+                    cn_code, description = read_commodity(child)
                 elif tag == _DESTINATION:
                     destination = _country(child)
             sequence = self.goods_item_number(raw_sequence, path)
@@ -321,18 +323,18 @@ class _Reader:
             for child in element:
                 tag = child.tag
                 if tag == _CATEGORY_CODE:
-                    category = _text(child)
+                    category = element_text(child)
                 elif tag == _TYPE_CODE:
-                    type_code = _text(child)
+                    type_code = element_text(child)
                 elif tag == _ID:
-                    reference = _text(child)
+                    reference = element_text(child)
                 elif tag == _LPCO_EXEMPTION:
-                    status = _text(child)
+                    status = element_text(child)
                 elif tag == _WRITE_OFF:
                     write_off = child
                 elif tag == _LINE_NUMERIC:
                     # Not in the DMS customisation; read when a national one carries it.
-                    raw_line = _text(child)
+                    raw_line = element_text(child)
             code = (category or "") + (type_code or "")
             quantity = unit = amount = currency = None
             if write_off is not None:
@@ -433,37 +435,14 @@ class _Reader:
         return value
 
 
-def _text(element) -> str | None:
-    if element is None or element.text is None:
-        return None
-    text = element.text.strip()
-    return text or None
-
-
 def _destination(parent) -> str | None:
     destination = parent.find(_DESTINATION)
     return None if destination is None else _country(destination)
 
 
 def _country(destination) -> str | None:
-    code = _text(destination.find(_COUNTRY_CODE))
+    code = element_text(destination.find(_COUNTRY_CODE))
     return code.upper() if code else None
-
-
-def _commodity(commodity) -> tuple[str | None, str | None]:
-    cn_code = description = None
-    for child in commodity:
-        tag = child.tag
-        if tag == _DESCRIPTION:
-            description = _text(child)
-        elif (
-            tag == _CLASSIFICATION
-            and cn_code is None
-            and _text(child.find(_IDENTIFICATION_TYPE)) == CN_CLASSIFICATION
-        ):
-            found = _text(child.find(_ID))
-            cn_code = normalise_cn(found) if found else None
-    return cn_code, description
 
 
 def _is_element(node) -> bool:

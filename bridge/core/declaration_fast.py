@@ -78,7 +78,9 @@ def read_clean(root, source: str, *, amendments) -> Declaration | None:
         return None
 
 
-def _text(element) -> str | None:
+def element_text(element) -> str | None:
+    """An element's text, stripped; None for no element, no text or only blanks (both
+    readers read every text this way)."""
     if element is None:
         return None
     text = element.text
@@ -92,7 +94,7 @@ def _read(root, source: str, read_amendments) -> Declaration | None:
     country = None
     if tag == _METADATA:
         found = _firsts(root, _METADATA_CHILDREN)
-        country = _text(found.get(_RESPONSIBLE_COUNTRY))
+        country = element_text(found.get(_RESPONSIBLE_COUNTRY))
         if country is not None and country_problem(country):
             return None
         element = found.get(_DECLARATION)
@@ -103,11 +105,11 @@ def _read(root, source: str, read_amendments) -> Declaration | None:
     else:
         return None  # a wrapper, or no declaration: the full reader says which
     found = _firsts(element, _DECLARATION_CHILDREN)
-    function_code = _text(found.get(_FUNCTION_CODE))
+    function_code = element_text(found.get(_FUNCTION_CODE))
     if function_code is None:
         return None
-    type_code = _text(found.get(_TYPE_CODE))
-    mrn = _text(found.get(_ID))
+    type_code = element_text(found.get(_TYPE_CODE))
+    mrn = element_text(found.get(_ID))
     cancellation = (
         function_code == CANCELLATION_FUNCTION_CODE and type_code == CANCELLATION_TYPE_CODE
     )
@@ -116,7 +118,7 @@ def _read(root, source: str, read_amendments) -> Declaration | None:
     exporter = found.get(_EXPORTER)
     exporter_eori = None
     if exporter is not None:
-        exporter_id = _text(_first(exporter, _ID))
+        exporter_id = element_text(_first(exporter, _ID))
         if exporter_id:
             exporter_eori = _eori(exporter_id)
     goods_items: tuple[GoodsItem, ...] = ()
@@ -127,7 +129,7 @@ def _read(root, source: str, read_amendments) -> Declaration | None:
         goods_items = _goods_items(shipment, destination)
         export_country = _first(shipment, _EXPORT_COUNTRY)
         if export_country is not None:
-            code = _text(_first(export_country, _ID))
+            code = element_text(_first(export_country, _ID))
             dispatch = code.upper() if code else None
     amendments = ()
     if _AMENDMENT in found:
@@ -138,7 +140,7 @@ def _read(root, source: str, read_amendments) -> Declaration | None:
     return Declaration(
         function_code,
         type_code,
-        _text(found.get(_LRN)),
+        element_text(found.get(_LRN)),
         mrn,
         exporter_eori,
         country,
@@ -191,7 +193,7 @@ def _destination(parent) -> str | None:
     destination = _first(parent, _DESTINATION)
     if destination is None:
         return None
-    code = _text(_first(destination, _COUNTRY_CODE))
+    code = element_text(_first(destination, _COUNTRY_CODE))
     return code.upper() if code else None
 
 
@@ -209,9 +211,9 @@ def _goods_items(shipment, shipment_destination: str | None) -> tuple[GoodsItem,
             elif tag == _SEQUENCE:
                 raw_sequence = child.text
             elif tag == _COMMODITY:
-                cn_code, description = _commodity(child)
+                cn_code, description = read_commodity(child)
             elif tag == _DESTINATION:
-                code = _text(_first(child, _COUNTRY_CODE))
+                code = element_text(_first(child, _COUNTRY_CODE))
                 destination = code.upper() if code else None
         sequence = _sequence(raw_sequence)
         if sequence in seen:
@@ -240,18 +242,20 @@ def _sequence(raw: str | None) -> int:
     return sequence
 
 
-def _commodity(commodity) -> tuple[str | None, str | None]:
+def read_commodity(commodity) -> tuple[str | None, str | None]:
+    """(CN code normalised, description) of a Commodity element: the first classification
+    of type TSP (CN), the last description (both readers read it so)."""
     cn_code = description = None
     for child in commodity:
         tag = child.tag
         if tag == _DESCRIPTION:
-            description = _text(child)
+            description = element_text(child)
         elif (
             tag == _CLASSIFICATION
             and cn_code is None
-            and _text(_first(child, _IDENTIFICATION_TYPE)) == CN_CLASSIFICATION
+            and element_text(_first(child, _IDENTIFICATION_TYPE)) == CN_CLASSIFICATION
         ):
-            found = _text(_first(child, _ID))
+            found = element_text(_first(child, _ID))
             if found:
                 cn_code = _cn_codes.get(found)
                 if cn_code is None:
@@ -286,7 +290,7 @@ def _documents(elements: list, item: int) -> tuple[DocumentUse, ...]:
             elif tag == _WRITE_OFF:
                 write_off = child
             elif tag == _LINE_NUMERIC:
-                raw_line = _text(child)
+                raw_line = element_text(child)
         quantity = unit = amount = currency = None
         if write_off is not None:
             for child in write_off:

@@ -38,8 +38,6 @@ from bridge.adapters.signing import development_signer
 from bridge.adapters.soap import BATCH_MESSAGES_SCHEMA_FILE, MESSAGES_NAMESPACE
 from bridge.adapters.soap.client import Acknowledgement, CustomsClient, CustomsEndpoint
 from bridge.adapters.soap.server_process import TlsTrust
-from bridge.adapters.store.licences import save_licence
-from bridge.adapters.store.outbox import outbox_rows
 from bridge.core.certificate import build_certificate
 from bridge.core.errors import ConfigError, DeliveryError
 from bridge.core.model import LicenceStatus
@@ -54,7 +52,7 @@ from bridge.services.outbox import (
     retry_failed,
 )
 from bridge.testkit import licences as synth
-from tests.fixtures_soap import chemicals_licence
+from tests.fixtures_soap import chemicals_licence, outbox_of, save_licences
 from tests.integration.test_soap_tls import settings_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # authority certificates are checked against it
@@ -145,14 +143,7 @@ def test_a_batch_judges_every_certificate_as_single_calls_do(
 
 
 def _save(engine, licences) -> None:
-    with engine.begin() as conn:
-        for licence in licences:
-            save_licence(conn, licence, source="test", now=NOW, explicit_version=True)
-
-
-def _rows(engine) -> list[dict]:
-    with engine.connect() as conn:
-        return outbox_rows(conn)
+    save_licences(engine, licences, now=NOW)
 
 
 def _clients(url: str, count: int, **settings) -> list[OutboxClient]:
@@ -185,7 +176,7 @@ def test_the_outbox_delivers_in_batches_each_certificate_once(engine, customs_si
     )
     received = customs_simulator.received()
     assert len({r["message_id"] for r in received}) == len(received) == 120
-    rows = _rows(engine)
+    rows = outbox_of(engine)
     assert all(r["status"] == "delivered" and r["attempts"] == 1 for r in rows)
     assert {r["receipt_id"] for r in rows} == {r["receipt_id"] for r in received}
     stats = customs_simulator.stats()
@@ -232,7 +223,7 @@ def test_a_batch_that_fails_as_a_whole_is_retried_and_a_lost_answer_is_a_duplica
     assert (report.failed, report.still_pending) == (0, 0)
     assert report.delivered + report.duplicate == 64 and report.duplicate == 8
     assert report.retried == 16
-    rows = _rows(engine)
+    rows = outbox_of(engine)
     assert sorted(r["attempts"] for r in rows) == [1] * 48 + [2] * 16
     assert all(r["status"] == "delivered" for r in rows)
     assert len(simulator.received()) == 64
@@ -257,7 +248,7 @@ def test_a_batch_has_its_certificates_timeout_each(engine, customs_simulator_fac
         0,
         0,
     )
-    assert all(r["attempts"] == 1 for r in _rows(engine))
+    assert all(r["attempts"] == 1 for r in outbox_of(engine))
     stats = simulator.stats()
     assert stats["injected_timeout"] == 2 and stats["batches"] == stats["requests"] == 5
 
@@ -298,11 +289,12 @@ def test_a_receiver_on_contract_1_0_gets_one_call_per_certificate(
     stats = simulator.stats()
     # One SubmitCertificates answered UNKNOWN_OPERATION, then one call per certificate.
     assert (stats["requests"], stats["refused"], stats.get("batches", 0)) == (41, 1, 0)
-    assert all(r["attempts"] == 1 for r in _rows(engine))
+    assert all(r["attempts"] == 1 for r in outbox_of(engine))
     # What the client heard: a permanent fault naming the operation the receiver lacks.
     fresh = CustomsClient(CustomsEndpoint(simulator.url))
+    document = outbox_of(engine)[0]["document"].encode()
     with pytest.raises(DeliveryError, match="UNKNOWN_OPERATION") as refused:
-        fresh.submit_certificates([(_message_id("x"), _rows(engine)[0]["document"].encode())], NOW)
+        fresh.submit_certificates([(_message_id("x"), document)], NOW)
     assert refused.value.transient is False and fresh.batching is False
 
 
@@ -426,7 +418,7 @@ def test_batches_go_over_mutual_tls_and_a_tls_failure_stops_the_run_with_nothing
         deliver_pending(engine, [OutboxClient(settings_for(customs.url, ca=tls_ca.ca_file))])
     assert stopped.value.cause.code == "tls-client-refused"
     assert "40 message(s) stay pending, their attempts untouched" in str(stopped.value)
-    assert all((r["status"], r["attempts"]) == ("pending", 0) for r in _rows(engine))
+    assert all((r["status"], r["attempts"]) == ("pending", 0) for r in outbox_of(engine))
 
     client = tls_ca.client("elbridge")
     settings = settings_for(customs.url, ca=tls_ca.ca_file, client=client, soap_batch_size=50)

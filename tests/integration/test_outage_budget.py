@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.adapters.store.licences import save_licence
-from bridge.adapters.store.outbox import outbox_rows
 from bridge.core.errors import Rejected
 from bridge.core.model import LicenceStatus
 from bridge.entrypoints.cli import main
@@ -33,7 +31,7 @@ from bridge.services.outbox import (
     undelivered,
 )
 from bridge.services.signing import certificate_signer
-from tests.fixtures_soap import individual_licence, sample_licences
+from tests.fixtures_soap import individual_licence, outbox_of, sample_licences, save_licences
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN_EVERY = timedelta(minutes=5)  # how often the scheduler starts a delivery run
@@ -53,14 +51,7 @@ class Clock:
 
 
 def _save(engine, *licences, at: datetime = NOW) -> None:
-    with engine.begin() as conn:
-        for licence in licences:
-            save_licence(conn, licence, source="test", now=at, explicit_version=True)
-
-
-def _rows(engine) -> list[dict]:
-    with engine.connect() as conn:
-        return outbox_rows(conn)
+    save_licences(engine, licences, now=at)
 
 
 def _client(url: str, **settings) -> CustomsClient:
@@ -101,7 +92,7 @@ def test_a_two_hour_customs_outage_loses_no_certificate_all_delivered_once_custo
     assert sum(report.failed for report in reports) == 0
     assert all(report.delivered == 0 and report.still_pending == 5 for report in reports)
     assert outbox_summary(engine) == {"pending": 5, "delivered": 0, "failed": 0}
-    rows = _rows(engine)
+    rows = outbox_of(engine)
     for row in rows:
         assert row["status"] == "pending" and row["failure"] is None
         assert row["first_failed_at"] == NOW
@@ -151,7 +142,7 @@ def test_a_spent_budget_fails_and_outbox_retry_sends_it_again(
     assert (number, version) == ("DE-EA-2026-004711", 1)
     assert reason.startswith("gave up after 30 min of transient failures (")
     assert "the retry budget is 30 min" in reason and "last: HTTP 503" in reason
-    (row,) = _rows(engine)
+    (row,) = outbox_of(engine)
     assert (row["status"], row["failure"]) == ("failed", "budget")
     assert row["last_attempt_at"] == start + timedelta(minutes=30)  # the budget's end exactly
     calls = simulator.stats()["requests"]
@@ -175,7 +166,7 @@ def test_a_spent_budget_fails_and_outbox_retry_sends_it_again(
     assert [m["id"] for m in document["requeued"]] == [row["id"]]
     assert (document["actor"], document["skipped"]) == ("operator.meyer", [])
 
-    (again,) = _rows(engine)
+    (again,) = outbox_of(engine)
     assert (again["status"], again["attempts"], again["retried_by"]) == (
         "pending",
         0,
@@ -224,7 +215,7 @@ def test_a_refusal_is_not_retried_by_the_budget_but_by_an_explicit_retry(
     assert (first.failed, first.retried) == (1, 0)
     ((_, _, reason),) = first.failures
     assert "SIGNATURE_REFUSED" in reason and "certificate refused" in reason
-    (row,) = _rows(engine)
+    (row,) = outbox_of(engine)
     assert (row["status"], row["failure"], row["attempts"]) == ("failed", "refused", 1)
 
     # Three hours of runs: a refusal is not a transient failure, nothing sends it again.
@@ -237,14 +228,14 @@ def test_a_refusal_is_not_retried_by_the_budget_but_by_an_explicit_retry(
     assert retry_certificates(engine, ids=[row["id"]], actor="officer.a", now=clock.now) == 1
     again = deliver_pending(engine, client, now_fn=clock, sleep=clock.sleep)
     assert again.failed == 1 and customs.stats()["requests"] == 2
-    (row,) = _rows(engine)
+    (row,) = outbox_of(engine)
     assert (row["status"], row["failure"], row["retried_by"]) == ("failed", "refused", "officer.a")
 
     trusting = mended()
     assert retry_certificates(engine, ids=[row["id"]], actor="officer.b", now=clock.now) == 1
     delivered = deliver_pending(engine, _client(trusting.url), now_fn=clock, sleep=clock.sleep)
     assert (delivered.delivered, delivered.failed) == (1, 0)
-    (row,) = _rows(engine)
+    (row,) = outbox_of(engine)
     assert (row["status"], row["retried_by"], row["failure"]) == ("delivered", "officer.b", None)
     assert [r["reference"] for r in trusting.received()] == ["DE-EA-2026-004711"]
 
@@ -320,7 +311,7 @@ def test_retrying_a_status_alone_while_its_certificate_stays_failed_is_refused_w
 def test_retry_refuses_what_it_cannot_find_and_changes_nothing(engine, development_authority):
     _save(engine, individual_licence())
     certify_pending(engine, now=NOW, signer=development_authority)
-    (row,) = _rows(engine)
+    (row,) = outbox_of(engine)
     with pytest.raises(Rejected) as unknown:
         retry_failed(engine, ids=[row["id"], row["id"] + 1000], actor="a", now=NOW)
     assert {p.code for p in unknown.value.problems} == {"usage"}
@@ -331,4 +322,4 @@ def test_retry_refuses_what_it_cannot_find_and_changes_nothing(engine, developme
         retry_failed(engine, ids=[row["id"]], all_failed=True, actor="a", now=NOW)
     with pytest.raises(Rejected, match="must be named"):
         retry_failed(engine, all_failed=True, actor=" ", now=NOW)
-    assert _rows(engine) == [row]
+    assert outbox_of(engine) == [row]

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from bridge.adapters.store.licences import save_licence
 from bridge.adapters.store.outbox import outbox_rows
 from bridge.adapters.store.schema import outbox
 from bridge.core.certificate import certificate_problems
@@ -29,7 +28,9 @@ from tests.fixtures_soap import (
     global_licence,
     individual_licence,
     national_general_licence,
+    outbox_of,
     sample_licences,
+    save_licences,
     union_general_licence,
 )
 
@@ -52,9 +53,7 @@ class Clock:
 
 
 def _save(engine, *licences) -> None:
-    with engine.begin() as conn:
-        for licence in licences:
-            save_licence(conn, licence, source="test", now=NOW, explicit_version=True)
+    save_licences(engine, licences, now=NOW)
 
 
 def _client(url: str, timeout: float = 5.0) -> CustomsClient:
@@ -62,8 +61,7 @@ def _client(url: str, timeout: float = 5.0) -> CustomsClient:
 
 
 def _rows(engine) -> dict[tuple[str, int], dict]:
-    with engine.connect() as conn:
-        return {(r["licence_number"], r["licence_version"]): r for r in outbox_rows(conn)}
+    return {(r["licence_number"], r["licence_version"]): r for r in outbox_of(engine)}
 
 
 def test_message_ids_are_the_same_for_the_same_version_and_differ_otherwise():

@@ -11,14 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from bridge.adapters.store.licences import save_licence
-from bridge.adapters.store.outbox import outbox_rows
 from bridge.adapters.store.schema import outbox
 from bridge.core.model import LicenceStatus
 from bridge.services.config import Settings
 from bridge.services.outbox import CustomsClient, certify_pending, deliver_pending, outbox_summary
 from bridge.testkit import licences as synth
-from tests.fixtures_soap import chemicals_licence
+from tests.fixtures_soap import chemicals_licence, outbox_of, save_licences
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -29,14 +27,7 @@ def _clients(url: str, count: int) -> list[CustomsClient]:
 
 
 def _save(engine, licences) -> None:
-    with engine.begin() as conn:
-        for licence in licences:
-            save_licence(conn, licence, source="test", now=NOW, explicit_version=True)
-
-
-def _rows(engine) -> list[dict]:
-    with engine.connect() as conn:
-        return outbox_rows(conn)
+    save_licences(engine, licences, now=NOW)
 
 
 class Clock:
@@ -74,7 +65,7 @@ def test_four_senders_deliver_every_certificate_once_each_licence_in_version_ord
     assert len({r["message_id"] for r in received}) == 42  # each stored once
     versions = [r["version"] for r in received if r["reference"] == chemicals.number]
     assert versions == [chemicals.version, later.version]  # never ahead of its predecessor
-    rows = _rows(engine)
+    rows = outbox_of(engine)
     assert {r["status"] for r in rows} == {"delivered"}
     assert all(r["attempts"] == 1 and r["receipt_id"] for r in rows)
 
@@ -98,7 +89,7 @@ def test_transient_faults_with_several_senders_end_delivered_after_retries(
     assert (report.delivered, report.failed, report.still_pending) == (30, 0, 0)
     assert report.retried > 0
     assert len(simulator.received()) == 30
-    rows = _rows(engine)
+    rows = outbox_of(engine)
     assert sum(r["attempts"] for r in rows) == 30 + report.retried
     assert all(r["status"] == "delivered" for r in rows)
 
@@ -110,7 +101,7 @@ def test_a_lost_commit_sends_again_and_customs_answer_duplicate(engine, customs_
     first = deliver_pending(engine, _clients(customs_simulator.url, senders), now_fn=Clock())
     assert first.delivered == 5
     # As if the process died after customs acknowledged two of them but before the commit.
-    lost = sorted(r["id"] for r in _rows(engine))[:2]
+    lost = sorted(r["id"] for r in outbox_of(engine))[:2]
     with engine.begin() as conn:
         conn.execute(
             update(outbox)
@@ -123,7 +114,7 @@ def test_a_lost_commit_sends_again_and_customs_answer_duplicate(engine, customs_
     assert (again.delivered, again.duplicate, again.failed) == (0, 2, 0)
     assert len(customs_simulator.received()) == 5  # stored once each all the same
     assert outbox_summary(engine) == {"pending": 0, "delivered": 5, "failed": 0}
-    acknowledgements = {r["id"]: r["acknowledgement"] for r in _rows(engine)}
+    acknowledgements = {r["id"]: r["acknowledgement"] for r in outbox_of(engine)}
     assert [acknowledgements[i] for i in lost] == ["DUPLICATE", "DUPLICATE"]
 
 
@@ -140,7 +131,7 @@ def test_outcomes_are_committed_before_waiting_for_a_retry(engine, customs_simul
             engine, _clients(simulator.url, 2), now_fn=Clock(), sleep=crash, commit_every=100
         )
     assert outbox_summary(engine) == {"pending": 1, "delivered": 5, "failed": 0}
-    (waiting,) = [r for r in _rows(engine) if r["status"] == "pending"]
+    (waiting,) = [r for r in outbox_of(engine) if r["status"] == "pending"]
     assert waiting["attempts"] == 1 and "503" in waiting["last_error"]
 
 

@@ -15,6 +15,13 @@ from bridge.adapters.soap.http_server import SoapFault
 from bridge.core.certificate import StatusUpdate
 
 
+def _new_receipt() -> tuple[str, str]:
+    """A new receipt id and the time of receipt."""
+    return f"CSW-{uuid.uuid4().hex[:20].upper()}", datetime.now(UTC).isoformat(
+        timespec="milliseconds"
+    )
+
+
 @dataclass(frozen=True)
 class Receipt:
     status: str  # ACCEPTED | DUPLICATE
@@ -104,22 +111,10 @@ class ReceivedStore:
         sent_at: str,
     ) -> Receipt:
         # The caller holds the lock.
-        row = self._db.execute(
-            "SELECT document, receipt_id, received_at FROM received_certificate"
-            " WHERE message_id = ?",
-            (message_id,),
-        ).fetchone()
-        if row is not None:
-            if row[0] != document:
-                raise SoapFault.client(
-                    "MESSAGE_ID_REUSED",
-                    f"message {message_id} was already received with a different"
-                    f" certificate (receipt {row[1]}); a new certificate needs a new"
-                    " MessageId",
-                )
-            return Receipt("DUPLICATE", row[1], row[2])
-        receipt_id = f"CSW-{uuid.uuid4().hex[:20].upper()}"
-        received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        earlier = self._earlier("received_certificate", message_id, document, "certificate")
+        if earlier is not None:
+            return earlier
+        receipt_id, received_at = _new_receipt()
         self._db.execute(
             "INSERT INTO received_certificate VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -142,19 +137,9 @@ class ReceivedStore:
         for a certificate version not held is refused as UNKNOWN_CERTIFICATE (transient: the
         certificate may still be on its way)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT document, receipt_id, received_at FROM received_status"
-                " WHERE message_id = ?",
-                (message_id,),
-            ).fetchone()
-            if row is not None:
-                if row[0] != document:
-                    raise SoapFault.client(
-                        "MESSAGE_ID_REUSED",
-                        f"message {message_id} was already received with a different status"
-                        f" update (receipt {row[1]}); a new update needs a new MessageId",
-                    )
-                return Receipt("DUPLICATE", row[1], row[2])
+            earlier = self._earlier("received_status", message_id, document, "status update")
+            if earlier is not None:
+                return earlier
             held = self._db.execute(
                 "SELECT 1 FROM received_certificate WHERE reference = ? AND version = ?",
                 (update.reference, update.version),
@@ -167,8 +152,7 @@ class ReceivedStore:
                     " its certificate first, then this update again",
                     transient=True,
                 )
-            receipt_id = f"CSW-{uuid.uuid4().hex[:20].upper()}"
-            received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            receipt_id, received_at = _new_receipt()
             self._db.execute(
                 "INSERT INTO received_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -187,6 +171,24 @@ class ReceivedStore:
                 ),
             )
             return Receipt("ACCEPTED", receipt_id, received_at)
+
+    def _earlier(self, table: str, message_id: str, document: str, what: str) -> Receipt | None:
+        """The receipt already given for `message_id` in `table` (a resend: DUPLICATE), None
+        when it is new; MESSAGE_ID_REUSED when that id came with a different document. The
+        caller holds the lock."""
+        row = self._db.execute(
+            f"SELECT document, receipt_id, received_at FROM {table} WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != document:
+            raise SoapFault.client(
+                "MESSAGE_ID_REUSED",
+                f"message {message_id} was already received with a different {what}"
+                f" (receipt {row[1]}); a new {what} needs a new MessageId",
+            )
+        return Receipt("DUPLICATE", row[1], row[2])
 
     def statuses(self) -> list[dict[str, Any]]:
         """Every status update stored, in the order received."""
