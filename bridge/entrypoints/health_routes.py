@@ -112,9 +112,19 @@ def ledger_metrics(status: Status) -> Iterator[Metric]:
     yield events
     yield CounterMetricFamily(
         f"{NAMESPACE}_refused_documents",
-        "Write-offs refused by the rules, one per supporting document of a declaration.",
+        "Write-offs refused by the rules, one per supporting document of a declaration"
+        " (whatever the number of reasons).",
         value=figures.refused_documents,
     )
+    refusals = CounterMetricFamily(
+        f"{NAMESPACE}_refusals",
+        "Reasons write-offs were refused, by code (over-use, licence-expired, ...): a document"
+        " refused for two reasons counts under each, as the statistics page counts them.",
+        labels=["code"],
+    )
+    for code, number in sorted(figures.refusals.items()):
+        refusals.add_metric([code], number)
+    yield refusals
     yield CounterMetricFamily(
         f"{NAMESPACE}_rejected_records",
         "National licence records rejected at ingest (kept with their reasons).",

@@ -70,7 +70,9 @@ class Latency:
 @dataclass(frozen=True)
 class Figures:
     """What the ledger says. `events`: processed declaration messages per outcome (every
-    outcome listed); `refused_documents`: refused write-offs (one per document);
+    outcome listed); `refused_documents`: refused write-offs (one per document, whatever the
+    number of reasons); `refusals`: refusal reasons recorded per code (a document refused for
+    two reasons counts under each);
     `quarantine_unsettled`: quarantined messages not yet replayed successfully; `held_amendments`:
     declarations whose amendments wait for their release; `unpublished_results`: result
     messages the broker has not taken yet; `broker_stored_messages`: mosquitto's store count
@@ -83,6 +85,7 @@ class Figures:
 
     events: dict[str, int]
     refused_documents: int
+    refusals: dict[str, int]
     rejected_records: int
     movements: dict[str, int]
     quarantine_total: int
@@ -272,7 +275,8 @@ def _figures(conn, settings: Settings, now: datetime) -> Figures:
     recent = sorted(delivered.recent_seconds)
     return Figures(
         events=events,
-        refused_documents=store.count_rows(conn, "refusal"),
+        refused_documents=store.refused_documents(conn),
+        refusals=store.refusals_by_code(conn),
         rejected_records=store.count_rows(conn, "reject"),
         movements=store.movements_by_kind(conn),
         quarantine_total=store.count_rows(conn, "quarantine"),

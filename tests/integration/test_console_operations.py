@@ -87,6 +87,19 @@ def test_sending_again_answers_every_choice_with_a_message_never_an_error(ledger
     assert shown == [("problem", "0 message(s) queued to be sent again")]
 
 
+def test_the_quarantine_page_says_what_is_wrong_with_a_day_range(ledger):
+    settings, engine, problems = ledger
+    client = console_client(settings, role="auditor", engine=engine)
+    listed = client.get("/operations/quarantine", params={"from": "2026-06-01", "to": "2026-05-01"})
+    assert listed.status_code == 200
+    assert "the range ends (2026-05-01) before it starts (2026-06-01)" in listed.text
+    assert problems.release_mrn not in listed.text  # nothing listed for a range that cannot be
+    unreadable = client.get("/operations/quarantine", params={"from": "1 June"})
+    assert "from &#39;1 June&#39; is not a date (YYYY-MM-DD)" in unreadable.text
+    everything = client.get("/operations/quarantine", params={"from": "2000-01-01"})
+    assert problems.release_mrn in everything.text
+
+
 def test_replaying_answers_every_choice_with_a_message_never_an_error(ledger):
     settings, engine, problems = ledger
     client = console_client(settings, role="officer", engine=engine)

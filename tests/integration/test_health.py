@@ -20,7 +20,9 @@ from starlette.testclient import TestClient
 from bridge.adapters.mqtt.publisher import Publisher
 from bridge.adapters.store.alerts import acknowledge_alerts, raise_alert
 from bridge.adapters.store.db import make_engine
+from bridge.adapters.store.ledger import insert_refusals
 from bridge.adapters.store.schema import outbox
+from bridge.core.ledger_state import Refusal
 from bridge.core.paths import MAPPINGS_DIR
 from bridge.entrypoints import health_routes
 from bridge.entrypoints.demo import DEMO_EVENTS, declaration_bytes
@@ -256,7 +258,14 @@ def test_metrics_show_what_the_ledger_holds(settings, engine, wco_samples):
     ((rejected,),) = _sql(engine, "SELECT COUNT(*) FROM reject")
     ((quarantined,),) = _sql(engine, "SELECT COUNT(*) FROM quarantine")
     assert refused >= 1 and rejected >= 1 and quarantined >= 1
-    assert _one(found, "elbridge_refused_documents_total") == refused
+    ((documents,),) = _sql(
+        engine,
+        "SELECT COUNT(*) FROM (SELECT DISTINCT message_id, goods_item, document_code,"
+        " document_ref FROM refusal) d",
+    )
+    assert _one(found, "elbridge_refused_documents_total") == documents
+    for code, number in _sql(engine, "SELECT code, COUNT(*) FROM refusal GROUP BY code"):
+        assert _one(found, "elbridge_refusals_total", code=code) == number
     assert _one(found, "elbridge_rejected_records_total") == rejected
     assert _one(found, "elbridge_quarantined_messages_total") == quarantined
     assert _one(found, "elbridge_quarantine_unsettled_messages") == quarantined  # none replayed
@@ -311,6 +320,27 @@ def test_metrics_show_what_the_ledger_holds(settings, engine, wco_samples):
     assert (
         _one(found, "elbridge_problems") == len(problems) == 4
     )  # failed, overdue, alerts, quarantine
+
+
+def test_a_document_refused_for_two_reasons_counts_once_and_under_each_code(settings, engine):
+    def refused(item: int, code: str) -> Refusal:
+        return Refusal("26DE1", item, "X002", "DE/1", "DE/1", 1, code, f"{code} (why)", "m-1")
+
+    with engine.begin() as conn:
+        insert_refusals(
+            conn,
+            [refused(1, "over-use"), refused(1, "licence-expired"), refused(2, "over-use")],
+            NOW,
+        )
+    found = _families(probe_app(settings, engine).get("/metrics").text)
+    assert _one(found, "elbridge_refused_documents_total") == 2
+    assert _one(found, "elbridge_refusals_total", code="over-use") == 2
+    assert _one(found, "elbridge_refusals_total", code="licence-expired") == 1
+    figures = gather_status(settings, engine, now=NOW).figures
+    assert (figures.refused_documents, figures.refusals) == (
+        2,
+        {"over-use": 2, "licence-expired": 1},
+    )
 
 
 def test_metrics_still_answer_while_the_ledger_is_down(tmp_path, mosquitto):

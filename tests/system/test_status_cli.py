@@ -80,7 +80,15 @@ def test_status_json_tells_the_same_figures_as_the_ledger_and_the_metrics(
     assert figures["open_alerts"] == _sql(
         engine, "SELECT kind, COUNT(*) FROM alert WHERE state = 'open' GROUP BY kind"
     )
-    assert figures["refused_documents"] == _sql(engine, "SELECT 1, COUNT(*) FROM refusal")[1]
+    assert (
+        figures["refused_documents"]
+        == _sql(
+            engine,
+            "SELECT 1, COUNT(*) FROM (SELECT DISTINCT message_id, goods_item, document_code,"
+            " document_ref FROM refusal) d",
+        )[1]
+    )
+    assert figures["refusals"] == _sql(engine, "SELECT code, COUNT(*) FROM refusal GROUP BY code")
     assert figures["rejected_records"] == _sql(engine, "SELECT 1, COUNT(*) FROM reject")[1]
     assert figures["quarantine_unsettled"] == _sql(engine, "SELECT 1, COUNT(*) FROM quarantine")[1]
 

@@ -57,10 +57,29 @@ def message_outcomes(conn: Connection) -> dict[str, int]:
 
 
 def count_rows(conn: Connection, table_name: str) -> int:
-    """Rows of one of the tables that only grow: `refusal` (refused documents), `reject`
-    (national records rejected), `movement`, `quarantine`."""
-    table = {"refusal": refusal, "reject": reject, "movement": movement, "quarantine": quarantine}
+    """Rows of one of the tables that only grow: `reject` (national records rejected),
+    `movement`, `quarantine`."""
+    table = {"reject": reject, "movement": movement, "quarantine": quarantine}
     return conn.execute(select(func.count()).select_from(table[table_name])).scalar_one()
+
+
+def refused_documents(conn: Connection) -> int:
+    """Supporting documents refused: a document refused for two reasons has two refusal rows
+    (one per code) and counts once here."""
+    documents = (
+        select(refusal.c.message_id, refusal.c.goods_item, refusal.c.document_code)
+        .add_columns(refusal.c.document_ref)
+        .distinct()
+        .subquery()
+    )
+    return conn.execute(select(func.count()).select_from(documents)).scalar_one()
+
+
+def refusals_by_code(conn: Connection) -> dict[str, int]:
+    """Refusal rows per code (over-use, licence-expired, ...): a document refused for two
+    reasons counts under each, as the statistics page counts refusals."""
+    query = select(refusal.c.code, func.count()).group_by(refusal.c.code)
+    return {code: number for code, number in conn.execute(query)}
 
 
 def movements_by_kind(conn: Connection) -> dict[str, int]:

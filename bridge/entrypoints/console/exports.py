@@ -13,7 +13,6 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -21,11 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.core import console_tables
-from bridge.core.statistics import day_start
 from bridge.core.tables import Table, TableSpec, display
 from bridge.entrypoints.console.render import (
     READERS,
     NavEntry,
+    day_range,
     ledger,
     now,
     render,
@@ -141,29 +140,10 @@ def export_table(request: Request) -> Response:
     return _attachment(table_csv(table, options), CSV_TYPE, f"{name}-{stamp}.csv")
 
 
-def _range(request: Request) -> tuple[datetime | None, datetime | None]:
-    """The movements' range a query asks for (`from`, `to` days, both counted); ValueError
-    when a day cannot be read or the range ends before it starts."""
-    days = []
-    for key in ("from", "to"):
-        text = (request.query_params.get(key) or "").strip()
-        try:
-            days.append(date.fromisoformat(text) if text else None)
-        except ValueError:
-            raise ValueError(f"{key} {text!r} is not a date (YYYY-MM-DD)") from None
-    first, last = days
-    if first and last and last < first:
-        raise ValueError(f"the range ends ({last}) before it starts ({first})")
-    return (
-        day_start(first) if first else None,
-        day_start(last + timedelta(days=1)) if last else None,
-    )
-
-
 @require_role(*READERS)
 def export_reconciliation(request: Request) -> Response:
     try:
-        since, until = _range(request)
+        since, until = day_range(request)
     except ValueError as error:
         return _refused(request, str(error))
     data = reconciliation_workbook(ledger(request), since=since, until=until)
@@ -183,7 +163,7 @@ def exports_page(request: Request) -> Response:
 
 def _reconciliation_loader(spec: TableSpec) -> Loader:
     def load(request: Request) -> Table:
-        since, until = _range(request)
+        since, until = day_range(request)
         (table,) = reconciliation_tables(
             ledger(request), since=since, until=until, names=[spec.name]
         )

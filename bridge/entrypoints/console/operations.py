@@ -5,15 +5,12 @@ retrying are an officer's acts, recorded with their name; auditors see everythin
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from bridge.core.console_tables import OUTBOX, QUARANTINE, REJECTS
 from bridge.core.errors import Rejected
-from bridge.core.statistics import day_start
 from bridge.core.tables import Table
 from bridge.entrypoints.console.exports import Export, table_context
 from bridge.entrypoints.console.render import (
@@ -21,6 +18,7 @@ from bridge.entrypoints.console.render import (
     READERS,
     NavEntry,
     actor,
+    day_range,
     flash,
     form,
     ledger,
@@ -42,22 +40,6 @@ from bridge.services.quarantine import Selection, replay, show_quarantined
 
 OUTBOX_STATUSES = ("pending", "delivered", "failed")
 MAX_ID = 2**63 - 1  # the largest id a ledger holds (BIGINT; SQLite's INTEGER)
-
-
-def _days(request: Request) -> tuple[datetime | None, datetime | None]:
-    """The `from` and `to` days of the query (both counted) as a UTC range."""
-    found = []
-    for key in ("from", "to"):
-        text = (request.query_params.get(key) or "").strip()
-        try:
-            found.append(date.fromisoformat(text) if text else None)
-        except ValueError:
-            raise ValueError(f"{key} {text!r} is not a date (YYYY-MM-DD)") from None
-    first, last = found
-    return (
-        day_start(first) if first else None,
-        day_start(last + timedelta(days=1)) if last else None,
-    )
 
 
 def _page(request: Request, template: str, context: dict) -> Response:
@@ -98,7 +80,7 @@ def _quarantine_query(request: Request) -> dict[str, str]:
 
 def _quarantine(request: Request) -> Table:
     query = _quarantine_query(request)
-    since, until = _days(request)
+    since, until = day_range(request)
     return quarantine_table(
         ledger(request), state=query["state"], mrn=query["mrn"], since=since, until=until
     )

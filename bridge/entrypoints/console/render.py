@@ -21,7 +21,7 @@ import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from bridge.core.statistics import day_start
 from bridge.entrypoints.console.auth import AUDITOR, OFFICER, ROLES, User
 from bridge.services.config import Settings
 
@@ -132,6 +133,26 @@ templates = Jinja2Templates(env=_environment())
 
 
 # --------------------------------------------------------------------------- request state
+
+
+def day_range(request: Request) -> tuple[datetime | None, datetime | None]:
+    """The UTC range of the query's `from` and `to` days (both counted; either may be left
+    out); ValueError, worded for the page, when a day cannot be read or the range ends before
+    it starts."""
+    days = []
+    for key in ("from", "to"):
+        text = (request.query_params.get(key) or "").strip()
+        try:
+            days.append(date.fromisoformat(text) if text else None)
+        except ValueError:
+            raise ValueError(f"{key} {text!r} is not a date (YYYY-MM-DD)") from None
+    first, last = days
+    if first and last and last < first:
+        raise ValueError(f"the range ends ({last}) before it starts ({first})")
+    return (
+        day_start(first) if first else None,
+        day_start(last + timedelta(days=1)) if last else None,
+    )
 
 
 def settings(request: Request) -> Settings:
