@@ -152,7 +152,11 @@ def _figure_rows(figures: Figures, broker: str) -> list[dict[str, Any]]:
             f"{events.get('duplicate', 0)} / {events.get('stale', 0)}",
             "",
         ),
-        ("refused documents", figures.refused_documents, "one per document"),
+        (
+            "refused documents",
+            figures.refused_documents,
+            ", ".join(f"{n} {code}" for code, n in sorted(figures.refusals.items())),
+        ),
         ("rejected national records", figures.rejected_records, ""),
         (
             "quarantine not replayed",

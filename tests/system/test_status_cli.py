@@ -115,6 +115,10 @@ def test_status_json_tells_the_same_figures_as_the_ledger_and_the_metrics(
     assert table.returncode == 4
     assert "READY" in table.stdout and "Needs a person:" in table.stdout
     assert "1 outbox message(s) failed: see `elbridge outbox list --status failed`" in table.stdout
+    assert figures["refusals"]  # the filled ledger has refusals: each code is named with its count
+    for code, number in figures["refusals"].items():
+        assert f"{number} {code}" in table.stdout
+        assert metrics[("elbridge_refusals_total", (("code", code),))] == number
 
 
 def test_status_names_the_broker_while_it_is_down(settings, engine, mosquitto):
