@@ -32,6 +32,13 @@ if [ "${ELBRIDGE_WITH_POSTGRES:-0}" = 1 ]; then
   fi
 fi
 
+# Profiling (ELBRIDGE_WITH_PROFILING=1): valgrind, which counted the instructions per licence and
+# per message quoted in docs/performance.md (py-spy comes with the pinned Python packages).
+if [ "${ELBRIDGE_WITH_PROFILING:-0}" = 1 ] && ! command -v valgrind >/dev/null 2>&1; then
+  echo "setup: installing valgrind (apt)"
+  apt_install valgrind
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
