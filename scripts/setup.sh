@@ -30,6 +30,16 @@ if [ "${ELBRIDGE_WITH_POSTGRES:-0}" = 1 ]; then
     echo "setup: installing ${missing[*]} (apt)"
     apt_install "${missing[@]}"
   fi
+  # An independent SOAP stack for the contract tests: node-soap in tests/node, pinned by its
+  # package-lock.json (tests/integration/test_node_soap_peer.py; skipped where no Node.js is).
+  if command -v npm >/dev/null 2>&1; then
+    node_want=$(sha256sum tests/node/package-lock.json | cut -c1-64)
+    if [ "$(cat tests/node/node_modules/.lock-sha 2>/dev/null)" != "$node_want" ]; then
+      echo "setup: installing tests/node (npm ci: node-soap)"
+      npm ci --prefix tests/node --no-audit --no-fund --silent
+      echo "$node_want" > tests/node/node_modules/.lock-sha
+    fi
+  fi
 fi
 
 # Profiling (ELBRIDGE_WITH_PROFILING=1): valgrind, which counted the instructions per licence and
