@@ -10,5 +10,5 @@ ruff check .
 ruff format --check .
 echo "== lint-imports (the layers, pyproject.toml [tool.importlinter])"
 lint-imports --no-logo
-echo "== pytest"
-python -m pytest -p no:cacheprovider "$@"
+echo "== pytest (the 25 slowest tests listed at the end: the suite should stay near 20 minutes)"
+python -m pytest -p no:cacheprovider --durations=25 "$@"
