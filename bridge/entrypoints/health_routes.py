@@ -97,47 +97,55 @@ def dependency_metrics(status: Status) -> Iterator[Metric]:
     )
 
 
+def _counted(family: Metric, counts: dict[str, int | float]) -> Metric:
+    """`family` (one label) with a sample per item of `counts`, in label order."""
+    for label, number in sorted(counts.items()):
+        family.add_metric([label], number)
+    return family
+
+
 def ledger_metrics(status: Status) -> Iterator[Metric]:
     figures = status.figures
     assert figures is not None
-    events = CounterMetricFamily(
-        f"{NAMESPACE}_declaration_events",
-        "Declaration event messages processed, by outcome: applied, refused (at least one"
-        " write-off refused), ignored (no dual-use licence in it), quarantined (unreadable),"
-        " duplicate, stale, held (an amendment waiting for its release).",
-        labels=["outcome"],
+    yield _counted(
+        CounterMetricFamily(
+            f"{NAMESPACE}_declaration_events",
+            "Declaration event messages processed, by outcome: applied, refused (at least one"
+            " write-off refused), ignored (no dual-use licence in it), quarantined (unreadable),"
+            " duplicate, stale, held (an amendment waiting for its release).",
+            labels=["outcome"],
+        ),
+        figures.events,
     )
-    for outcome, number in sorted(figures.events.items()):
-        events.add_metric([outcome], number)
-    yield events
     yield CounterMetricFamily(
         f"{NAMESPACE}_refused_documents",
         "Write-offs refused by the rules, one per supporting document of a declaration"
         " (whatever the number of reasons).",
         value=figures.refused_documents,
     )
-    refusals = CounterMetricFamily(
-        f"{NAMESPACE}_refusals",
-        "Reasons write-offs were refused, by code (over-use, licence-expired, ...): a document"
-        " refused for two reasons counts under each, as the statistics page counts them.",
-        labels=["code"],
+    yield _counted(
+        CounterMetricFamily(
+            f"{NAMESPACE}_refusals",
+            "Reasons write-offs were refused, by code (over-use, licence-expired, ...): a document"
+            " refused for two reasons counts under each, as the statistics page counts them.",
+            labels=["code"],
+        ),
+        figures.refusals,
     )
-    for code, number in sorted(figures.refusals.items()):
-        refusals.add_metric([code], number)
-    yield refusals
     yield CounterMetricFamily(
         f"{NAMESPACE}_rejected_records",
         "National licence records rejected at ingest (kept with their reasons).",
         value=figures.rejected_records,
     )
-    movements = CounterMetricFamily(
-        f"{NAMESPACE}_movements",
-        "Movements on licence lines, by kind (write_off, adjustment, reversal, manual ones...).",
-        labels=["kind"],
+    yield _counted(
+        CounterMetricFamily(
+            f"{NAMESPACE}_movements",
+            "Movements on licence lines, by kind (write_off, adjustment, reversal, manual"
+            " ones...).",
+            labels=["kind"],
+        ),
+        figures.movements,
     )
-    for kind, number in sorted(figures.movements.items()):
-        movements.add_metric([kind], number)
-    yield movements
     yield CounterMetricFamily(
         f"{NAMESPACE}_quarantined_messages",
         "Messages that could not be read, kept byte for byte in the quarantine.",
@@ -167,14 +175,14 @@ def ledger_metrics(status: Status) -> Iterator[Metric]:
             " ones; refreshed every sys_interval. Absent when the broker does not expose it.",
             value=figures.broker_stored_messages,
         )
-    outbox = GaugeMetricFamily(
-        f"{NAMESPACE}_outbox_messages",
-        "Certificates and status updates for customs in the outbox, by status.",
-        labels=["status"],
+    yield _counted(
+        GaugeMetricFamily(
+            f"{NAMESPACE}_outbox_messages",
+            "Certificates and status updates for customs in the outbox, by status.",
+            labels=["status"],
+        ),
+        figures.outbox,
     )
-    for state, number in sorted(figures.outbox.items()):
-        outbox.add_metric([state], number)
-    yield outbox
     yield GaugeMetricFamily(
         f"{NAMESPACE}_outbox_oldest_pending_age_seconds",
         "Age of the oldest outbox message still waiting for delivery (0: none waits).",
@@ -187,16 +195,16 @@ def ledger_metrics(status: Status) -> Iterator[Metric]:
         value=figures.oldest_failed_age or 0.0,
         unit="seconds",
     )
-    failures = GaugeMetricFamily(
-        f"{NAMESPACE}_outbox_failed_messages",
-        "Failed outbox messages by why: refused (by customs), budget (the retry budget spent on"
-        " transient failures), invalid (as built), orphan (a status update whose certificate"
-        " failed).",
-        labels=["failure"],
+    yield _counted(
+        GaugeMetricFamily(
+            f"{NAMESPACE}_outbox_failed_messages",
+            "Failed outbox messages by why: refused (by customs), budget (the retry budget spent on"
+            " transient failures), invalid (as built), orphan (a status update whose certificate"
+            " failed).",
+            labels=["failure"],
+        ),
+        figures.outbox_failures,
     )
-    for failure, number in sorted(figures.outbox_failures.items()):
-        failures.add_metric([failure], number)
-    yield failures
     undelivered = GaugeMetricFamily(
         f"{NAMESPACE}_outbox_undelivered_messages",
         "What customs do not have and should, as the licences DAG's alarm counts it: failed"
@@ -213,14 +221,14 @@ def ledger_metrics(status: Status) -> Iterator[Metric]:
         " does not record acknowledgements).",
         value=figures.open_alert_count,
     )
-    by_kind = GaugeMetricFamily(
-        f"{NAMESPACE}_open_alerts_by_kind",
-        "Open alerts by kind (over-use, ceiling-below-usage, exhausted, ...).",
-        labels=["kind"],
+    yield _counted(
+        GaugeMetricFamily(
+            f"{NAMESPACE}_open_alerts_by_kind",
+            "Open alerts by kind (over-use, ceiling-below-usage, exhausted, ...).",
+            labels=["kind"],
+        ),
+        figures.open_alerts,
     )
-    for kind, number in sorted(figures.open_alerts.items()):
-        by_kind.add_metric([kind], number)
-    yield by_kind
     latency = figures.latency
     summary = Metric(
         f"{NAMESPACE}_outbox_delivery_latency_seconds",

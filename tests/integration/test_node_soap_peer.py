@@ -68,28 +68,22 @@ def _submission(message_id: str, certificate: str) -> dict:
     return {"$xml": _element("MessageId", message_id) + certificate}
 
 
+def _batch(*submissions: dict) -> dict:
+    """A SubmitCertificates call: SentAt and Sender by node-soap, the submissions as given."""
+    return {
+        "operation": "SubmitCertificates",
+        "args": {"SentAt": SENT_AT, "Sender": "NODE-PEER", "Submission": list(submissions)},
+    }
+
+
 def test_node_soap_delivers_a_batch_and_a_single_certificate_through_the_1_5_wsdl(
     node, customs_simulator
 ):
     first = _certificate(individual_licence())
     second = _certificate(global_licence())
-    batch = {
-        "operation": "SubmitCertificates",
-        "args": {
-            "SentAt": SENT_AT,
-            "Sender": "NODE-PEER",
-            "Submission": [_submission("node-1", first), _submission("node-2", second)],
-        },
-    }
-    again = {
-        "operation": "SubmitCertificates",
-        "args": {
-            "SentAt": SENT_AT,
-            "Sender": "NODE-PEER",
-            # node-1 resent as it was, node-2's id reused for another certificate
-            "Submission": [_submission("node-1", first), _submission("node-2", first)],
-        },
-    }
+    batch = _batch(_submission("node-1", first), _submission("node-2", second))
+    # node-1 resent as it was, node-2's id reused for another certificate
+    again = _batch(_submission("node-1", first), _submission("node-2", first))
     single = {
         "operation": "SubmitCertificate",
         "args": {
