@@ -139,6 +139,18 @@ def stopped_by_signals() -> Iterator[None]:
             signal.signal(signum, old)
 
 
+def how_to_stop() -> str:
+    """What stops this run. Ctrl-C only when SIGINT reaches Python: a process started with
+    SIGINT ignored (a background job of a non-interactive shell, `nohup`) keeps it ignored, as
+    Python and POSIX shells agree it should, and then only SIGTERM or SIGHUP stop it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return (
+            "SIGTERM or SIGHUP stops everything (not Ctrl-C: this process was started with"
+            " SIGINT ignored, as a shell's background job is)"
+        )
+    return "Ctrl-C (or SIGTERM, SIGHUP) stops everything"
+
+
 def run_demo(home: Path | None, *, exit_when_done: bool, with_airflow: bool = True) -> int:
     """Run the demo (see the module's docstring); 0 when it ran to its end, 128 + the signal's
     number when SIGTERM or SIGHUP stopped it (Ctrl-C raises KeyboardInterrupt as usual, after
@@ -440,7 +452,7 @@ def _run(home: Path | None, *, exit_when_done: bool, with_airflow: bool) -> int:
             print(f"Console: {url}  login: {login} / {password}")
             _say("done (--exit-when-done): stopping everything")
             return 0
-        _say("running; Ctrl-C (or SIGTERM, SIGHUP) stops everything")
+        _say(f"running; {how_to_stop()}")
         print(
             f"Console: {url}  login: {login} / {password}  (a demo officer made for this run)",
             flush=True,

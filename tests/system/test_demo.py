@@ -163,9 +163,12 @@ def test_the_demo_without_airflow_tells_the_story_and_stops(tmp_path, wco_sample
 class Demo:
     """A demo running in the background: its output read line by line as it comes."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], *, sigint: str = "default") -> None:
+        # As from a terminal, Ctrl-C reaches the demo whatever the suite was started with (run
+        # as a shell's background job, it inherits SIGINT ignored): `env --default-signal`;
+        # `sigint="ignore"` starts it the way such a background job would be.
         self.process = subprocess.Popen(
-            command,
+            ["env", f"--{sigint}-signal=INT", *command],
             cwd=PROJECT,
             env=env,
             stdout=subprocess.PIPE,
@@ -232,10 +235,18 @@ def test_demo_sh_ends_with_the_console_address_and_sigterm_stops_everything(tmp_
     _no_survivors(home)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGINT], ids=["SIGHUP", "Ctrl-C"])
-def test_sighup_and_ctrl_c_stop_everything_like_sigterm(tmp_path, wco_samples, stop):
+@pytest.mark.parametrize(
+    ("stop", "sigint", "told"),
+    [
+        (signal.SIGHUP, "ignore", "running; SIGTERM or SIGHUP stops everything (not Ctrl-C"),
+        (signal.SIGINT, "default", "running; Ctrl-C (or SIGTERM, SIGHUP) stops everything"),
+    ],
+    ids=["SIGHUP, started as a background job", "Ctrl-C"],
+)
+def test_sighup_and_ctrl_c_stop_everything_like_sigterm(tmp_path, wco_samples, stop, sigint, told):
     home = tmp_path / "demo"
-    demo = Demo([*ELBRIDGE, "demo", "--home", str(home), "--no-airflow"], _env(wco_samples))
+    command = [*ELBRIDGE, "demo", "--home", str(home), "--no-airflow"]
+    demo = Demo(command, _env(wco_samples), sigint=sigint)
     try:
         url = demo.wait_for(CONSOLE_LINE, timeout=300).group(1)
         _console_answers(url)
@@ -244,6 +255,7 @@ def test_sighup_and_ctrl_c_stop_everything_like_sigterm(tmp_path, wco_samples, s
     finally:
         demo.stop_hard()
     assert status == 128 + stop, demo.output[-3000:]
+    assert any(line.startswith(f"[demo] {told}") for line in demo.lines), demo.output[-3000:]
     _no_survivors(home)
 
 
