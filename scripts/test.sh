@@ -10,5 +10,8 @@ ruff check .
 ruff format --check .
 echo "== lint-imports (the layers, pyproject.toml [tool.importlinter])"
 lint-imports --no-logo
-echo "== pytest (the 25 slowest tests listed at the end: the suite should stay near 20 minutes)"
-python -m pytest -p no:cacheprovider --durations=25 "$@"
+# One pytest worker per core (at most 4: the Airflow tests take about 1 GiB each); every test
+# starts its own servers on free ports in its own directories, so workers share nothing.
+# `bash scripts/test.sh -n 0` runs them in this one process.
+echo "== pytest (the 25 slowest tests listed at the end: the suite should stay under 20 minutes)"
+python -m pytest -p no:cacheprovider -n auto --maxprocesses=4 --durations=25 "$@"
