@@ -6,6 +6,7 @@ started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,6 +42,19 @@ def _processes_mentioning(text: str) -> list[str]:
         if text in cmdline or text.encode() in environ:
             found.append(f"{proc.name}: {cmdline[:120]}")
     return found
+
+
+def _kill_groups_mentioning(text: str) -> None:
+    """SIGKILL to every process that mentions `text`, and to its process group (the demo's
+    servers each run in a group of their own) unless that is this test's own."""
+    for entry in _processes_mentioning(text):
+        pid = int(entry.split(":", 1)[0])
+        with contextlib.suppress(ProcessLookupError):
+            group = os.getpgid(pid)
+            if group == os.getpgrp():
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(group, signal.SIGKILL)
 
 
 def _no_survivors(home: Path, timeout: float = 15.0) -> None:
@@ -163,7 +177,9 @@ def test_the_demo_without_airflow_tells_the_story_and_stops(tmp_path, wco_sample
 class Demo:
     """A demo running in the background: its output read line by line as it comes."""
 
-    def __init__(self, command: list[str], env: dict[str, str], *, sigint: str = "default") -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], *, home: Path, sigint: str = "default"
+    ) -> None:
         # As from a terminal, Ctrl-C reaches the demo whatever the suite was started with (run
         # as a shell's background job, it inherits SIGINT ignored): `env --default-signal`;
         # `sigint="ignore"` starts it the way such a background job would be.
@@ -176,6 +192,7 @@ class Demo:
             text=True,
             bufsize=1,
         )
+        self.home = home
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -201,9 +218,12 @@ class Demo:
         pytest.fail(f"no line matching {pattern.pattern!r}; output:\n{self.output[-6000:]}")
 
     def stop_hard(self) -> None:
+        """Kill the demo if it is still running, and then whatever it started and could not
+        stop: a failing test leaves nothing behind."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(30)
+            _kill_groups_mentioning(str(self.home))
 
 
 def _console_answers(url: str) -> None:
@@ -215,7 +235,7 @@ def _console_answers(url: str) -> None:
 
 def test_demo_sh_ends_with_the_console_address_and_sigterm_stops_everything(tmp_path, wco_samples):
     home = tmp_path / "demo"
-    demo = Demo(["bash", "scripts/demo.sh", "--home", str(home)], _env(wco_samples))
+    demo = Demo(["bash", "scripts/demo.sh", "--home", str(home)], _env(wco_samples), home=home)
     try:
         found = demo.wait_for(CONSOLE_LINE, timeout=900)
         time.sleep(2)  # nothing more comes: the console's address is the last line
@@ -246,7 +266,7 @@ def test_demo_sh_ends_with_the_console_address_and_sigterm_stops_everything(tmp_
 def test_sighup_and_ctrl_c_stop_everything_like_sigterm(tmp_path, wco_samples, stop, sigint, told):
     home = tmp_path / "demo"
     command = [*ELBRIDGE, "demo", "--home", str(home), "--no-airflow"]
-    demo = Demo(command, _env(wco_samples), sigint=sigint)
+    demo = Demo(command, _env(wco_samples), home=home, sigint=sigint)
     try:
         url = demo.wait_for(CONSOLE_LINE, timeout=300).group(1)
         _console_answers(url)
@@ -261,7 +281,9 @@ def test_sighup_and_ctrl_c_stop_everything_like_sigterm(tmp_path, wco_samples, s
 
 def test_sigterm_while_starting_leaves_nothing_behind(tmp_path, wco_samples):
     home = tmp_path / "demo"
-    demo = Demo([*ELBRIDGE, "demo", "--home", str(home), "--no-airflow"], _env(wco_samples))
+    demo = Demo(
+        [*ELBRIDGE, "demo", "--home", str(home), "--no-airflow"], _env(wco_samples), home=home
+    )
     try:
         demo.wait_for(re.compile(r"customs single window simulator at"), timeout=120)
         demo.process.send_signal(signal.SIGTERM)
